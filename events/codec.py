@@ -1,0 +1,73 @@
+"""Encode and decode events; upcast old schema versions on the raw dict before typed decoding.
+
+Fast path: a tiny head decode (``type``, ``v``) tells whether the body is current; current bodies
+decode straight into their Struct. Older bodies go through ``events.upcast`` as plain dicts first.
+Unknown types and bodies that fail validation raise ``UndecodableEvent`` (projections count and
+skip them; they never stop a fold).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from events import model
+from events.upcast import CURRENT_VERSIONS, upcast
+
+__all__ = ["UndecodableEvent", "aggregate_of", "decode_event", "encode_event", "subject_of"]
+
+
+class UndecodableEvent(ValueError):
+    """A stored event this code cannot read (unknown type, newer version, or corrupt body)."""
+
+
+class _Head(msgspec.Struct):
+    type: str = ""
+    v: int = 1
+
+
+_encoder = msgspec.json.Encoder()
+_decode_head = msgspec.json.Decoder(_Head).decode
+_decode_typed = msgspec.json.Decoder(model.AnyEvent).decode  # type: ignore[arg-type]
+
+
+def encode_event(event: model.Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> model.Event:
+    """Decode one stored event body into its current typed Struct."""
+    try:
+        head = _decode_head(data)
+    except msgspec.DecodeError as exc:
+        raise UndecodableEvent(f"not an event: {exc}") from None
+    current = CURRENT_VERSIONS.get(head.type)
+    if current is None:
+        raise UndecodableEvent(f"unknown event type {head.type!r}")
+    if head.v > current:
+        raise UndecodableEvent(f"{head.type} v{head.v} is newer than this code (v{current})")
+    try:
+        if head.v == current:
+            event: model.Event = _decode_typed(data)
+            return event
+        raw: dict[str, Any] = msgspec.json.decode(data)
+        converted: model.Event = msgspec.convert(upcast(raw), model.AnyEvent)  # type: ignore[arg-type]
+        return converted
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UndecodableEvent(f"{head.type} v{head.v}: {exc}") from None
+
+
+def aggregate_of(event: model.Event) -> str:
+    """The aggregate an event belongs to: ``stream.<id>``, ``agent.<id>`` or ``master``."""
+    if isinstance(event, model.StreamEvent):
+        return f"stream.{event.stream_id}"
+    if isinstance(event, model.AgentEvent):
+        return f"agent.{event.agent_id}"
+    if isinstance(event, model.MasterElected):
+        return "master"
+    raise TypeError(f"no aggregate for {type(event).__name__}")
+
+
+def subject_of(aggregate: str) -> str:
+    return f"vigil.evt.{aggregate}"

@@ -1,0 +1,218 @@
+"""The JetStream event store: stream ``VIGIL_EVENTS`` on subjects ``vigil.evt.>``.
+
+Appends are acked publishes with ``Nats-Msg-Id`` (idempotent) and
+``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate; JetStream error
+10071 becomes ``Conflict``). Master decisions are fenced with
+``Nats-Expected-Last-Subject-Sequence-Subject: vigil.evt.master`` instead, so a deposed master's
+writes are refused by the server (``Fenced``). A publish that times out is retried with the same
+msg id: if the first attempt was stored after all, the dedup window returns its sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from events.codec import UndecodableEvent, decode_event, encode_event, subject_of
+from events.model import Event
+from events.store import Append, Conflict, Fence, Fenced, StoredEvent, Unavailable
+
+__all__ = ["EVENTS_STREAM", "JetStreamStore"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "VIGIL_EVENTS"
+_WRONG_LAST_SEQUENCE = 10071
+_H_MSG_ID = "Nats-Msg-Id"
+_H_EXPECT = "Nats-Expected-Last-Subject-Sequence"
+_H_EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+
+
+class JetStreamStore:
+    """``EventStore`` over a nats-py client. Call ``ensure()`` once before use."""
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        stream: str = EVENTS_STREAM,
+        subject_prefix: str = "vigil.evt",
+        publish_timeout: float = 2.0,
+        attempts: int = 8,
+        duplicate_window: float = 120.0,
+        replicas: int = 1,
+        window: int = 512,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=publish_timeout)
+        self.stream = stream
+        self.prefix = subject_prefix
+        self.publish_timeout = publish_timeout
+        self.attempts = attempts
+        self.duplicate_window = duplicate_window
+        self.replicas = replicas
+        self.window = window
+
+    async def ensure(self) -> None:
+        """Create the stream, or update its config to ours (idempotent, safe from many managers)."""
+        config = api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            duplicate_window=self.duplicate_window,
+            num_replicas=self.replicas,
+            allow_direct=True,
+        )
+        jsm = self.nc.jetstream()
+        try:
+            await jsm.add_stream(config)
+        except APIError as exc:
+            if exc.err_code != 10058:  # stream name already in use with a different config
+                raise
+            await jsm.update_stream(config)
+
+    # ---- append ------------------------------------------------------------------------------
+
+    def _headers(self, expected_seq: int | None, msg_id: str | None, fence: Fence | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if msg_id is not None:
+            headers[_H_MSG_ID] = msg_id
+        if fence is not None:
+            headers[_H_EXPECT_SUBJECT] = subject_of(fence.aggregate)
+            headers[_H_EXPECT] = str(fence.seq)
+        elif expected_seq is not None:
+            headers[_H_EXPECT] = str(expected_seq)
+        return headers
+
+    @staticmethod
+    def _map_error(exc: APIError, aggregate: str, fence: Fence | None) -> Exception:
+        if exc.err_code == _WRONG_LAST_SEQUENCE:
+            if fence is not None:
+                return Fenced(f"fenced out: {fence.aggregate} moved past {fence.seq} ({exc.description})")
+            return Conflict(f"{aggregate} changed concurrently ({exc.description})")
+        return exc
+
+    async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> int:
+        """One acked publish, retried on timeouts with the same headers (so the same msg id)."""
+        delay = 0.05
+        last: Exception | None = None
+        for _ in range(self.attempts):
+            try:
+                ack = await self.js.publish(subject, body, headers=headers, timeout=self.publish_timeout)
+                return int(ack.seq)
+            except (NatsTimeout, NoRespondersError, NoStreamResponseError, asyncio.TimeoutError) as exc:
+                last = exc
+                if _H_MSG_ID not in headers:
+                    break  # without a msg id a retry could store the event twice
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise Unavailable(f"event store did not acknowledge {subject}: {last!r}")
+
+    async def append(
+        self,
+        aggregate: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int | None = None,
+        msg_id: str | None = None,
+        fence: Fence | None = None,
+    ) -> list[int]:
+        subject = subject_of(aggregate)
+        seqs: list[int] = []
+        for i, event in enumerate(events):
+            mid = None if msg_id is None else f"{msg_id}:{i}"
+            headers = self._headers(expected_seq, mid, fence)
+            try:
+                seq = await self._publish(subject, encode_event(event), headers)
+            except APIError as exc:
+                raise self._map_error(exc, aggregate, fence) from None
+            seqs.append(seq)
+            expected_seq = seq
+        return seqs
+
+    async def append_batch(self, items: Sequence[Append], *, fence: Fence | None = None) -> list[int]:
+        """Pipelined appends (``window`` in flight); stops at the first refusal."""
+        seqs: list[int] = [0] * len(items)
+        sem = asyncio.Semaphore(self.window)
+        failure: list[Exception] = []
+
+        async def one(i: int, item: Append) -> None:
+            async with sem:
+                if failure:
+                    return
+                headers = self._headers(None, item.msg_id, fence)
+                try:
+                    seqs[i] = await self._publish(
+                        subject_of(item.aggregate), encode_event(item.event), headers
+                    )
+                except APIError as exc:
+                    failure.append(self._map_error(exc, item.aggregate, fence))
+                except Unavailable as exc:
+                    failure.append(exc)
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        if failure:
+            raise failure[0]
+        return seqs
+
+    # ---- read --------------------------------------------------------------------------------
+
+    async def _last_subject_seq(self, subject: str) -> int:
+        try:
+            msg = await self.js.get_last_msg(self.stream, subject)
+        except NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    async def read(self, aggregate: str) -> list[StoredEvent]:
+        subject = subject_of(aggregate)
+        last = await self._last_subject_seq(subject)
+        if last == 0:
+            return []
+        return [e async for e in self._consume(subject, 1, last)]
+
+    async def read_all(self, from_seq: int = 1) -> AsyncIterator[StoredEvent]:
+        last = await self.last_seq()
+        if last < from_seq:
+            return
+        async for e in self._consume(f"{self.prefix}.>", from_seq, last):
+            yield e
+
+    async def _consume(self, subject: str, from_seq: int, until_seq: int) -> AsyncIterator[StoredEvent]:
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(from_seq, 1),
+        )
+        sub = await self.js.subscribe(
+            subject, stream=self.stream, ordered_consumer=True, config=config, idle_heartbeat=1.0
+        )
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=10.0)
+                seq = msg.metadata.sequence.stream
+                aggregate = msg.subject[len(self.prefix) + 1 :]
+                try:
+                    yield StoredEvent(seq, aggregate, decode_event(msg.data))
+                except UndecodableEvent as exc:
+                    log.warning("skipping undecodable event at seq %d: %s", seq, exc)
+                if seq >= until_seq or msg.metadata.num_pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def last_seq(self) -> int:
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def info(self) -> dict[str, Any]:
+        info = await self.js.stream_info(self.stream)
+        return {"messages": info.state.messages, "last_seq": info.state.last_seq}
