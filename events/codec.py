@@ -29,7 +29,7 @@ class _Head(msgspec.Struct):
 
 _encoder = msgspec.json.Encoder()
 _decode_head = msgspec.json.Decoder(_Head).decode
-_decode_typed = msgspec.json.Decoder(model.AnyEvent).decode  # type: ignore[arg-type]
+_decode_typed = msgspec.json.Decoder(model.AnyEvent).decode
 
 
 def encode_event(event: model.Event) -> bytes:
@@ -52,7 +52,7 @@ def decode_event(data: bytes) -> model.Event:
             event: model.Event = _decode_typed(data)
             return event
         raw: dict[str, Any] = msgspec.json.decode(data)
-        converted: model.Event = msgspec.convert(upcast(raw), model.AnyEvent)  # type: ignore[arg-type]
+        converted: model.Event = msgspec.convert(upcast(raw), model.AnyEvent)
         return converted
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UndecodableEvent(f"{head.type} v{head.v}: {exc}") from None

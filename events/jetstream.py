@@ -82,7 +82,9 @@ class JetStreamStore:
 
     # ---- append ------------------------------------------------------------------------------
 
-    def _headers(self, expected_seq: int | None, msg_id: str | None, fence: Fence | None) -> dict[str, str]:
+    def _headers(
+        self, expected_seq: int | None, msg_id: str | None, fence: Fence | None
+    ) -> dict[str, str]:
         headers: dict[str, str] = {}
         if msg_id is not None:
             headers[_H_MSG_ID] = msg_id
@@ -97,7 +99,9 @@ class JetStreamStore:
     def _map_error(exc: APIError, aggregate: str, fence: Fence | None) -> Exception:
         if exc.err_code == _WRONG_LAST_SEQUENCE:
             if fence is not None:
-                return Fenced(f"fenced out: {fence.aggregate} moved past {fence.seq} ({exc.description})")
+                return Fenced(
+                    f"fenced out: {fence.aggregate} moved past {fence.seq} ({exc.description})"
+                )
             return Conflict(f"{aggregate} changed concurrently ({exc.description})")
         return exc
 
@@ -107,9 +111,11 @@ class JetStreamStore:
         last: Exception | None = None
         for _ in range(self.attempts):
             try:
-                ack = await self.js.publish(subject, body, headers=headers, timeout=self.publish_timeout)
+                ack = await self.js.publish(
+                    subject, body, headers=headers, timeout=self.publish_timeout
+                )
                 return int(ack.seq)
-            except (NatsTimeout, NoRespondersError, NoStreamResponseError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
                 last = exc
                 if _H_MSG_ID not in headers:
                     break  # without a msg id a retry could store the event twice
@@ -139,7 +145,9 @@ class JetStreamStore:
             expected_seq = seq
         return seqs
 
-    async def append_batch(self, items: Sequence[Append], *, fence: Fence | None = None) -> list[int]:
+    async def append_batch(
+        self, items: Sequence[Append], *, fence: Fence | None = None
+    ) -> list[int]:
         """Pipelined appends (``window`` in flight); stops at the first refusal."""
         seqs: list[int] = [0] * len(items)
         sem = asyncio.Semaphore(self.window)
@@ -187,7 +195,9 @@ class JetStreamStore:
         async for e in self._consume(f"{self.prefix}.>", from_seq, last):
             yield e
 
-    async def _consume(self, subject: str, from_seq: int, until_seq: int) -> AsyncIterator[StoredEvent]:
+    async def _consume(
+        self, subject: str, from_seq: int, until_seq: int
+    ) -> AsyncIterator[StoredEvent]:
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=max(from_seq, 1),

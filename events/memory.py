@@ -60,7 +60,9 @@ class MemoryStore:
             expected_seq = seq
         return seqs
 
-    async def append_batch(self, items: Sequence[Append], *, fence: Fence | None = None) -> list[int]:
+    async def append_batch(
+        self, items: Sequence[Append], *, fence: Fence | None = None
+    ) -> list[int]:
         seqs: list[int] = []
         for item in items:
             if not (item.msg_id is not None and item.msg_id in self._ids):

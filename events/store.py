@@ -90,7 +90,9 @@ class EventStore(Protocol):
         """
         ...
 
-    async def append_batch(self, items: Sequence[Append], *, fence: Fence | None = None) -> list[int]:
+    async def append_batch(
+        self, items: Sequence[Append], *, fence: Fence | None = None
+    ) -> list[int]:
         """Append events to many aggregates, pipelined; all fenced by ``fence`` if given.
 
         Returns the sequences in order. On ``Fenced`` nothing after the fence failure is stored.

@@ -22,7 +22,7 @@ _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 def _current_versions() -> dict[str, int]:
     versions: dict[str, int] = {}
-    for cls in model.AnyEvent.__args__:  # type: ignore[attr-defined]
+    for cls in model.AnyEvent.__args__:
         versions[cls.__name__] = cls.__struct_defaults__[cls.__struct_fields__.index("v")]
     return versions
 

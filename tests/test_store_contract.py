@@ -82,15 +82,24 @@ async def test_read_all_from_a_sequence(store: EventStore) -> None:
 
 async def test_fence_rejects_a_deposed_master(store: EventStore) -> None:
     cause = Cause(kind="system", name="election")
-    [old] = await store.append("master", [MasterElected(at=1, cause=cause, epoch=1, manager_id="m1")])
+    [old] = await store.append(
+        "master", [MasterElected(at=1, cause=cause, epoch=1, manager_id="m1")]
+    )
     await store.append_batch([Append("stream.a", created("a"))], fence=Fence("master", old))
-    [new] = await store.append("master", [MasterElected(at=2, cause=cause, epoch=2, manager_id="m2")])
+    [new] = await store.append(
+        "master", [MasterElected(at=2, cause=cause, epoch=2, manager_id="m2")]
+    )
     with pytest.raises(Fenced):
         await store.append_batch([Append("stream.b", created("b"))], fence=Fence("master", old))
     with pytest.raises(Fenced):
         await store.append("stream.a", [stopped("a")], fence=Fence("master", old))
     await store.append_batch([Append("stream.b", created("b"))], fence=Fence("master", new))
-    assert [e.aggregate async for e in store.read_all()] == ["master", "stream.a", "master", "stream.b"]
+    assert [e.aggregate async for e in store.read_all()] == [
+        "master",
+        "stream.a",
+        "master",
+        "stream.b",
+    ]
 
 
 async def test_batch_append_keeps_order_and_dedups(store: EventStore) -> None:
