@@ -136,7 +136,9 @@ class EmbeddedNats:
                 return
             time.sleep(0.02)
         self.stop()
-        raise NatsServerError(f"nats-server did not accept connections within {self.startup_timeout}s")
+        raise NatsServerError(
+            f"nats-server did not accept connections within {self.startup_timeout}s"
+        )
 
     def _is_listening(self) -> bool:
         """True once *our* process (not another one on the same port) listens on the port."""

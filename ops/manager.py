@@ -1,0 +1,142 @@
+"""One manager instance: event store, projections, command handlers; an async context manager.
+
+Any number of managers share one JetStream. Each serves commands (one NATS queue group) and the
+status API from its own projections; the master role (distribution, restarts, downgrades) is taken
+by one of them at a time in ``ops.master``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import api
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from events.jetstream import JetStreamStore
+from ops import requests as R
+from ops.config import ClientSettings, ManagerSettings
+from ops.rpc import Route, Router
+from ops.service import StreamService
+from projections.agents import AgentsProjection
+from projections.engine import Projector
+from projections.streams import StreamsProjection
+
+__all__ = ["Manager", "connect"]
+
+log = logging.getLogger(__name__)
+
+REQUESTS_BUCKET = "VIGIL_REQUESTS"
+
+
+async def connect(client: ClientSettings, *, name: str = "vigil") -> Client:
+    """Connect with reconnects forever (a manager outlives NATS restarts)."""
+    opts: dict[str, Any] = client.connect_options()
+    return await nats.connect(
+        **opts,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+    )
+
+
+async def _kv(nc: Client, bucket: str, *, ttl: float, replicas: int, history: int = 1) -> KeyValue:
+    js = nc.jetstream()
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    config = api.KeyValueConfig(
+        bucket=bucket, history=history, ttl=ttl, storage=api.StorageType.FILE, replicas=replicas
+    )
+    return await js.create_key_value(config)
+
+
+class Manager:
+    def __init__(
+        self,
+        client: ClientSettings,
+        settings: ManagerSettings | None = None,
+        *,
+        manager_id: str | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings or ManagerSettings()
+        self.manager_id = manager_id or f"m-{uuid.uuid4().hex[:8]}"
+        self.started_at = time.time()
+        self.streams = StreamsProjection()
+        self.agents = AgentsProjection()
+        self._stack = AsyncExitStack()
+        self.nc: Client
+        self.store: JetStreamStore
+        self.projector: Projector
+        self.service: StreamService
+        self.router: Router
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Manager:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.nc = await connect(self.client, name=f"vigil-manager-{self.manager_id}")
+        self._stack.push_async_callback(self._close_nc)
+        self.store = JetStreamStore(
+            self.nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas
+        )
+        await self.store.ensure()
+        requests_kv = await _kv(self.nc, REQUESTS_BUCKET, ttl=s.request_ttl_s, replicas=s.replicas)
+        self.projector = Projector(self.nc, self.projections())
+        await self.projector.start()
+        self._stack.push_async_callback(self.projector.stop)
+        await self.projector.wait_caught_up(timeout=600)
+        self.service = StreamService(
+            self.store, self.projector, self.streams, manager_id=self.manager_id
+        )
+        self.router = Router(self.routes(), requests_kv=requests_kv)
+        sub = await self.router.serve(self.nc)
+        self._stack.push_async_callback(self.router.drain)
+        self._stack.push_async_callback(sub.unsubscribe)
+        log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
+
+    async def _close_nc(self) -> None:
+        try:
+            await asyncio.wait_for(self.nc.drain(), 5)
+        except Exception as exc:
+            log.debug("drain: %r", exc)
+            await self.nc.close()
+
+    def projections(self) -> list[Any]:
+        return [self.streams, self.agents]
+
+    def routes(self) -> list[Route]:
+        svc = self.service
+        return [
+            Route("stream.create", R.CreateStreamReq, svc.create),
+            Route("stream.get", R.GetStreamReq, svc.get, writes=False),
+            Route("stream.list", R.ListStreamsReq, svc.list, writes=False),
+            Route("stream.patch", R.PatchStreamReq, svc.patch),
+            Route("stream.delete", R.DeleteStreamReq, svc.delete),
+        ]
+
+    @property
+    def ready(self) -> bool:
+        return self.nc.is_connected and self.projector.caught_up

@@ -1,0 +1,210 @@
+"""Stream commands: load, decide, append — the application layer behind NATS and HTTP.
+
+Each handler takes a validated request Struct and returns a JSON-able result, or raises a
+``DomainError`` / ``StoreError`` that ``ops.rpc`` turns into the reply envelope. State is loaded
+from the live projection; if the store refuses the append because the projection lagged, the
+aggregate is re-read from the store itself and decided again.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from core import stream as S
+from core.errors import Invalid, NotFound
+from core.stream import StreamState
+from events.model import AnalyticRef, Autorestart, Cause, Source, StreamEvent
+from events.store import Conflict, EventStore
+from ops import requests as R
+from ops.views import stream_view
+from projections.engine import Projector
+from projections.streams import StreamsProjection
+
+__all__ = ["ParamsValidator", "StreamService"]
+
+log = logging.getLogger(__name__)
+
+_NS = uuid.UUID("6f1c2a8e-8b1e-4c53-9a55-0b6f6c1b7a11")
+
+# Checks a stream's analytics against what agents registered; returns the stream's analytics.
+ParamsValidator = Callable[[list[R.AnalyticIn], bool], None]
+
+
+def _no_registry(analytics: list[R.AnalyticIn], allow_unregistered: bool) -> None:
+    return None
+
+
+class StreamService:
+    def __init__(
+        self,
+        store: EventStore,
+        projector: Projector,
+        streams: StreamsProjection,
+        *,
+        manager_id: str,
+        validate_analytics: ParamsValidator = _no_registry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.projector = projector
+        self.streams = streams
+        self.manager_id = manager_id
+        self.validate_analytics = validate_analytics
+        self.clock = clock
+
+    def _cause(self, name: str, request_id: str | None) -> Cause:
+        return Cause(kind="command", name=name, request_id=request_id, manager_id=self.manager_id)
+
+    async def _load(self, stream_id: str, *, authoritative: bool) -> tuple[StreamState | None, int]:
+        if not authoritative:
+            return self.streams.streams.get(stream_id), self.streams.seq_of(stream_id)
+        state: StreamState | None = None
+        seq = 0
+        for stored in await self.store.read(f"stream.{stream_id}"):
+            if isinstance(stored.event, StreamEvent):
+                state = S.evolve(state, stored.event)
+            seq = stored.seq
+        return state, seq
+
+    async def execute(
+        self,
+        stream_id: str,
+        make: Callable[[StreamState | None], S.StreamCommand],
+        *,
+        msg_id: str | None = None,
+        attempts: int = 4,
+    ) -> tuple[StreamState | None, int]:
+        """Load, decide, append with the expected sequence; on a lagging read, reload and retry.
+
+        Returns the state after the command and the sequence of its last event (or of the
+        aggregate's last event when nothing changed).
+        """
+        for attempt in range(attempts):
+            state, seq = await self._load(stream_id, authoritative=attempt > 0)
+            cmd = make(state)
+            new = S.decide(state, cmd)
+            if not new:
+                return state, seq
+            try:
+                seqs = await self.store.append(
+                    f"stream.{stream_id}", new, expected_seq=seq, msg_id=msg_id
+                )
+            except Conflict:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            for event in new:
+                state = S.evolve(state, event)
+            await self.projector.wait_for(seqs[-1])
+            return state, seqs[-1]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- handlers ----------------------------------------------------------------------------
+
+    async def create(self, req: R.CreateStreamReq) -> tuple[dict[str, Any], int]:
+        R.validate_source(req.source, req.kind)
+        self.validate_analytics(req.analytics, req.allow_unregistered)
+        if req.request_id is not None:
+            stream_id = "s-" + uuid.uuid5(_NS, f"stream.create:{req.request_id}").hex[:16]
+        else:
+            stream_id = "s-" + uuid.uuid4().hex[:16]
+        ar = req.autorestart
+        autorestart = Autorestart(**msgspec.structs.asdict(ar)) if ar else Autorestart()
+        now = self.clock()
+        cmd = S.CreateStream(
+            stream_id=stream_id, at=now, cause=self._cause("stream.create", req.request_id),
+            name=req.name or _default_name(req.source.url), source=Source(url=req.source.url),
+            kind=req.kind,
+            analytics=tuple(AnalyticRef(name=a.name, params=a.params) for a in req.analytics),
+            group=req.group, autorestart=autorestart, labels=dict(req.labels),
+            staleness_s=req.staleness_s, allow_unregistered=req.allow_unregistered,
+        )  # fmt: skip
+        msg_id = f"stream.create:{req.request_id}" if req.request_id else None
+        try:
+            state, seq = await self.execute(stream_id, lambda _s: cmd, msg_id=msg_id)
+        except S.IllegalTransition:
+            # Same request_id seen before: the stream exists; reply with it.
+            state, seq = await self._load(stream_id, authoritative=True)
+        assert state is not None
+        return stream_view(state), seq
+
+    async def get(self, req: R.GetStreamReq) -> tuple[dict[str, Any], int]:
+        state = self.streams.get(req.stream_id)
+        if state is None:
+            raise NotFound(f"stream {req.stream_id} not found")
+        return stream_view(state), self.streams.seq_of(req.stream_id)
+
+    async def list(self, req: R.ListStreamsReq) -> tuple[dict[str, Any], int]:
+        after = _decode_cursor(req.cursor)
+        rows = sorted(
+            (
+                s
+                for s in self.streams.live()
+                if (req.status is None or s.status == req.status)
+                and (req.agent_id is None or s.agent_id == req.agent_id)
+                and (req.group is None or s.group == req.group)
+                and (after is None or (s.created_at, s.stream_id) > after)
+            ),
+            key=lambda s: (s.created_at, s.stream_id),
+        )
+        page = rows[: req.limit]
+        next_cursor = None
+        if len(rows) > req.limit:
+            last = page[-1]
+            next_cursor = _encode_cursor(last.created_at, last.stream_id)
+        result = {"streams": [stream_view(s) for s in page], "next_cursor": next_cursor}
+        return result, self.projector.last_seq
+
+    async def patch(self, req: R.PatchStreamReq) -> tuple[dict[str, Any], int]:
+        now = self.clock()
+        cause = self._cause(f"stream.{req.action}", req.request_id)
+
+        def make(_state: StreamState | None) -> S.StreamCommand:
+            if req.action == "start":
+                return S.StartStream(stream_id=req.stream_id, at=now, cause=cause,
+                                     expected_version=req.expected_version)  # fmt: skip
+            return S.StopStream(stream_id=req.stream_id, at=now, cause=cause,
+                                expected_version=req.expected_version)  # fmt: skip
+
+        msg_id = f"stream.patch:{req.request_id}" if req.request_id else None
+        state, seq = await self.execute(req.stream_id, make, msg_id=msg_id)
+        assert state is not None
+        return stream_view(state), seq
+
+    async def delete(self, req: R.DeleteStreamReq) -> tuple[dict[str, Any], int]:
+        now = self.clock()
+        cause = self._cause("stream.delete", req.request_id)
+
+        def make(_state: StreamState | None) -> S.StreamCommand:
+            return S.DeleteStream(stream_id=req.stream_id, at=now, cause=cause,
+                                  expected_version=req.expected_version)  # fmt: skip
+
+        msg_id = f"stream.delete:{req.request_id}" if req.request_id else None
+        _, seq = await self.execute(req.stream_id, make, msg_id=msg_id)
+        return {"stream_id": req.stream_id, "deleted": True}, seq
+
+
+def _default_name(url: str) -> str:
+    tail = url.rstrip("/").rsplit("/", 1)[-1]
+    return tail[:256] or url[:256]
+
+
+def _encode_cursor(created_at: float, stream_id: str) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([created_at, stream_id])).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    try:
+        created_at, stream_id = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()))
+        return float(created_at), str(stream_id)
+    except (ValueError, TypeError, msgspec.DecodeError):
+        raise Invalid("$.cursor", "not a cursor returned by stream.list") from None

@@ -1,0 +1,54 @@
+"""Small test helpers: requests with the envelope, and waiting on conditions with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+
+
+async def command(
+    nc: Client, name: str, body: dict[str, Any] | bytes, timeout: float = 5.0
+) -> dict[str, Any]:
+    """Send ``vigil.cmd.<name>`` and return the decoded envelope."""
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    msg = await nc.request(f"vigil.cmd.{name}", data, timeout=timeout)
+    reply: dict[str, Any] = orjson.loads(msg.data)
+    return reply
+
+
+async def ok(nc: Client, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    reply = await command(nc, name, body)
+    assert reply["ok"], reply
+    result: dict[str, Any] = reply["result"]
+    return result
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+async def count_messages(nc: Client, stream: str = "VIGIL_EVENTS") -> int:
+    info = await nc.jetstream().stream_info(stream)
+    return int(info.state.messages)
