@@ -148,28 +148,55 @@ class JetStreamStore:
     async def append_batch(
         self, items: Sequence[Append], *, fence: Fence | None = None
     ) -> list[int]:
-        """Pipelined appends (``window`` in flight); stops at the first refusal."""
+        """Pipelined appends with ``publish_async`` (``window`` in flight).
+
+        Items whose ack timed out are retried one by one with the same msg id. Raises the first
+        refusal (``Fenced`` / ``Conflict``) after the in-flight ones have settled.
+        """
         seqs: list[int] = [0] * len(items)
-        sem = asyncio.Semaphore(self.window)
-        failure: list[Exception] = []
+        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        retry: list[int] = []
+        failure: Exception | None = None
 
-        async def one(i: int, item: Append) -> None:
-            async with sem:
-                if failure:
-                    return
-                headers = self._headers(None, item.msg_id, fence)
+        async def settle(upto: int) -> None:
+            nonlocal failure
+            while len(pending) > upto:
+                i, fut = pending.pop(0)
                 try:
-                    seqs[i] = await self._publish(
-                        subject_of(item.aggregate), encode_event(item.event), headers
-                    )
+                    ack = await asyncio.wait_for(fut, self.publish_timeout)
+                    seqs[i] = int(ack.seq)
                 except APIError as exc:
-                    failure.append(self._map_error(exc, item.aggregate, fence))
-                except Unavailable as exc:
-                    failure.append(exc)
+                    failure = failure or self._map_error(exc, items[i].aggregate, fence)
+                except (asyncio.TimeoutError, NoStreamResponseError):
+                    retry.append(i)
 
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-        if failure:
-            raise failure[0]
+        for i, item in enumerate(items):
+            if failure is not None:
+                break
+            headers = self._headers(None, item.msg_id, fence)
+            body = encode_event(item.event)
+            try:
+                fut = await self.js.publish_async(subject_of(item.aggregate), body, headers=headers)
+            except Exception as exc:  # disconnected: fall back to the retrying path
+                log.debug("publish_async refused (%r); retrying item %d", exc, i)
+                retry.append(i)
+                continue
+            pending.append((i, fut))
+            if len(pending) >= self.window:
+                await settle(self.window // 2)
+        await settle(0)
+        if failure is not None:
+            raise failure
+        for i in sorted(retry):
+            item = items[i]
+            try:
+                seqs[i] = await self._publish(
+                    subject_of(item.aggregate),
+                    encode_event(item.event),
+                    self._headers(None, item.msg_id, fence),
+                )
+            except APIError as exc:
+                raise self._map_error(exc, item.aggregate, fence) from None
         return seqs
 
     # ---- read --------------------------------------------------------------------------------

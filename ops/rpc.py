@@ -133,7 +133,7 @@ class Router:
         except Conflict as exc:
             self._count(f"{route.name}.conflict")
             return error_reply("conflict", f"{exc}; get the stream again and retry"), True
-        except (Unavailable, Fenced, asyncio.TimeoutError) as exc:
+        except (TimeoutError, Unavailable, Fenced) as exc:
             self._count(f"{route.name}.unavailable")
             return error_reply("unavailable", f"event store unavailable, retry: {exc}"), False
         except Exception as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from core import stream as S
-from core.errors import Invalid, NotFound
+from core.errors import IllegalTransition, Invalid, NotFound
 from core.stream import StreamState
 from events.model import AnalyticRef, Autorestart, Cause, Source, StreamEvent
 from events.store import Conflict, EventStore
@@ -129,7 +129,7 @@ class StreamService:
         msg_id = f"stream.create:{req.request_id}" if req.request_id else None
         try:
             state, seq = await self.execute(stream_id, lambda _s: cmd, msg_id=msg_id)
-        except S.IllegalTransition:
+        except IllegalTransition:
             # Same request_id seen before: the stream exists; reply with it.
             state, seq = await self._load(stream_id, authoritative=True)
         assert state is not None
