@@ -1,0 +1,294 @@
+"""Collector: decode one source in a dedicated thread and hand frames on through a bounded queue.
+
+The decode thread owns its container from open to close (PyAV crashes if a container is closed by
+another thread during ``demux``): stopping sets a flag checked between packets, and the read
+timeout bounds how long a blocked read can delay that check. Frames carry a strided numpy view of
+the Y plane (limited range 16-235) at analysis width, by reference.
+
+Queue items are :class:`Frame` (live: dropped and counted when the queue is full; files: the
+decoder waits, so file analysis is deterministic) and :class:`Notice` (never dropped).
+A live source's end or error means reconnect, with exponential backoff and jitter, recreating the
+container each time; a file's end is ``done``; a missing file is fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from analytics.errors import SourceError
+
+__all__ = ["Collector", "Frame", "Notice", "SourceConfig", "SourceMeters", "backoff_delay"]
+
+U8 = npt.NDArray[np.uint8]
+NoticeKind = Literal["opened", "reconnect", "error", "done"]
+_LIVE_SCHEMES = (
+    "rtsp://",
+    "rtsps://",
+    "http://",
+    "https://",
+    "tcp://",
+    "udp://",
+    "rtmp://",
+    "srt://",
+)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How to open and read one source."""
+
+    url: str
+    live: bool
+    open_timeout_s: float = 15.0
+    read_timeout_s: float = 10.0
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    analysis_width: int = 320
+    queue_size: int = 64
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    backoff_jitter: float = 0.2
+    healthy_reset_s: float = 30.0
+    decode_thread_type: Literal["SLICE", "FRAME", "AUTO"] = "SLICE"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded frame. ``gray`` is a view of the Y plane (no copy); ``video`` keeps it alive."""
+
+    index: int
+    session: int
+    pts_s: float | None
+    wall: float
+    key: bool
+    gray: U8
+    video: av.VideoFrame
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A change of the source's state, in order with the frames."""
+
+    kind: NoticeKind
+    session: int
+    message: str = ""
+    code: str = ""
+    fatal: bool = False
+    delay_s: float = 0.0
+
+
+class SourceMeters(Protocol):
+    """Where the collector counts what it reads (thread-safe)."""
+
+    def add_packet(self, size: int, media_s: float | None) -> None: ...
+    def add_decoded(self, frames: int, keyframes: int, seconds: float) -> None: ...
+    def add_dropped(self, frames: int) -> None: ...
+
+
+def backoff_delay(
+    attempt: int, base_s: float, max_s: float, jitter: float, rng: random.Random
+) -> float:
+    """Exponential backoff with multiplicative jitter: attempt 0 waits about ``base_s``."""
+    delay = min(max_s, base_s * (2.0 ** min(attempt, 30)))
+    return max(0.0, delay * rng.uniform(1.0 - jitter, 1.0 + jitter))
+
+
+def y_plane_view(frame: av.VideoFrame, width: int) -> U8:
+    """Y plane as a numpy view, downscaled by strided slicing to about ``width`` columns."""
+    if frame.format.name in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuvj422p", "yuv444p"):
+        plane = frame.planes[0]
+        full = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(
+            frame.height, plane.line_size
+        )
+        step = max(1, frame.width // width)
+        return full[::step, : frame.width : step]
+    gray = frame.reformat(width=width, format="gray").to_ndarray()
+    return np.asarray(gray, dtype=np.uint8)
+
+
+class Collector:
+    """Decodes ``config.url`` in its own thread into ``self.queue`` until stopped or done."""
+
+    def __init__(
+        self, config: SourceConfig, meters: SourceMeters, *, seed: int | None = None
+    ) -> None:
+        self.config = config
+        self.meters = meters
+        self.queue: queue.Queue[Frame | Notice] = queue.Queue(maxsize=config.queue_size)
+        self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        self._rng = random.Random(seed)
+        self._thread = threading.Thread(
+            target=self._run, name=f"collector:{config.url}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_reconnect(self) -> None:
+        """Drop the current connection at the next packet (used after a stall)."""
+        self._reconnect.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- decode thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._run_sessions()
+        except (
+            Exception
+        ) as exc:  # a bug or an unexpected decoder error: tell the consumer, re-raise
+            self._stop.clear()
+            self._notify(
+                Notice("error", 0, f"collector crashed: {exc!r}", "internal_error", fatal=True)
+            )
+            raise
+
+    def _run_sessions(self) -> None:
+        cfg = self.config
+        session = 0
+        attempt = 0
+        while not self._stop.is_set():
+            session += 1
+            started = time.monotonic()
+            try:
+                self._decode_session(session)
+            except SourceError as exc:
+                if exc.fatal or not cfg.live:
+                    self._notify(Notice("error", session, exc.message, exc.code, fatal=True))
+                    return
+                failure: Notice | None = Notice("error", session, exc.message, exc.code)
+            else:
+                if not cfg.live:
+                    self._notify(Notice("done", session))
+                    return
+                failure = None
+            if self._stop.is_set():
+                return
+            if time.monotonic() - started >= cfg.healthy_reset_s and failure is None:
+                attempt = 0
+            delay = backoff_delay(
+                attempt, cfg.backoff_base_s, cfg.backoff_max_s, cfg.backoff_jitter, self._rng
+            )
+            attempt += 1
+            if failure is not None:
+                self._notify(Notice("error", session, failure.message, failure.code, delay_s=delay))
+            else:
+                self._notify(
+                    Notice("reconnect", session, "source ended; reconnecting", delay_s=delay)
+                )
+            self._stop.wait(delay)
+
+    def _decode_session(self, session: int) -> None:
+        cfg = self.config
+        self._reconnect.clear()
+        with self._open() as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is None or stream.codec_context is None:
+                raise SourceError(
+                    "invalid_source", f"{cfg.url}: no decodable video stream", fatal=not cfg.live
+                )
+            stream.thread_type = cfg.decode_thread_type
+            time_base = float(stream.time_base) if stream.time_base is not None else None
+            self._notify(Notice("opened", session, f"opened {stream.codec_context.name}"))
+            index = 0
+            for packet in self._packets(container, stream):
+                media_s = packet.pts * time_base if packet.pts is not None and time_base else None
+                self.meters.add_packet(packet.size, media_s)
+                began = time.perf_counter()
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    continue  # a corrupt packet: the decoder resynchronises at the next keyframe
+                keys = 0
+                for video in frames:
+                    pts_s = video.pts * time_base if video.pts is not None and time_base else None
+                    keys += int(video.key_frame)
+                    frame = Frame(
+                        index=index,
+                        session=session,
+                        pts_s=pts_s,
+                        wall=time.time(),
+                        key=bool(video.key_frame),
+                        gray=y_plane_view(video, cfg.analysis_width),
+                        video=video,
+                    )
+                    index += 1
+                    self._hand_on(frame)
+                self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
+
+    def _packets(
+        self, container: av.container.InputContainer, stream: av.VideoStream
+    ) -> Iterator[av.Packet[av.VideoStream]]:
+        try:
+            for packet in container.demux(stream):
+                if self._stop.is_set() or self._reconnect.is_set():
+                    return
+                if packet.size == 0 and packet.pts is None:
+                    continue  # flush packet at the end of demux
+                yield packet
+        except av.error.FFmpegError as exc:
+            raise SourceError(
+                "source_read_failed", f"{self.config.url}: {exc}", fatal=False
+            ) from exc
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[av.container.InputContainer]:
+        cfg = self.config
+        options: dict[str, str] = {}
+        if cfg.url.startswith(("rtsp://", "rtsps://")):
+            options["rtsp_transport"] = cfg.rtsp_transport
+        if not cfg.live and not cfg.url.startswith(_LIVE_SCHEMES) and not os.path.exists(cfg.url):
+            raise SourceError("source_not_found", f"no such file: {cfg.url}", fatal=True)
+        try:
+            container = av.open(
+                cfg.url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s)
+            )
+        except FileNotFoundError as exc:
+            raise SourceError("source_not_found", f"{cfg.url}: {exc}", fatal=not cfg.live) from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            code = "source_unreachable" if cfg.live else "invalid_source"
+            raise SourceError(code, f"{cfg.url}: {exc}", fatal=not cfg.live) from exc
+        try:
+            yield container
+        finally:
+            container.close()
+
+    def _hand_on(self, frame: Frame) -> None:
+        if self.config.live:
+            try:
+                self.queue.put_nowait(frame)
+            except queue.Full:
+                self.meters.add_dropped(1)
+            return
+        while not self._stop.is_set():
+            try:
+                self.queue.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _notify(self, notice: Notice) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(notice, timeout=0.2)
+                return
+            except queue.Full:
+                continue

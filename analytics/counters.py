@@ -1,0 +1,107 @@
+"""Per-stream counters shared by the decode thread, the analysis thread and the spooler."""
+
+from __future__ import annotations
+
+import threading
+
+from events.feedback import StreamStats
+
+__all__ = ["StreamCounters"]
+
+_FIELDS = tuple(StreamStats.__struct_fields__)
+
+
+class StreamCounters:
+    """Thread-safe counters named after :class:`events.feedback.StreamStats`.
+
+    ``take_delta`` returns what was counted since its previous call; ``totals`` everything since
+    creation. ``peak_bitrate_bps`` is the highest bitrate of one media second (bytes of the
+    packets whose timestamps fall in that second); partial seconds count as they are.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._delta = dict.fromkeys(_FIELDS, 0)
+        self._total = dict.fromkeys(_FIELDS, 0)
+        self._processing_s_delta = 0.0
+        self._processing_s_total = 0.0
+        self._second: int | None = None
+        self._second_bytes = 0
+
+    # -- collector (SourceMeters) -----------------------------------------------------------------
+
+    def add_packet(self, size: int, media_s: float | None) -> None:
+        with self._lock:
+            self._add("bytes_read", size)
+            if media_s is None:
+                self._second_bytes += size
+            else:
+                second = int(media_s)
+                if second != self._second:
+                    self._second = second
+                    self._second_bytes = 0
+                self._second_bytes += size
+            bps = self._second_bytes * 8
+            for table in (self._delta, self._total):
+                table["peak_bitrate_bps"] = max(table["peak_bitrate_bps"], bps)
+
+    def add_decoded(self, frames: int, keyframes: int, seconds: float) -> None:
+        del keyframes  # keyframes are tracked per stream by the handler, not in feedback
+        with self._lock:
+            self._add("frames_decoded", frames)
+            self._add_processing(seconds)
+
+    def add_dropped(self, frames: int) -> None:
+        with self._lock:
+            self._add("frames_dropped", frames)
+
+    # -- analysis and spooling ---------------------------------------------------------------------
+
+    def add_analysed(self, frames: int, seconds: float) -> None:
+        with self._lock:
+            self._add("frames_analysed", frames)
+            self._add_processing(seconds)
+
+    def add(
+        self,
+        *,
+        reconnects: int = 0,
+        stalls: int = 0,
+        triggers: int = 0,
+        events: int = 0,
+        records_sent: int = 0,
+    ) -> None:
+        with self._lock:
+            self._add("reconnects", reconnects)
+            self._add("stalls", stalls)
+            self._add("triggers", triggers)
+            self._add("events", events)
+            self._add("records_sent", records_sent)
+
+    # -- readers ----------------------------------------------------------------------------------
+
+    def take_delta(self) -> StreamStats:
+        """Counts since the previous call (and resets them)."""
+        with self._lock:
+            values = dict(self._delta)
+            values["processing_ms"] = int(self._processing_s_delta * 1000)
+            carried = self._processing_s_delta - values["processing_ms"] / 1000
+            self._delta = dict.fromkeys(_FIELDS, 0)
+            self._processing_s_delta = carried
+        return StreamStats(**values)
+
+    def totals(self) -> StreamStats:
+        """Counts since creation."""
+        with self._lock:
+            values = dict(self._total)
+            values["processing_ms"] = int(self._processing_s_total * 1000)
+        return StreamStats(**values)
+
+    def _add(self, name: str, amount: int) -> None:
+        if amount:
+            self._delta[name] += amount
+            self._total[name] += amount
+
+    def _add_processing(self, seconds: float) -> None:
+        self._processing_s_delta += seconds
+        self._processing_s_total += seconds

@@ -1,0 +1,143 @@
+"""The analysis levels after the collector, for one stream: handler → analyzers → actions →
+events → records. Single-threaded: the worker feeds it frames in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analytics.analyzers import Analyzer
+from analytics.collector import Frame
+from analytics.handler import StreamHandler, WindowConfig
+from analytics.records import AnalysisRecord, build_record
+from analytics.registry import create_analyzer
+from analytics.rules import (
+    ActionAnalyzer,
+    ActionRule,
+    EventAnalyzer,
+    EventRule,
+    RuleSet,
+    merge_rules,
+    parse_rules_toml,
+)
+from analytics.types import ActionHit, EventHit, Trigger
+
+__all__ = ["AnalyticParams", "Found", "Pipeline"]
+
+
+@dataclass(frozen=True)
+class AnalyticParams:
+    """An analytic name with its params (the worker's ``AnalyticSpec`` has this shape)."""
+
+    name: str
+    params: dict[str, object]
+
+
+@dataclass
+class Found:
+    """What one frame (or a flush) produced."""
+
+    triggers: int = 0
+    events: int = 0
+    records: list[AnalysisRecord] = field(default_factory=list)
+
+
+class Pipeline:
+    """Runs the analyzers and rules on frames and builds the records of finished events.
+
+    A record waits until ``window.post_s`` of frames after its event have been seen, so its
+    window can include them; ``flush`` (end of stream or stop) builds everything still pending.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        agent_id: str,
+        analyzers: list[Analyzer],
+        rules: RuleSet,
+        window: WindowConfig,
+        *,
+        live: bool,
+    ) -> None:
+        self.stream_id = stream_id
+        self.agent_id = agent_id
+        self.analyzers = analyzers
+        self.handler = StreamHandler(live=live, window=window)
+        self.actions = ActionAnalyzer(rules.actions)
+        self.events = EventAnalyzer(rules.events)
+        self.event_log: list[EventHit] = []
+        self._pending: list[EventHit] = []
+
+    @classmethod
+    def build(
+        cls,
+        stream_id: str,
+        agent_id: str,
+        analytics: Iterable[AnalyticParams] | Iterable[object],
+        rules_toml: str | None,
+        window: WindowConfig,
+        *,
+        live: bool,
+    ) -> Pipeline:
+        """Validate params and rules (raises ``InvalidParams``, ``UnknownAnalytic``,
+        ``RulesError``) and assemble the pipeline."""
+        analyzers: list[Analyzer] = []
+        actions: list[ActionRule] = []
+        events: list[EventRule] = []
+        for spec in analytics:
+            name, params = getattr(spec, "name"), getattr(spec, "params")  # noqa: B009
+            analyzer, rules = create_analyzer(str(name), dict(params))
+            analyzers.append(analyzer)
+            actions.extend(rules.actions)
+            events.extend(rules.events)
+        defaults = RuleSet(actions=tuple(actions), events=tuple(events))
+        extra = parse_rules_toml(rules_toml) if rules_toml else None
+        return cls(stream_id, agent_id, analyzers, merge_rules(defaults, extra), window, live=live)
+
+    def process(self, frame: Frame) -> Found:
+        ts = self.handler.update(frame)
+        gray = np.ascontiguousarray(frame.gray)
+        found = Found()
+        hits: list[ActionHit] = self.actions.tick(ts)
+        for analyzer in self.analyzers:
+            triggers: list[Trigger] = analyzer.process(ts, gray)
+            found.triggers += len(triggers)
+            for trigger in triggers:
+                hits.extend(self.actions.feed(trigger))
+        self._add_events(hits, ts, found)
+        self._emit_ready(ts, found)
+        return found
+
+    def flush(self) -> Found:
+        found = Found()
+        for hit in self.actions.flush():
+            self._add_events([hit], None, found)
+        new = self.events.flush()
+        self._accept(new, found)
+        self._emit_ready(None, found)
+        return found
+
+    def _add_events(self, hits: list[ActionHit], ts: float | None, found: Found) -> None:
+        new: list[EventHit] = []
+        for hit in sorted(hits, key=lambda h: h.ended_at):
+            new.extend(self.events.feed(hit))
+        if ts is not None:
+            new.extend(self.events.tick(ts, self.actions.open_since()))
+        self._accept(new, found)
+
+    def _accept(self, new: list[EventHit], found: Found) -> None:
+        found.events += len(new)
+        self.event_log.extend(new)
+        self._pending.extend(new)
+
+    def _emit_ready(self, ts: float | None, found: Found) -> None:
+        post = self.handler.window.post_s
+        ready = [e for e in self._pending if ts is None or ts >= e.ended_at + post]
+        if not ready:
+            return
+        self._pending = [e for e in self._pending if e not in ready]
+        for event in ready:
+            window = self.handler.select_window(event.started_at, event.ended_at)
+            found.records.append(build_record(self.stream_id, self.agent_id, event, window))

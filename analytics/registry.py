@@ -1,0 +1,301 @@
+"""The registry of analytics: name, version, JSON-Schema of params, analyzer and default rules.
+
+The agent registers ``[a.describe() for a in ANALYTICS.values()]`` (``{name, version,
+params_schema}``) with the manager, which refuses a stream whose params fail
+:func:`validate_params`. Every analytic accepts optional ``action`` and ``event`` objects that
+override its default rules (threshold, window_s, gap_s, ...).
+
+    validate_params("motion", {"sensitivity": 2})
+    # [ParamError(path='$.sensitivity', message='2 is greater than the maximum of 1')]
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import jsonschema
+import msgspec
+
+from analytics import analyzers as a
+from analytics.errors import InvalidParams, UnknownAnalytic
+from analytics.rules import ActionRule, EventRule, RuleSet
+
+__all__ = [
+    "ANALYTICS",
+    "Analytic",
+    "ParamError",
+    "create_analyzer",
+    "describe_all",
+    "validate_params",
+]
+
+Schema = dict[str, object]
+
+
+class ParamError(msgspec.Struct, frozen=True, kw_only=True):
+    """One invalid field: ``path`` is a JSON path into the params object (``$.grid[0]``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _number(lo: float, hi: float, default: float, description: str) -> Schema:
+    return {
+        "type": "number",
+        "minimum": lo,
+        "maximum": hi,
+        "default": default,
+        "description": description,
+    }
+
+
+def _integer(lo: int, hi: int, default: int, description: str) -> Schema:
+    return {
+        "type": "integer",
+        "minimum": lo,
+        "maximum": hi,
+        "default": default,
+        "description": description,
+    }
+
+
+_ACTION_SCHEMA: Schema = {
+    "type": "object",
+    "description": "Override of the default action rule of this analytic.",
+    "additionalProperties": False,
+    "properties": {
+        "threshold": _integer(1, 100_000, 1, "Triggers needed within window_s."),
+        "window_s": _number(0.01, 3600, 1.0, "Window in which threshold triggers must fall."),
+        "gap_s": _number(0, 3600, 1.0, "Quiet time that ends the action."),
+        "min_duration_s": _number(0, 3600, 0.0, "Minimum duration of an action."),
+    },
+}
+_EVENT_SCHEMA: Schema = {
+    "type": "object",
+    "description": "Override of the default event rule of this analytic.",
+    "additionalProperties": False,
+    "properties": {
+        "threshold": _integer(1, 10_000, 1, "Actions needed for an event."),
+        "gap_s": _number(0, 3600, 0.0, "Actions at most this far apart form one event."),
+    },
+}
+
+
+def _schema(title: str, properties: dict[str, Schema]) -> Schema:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {**properties, "action": _ACTION_SCHEMA, "event": _EVENT_SCHEMA},
+    }
+
+
+@dataclass(frozen=True)
+class Analytic:
+    """A registered analytic. ``build`` makes the analyzer from params (rule keys removed)."""
+
+    name: str
+    version: str
+    params_schema: Schema
+    build: Callable[[Mapping[str, object]], a.Analyzer]
+    action: ActionRule
+    event: EventRule
+
+    def describe(self) -> dict[str, object]:
+        """What the manager stores: ``{name, version, params_schema}`` (a deep copy)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "params_schema": copy.deepcopy(self.params_schema),
+        }
+
+    def rules(self, params: Mapping[str, object]) -> RuleSet:
+        """Default rules of this analytic with the ``action`` / ``event`` overrides of params."""
+        action, event = self.action, self.event
+        if isinstance(overrides := params.get("action"), Mapping):
+            action = msgspec.structs.replace(action, **dict(overrides))
+        if isinstance(overrides := params.get("event"), Mapping):
+            event = msgspec.structs.replace(event, **dict(overrides))
+        return RuleSet(actions=(action,), events=(event,))
+
+
+def _builder(
+    cls: Callable[[object], a.Analyzer], params_type: type[msgspec.Struct]
+) -> Callable[[Mapping[str, object]], a.Analyzer]:
+    def build(params: Mapping[str, object]) -> a.Analyzer:
+        own = {k: v for k, v in params.items() if k not in ("action", "event")}
+        return cls(msgspec.convert(own, params_type))
+
+    return build
+
+
+def _analytic(
+    name: str,
+    schema: Schema,
+    build: Callable[[Mapping[str, object]], a.Analyzer],
+    action: ActionRule,
+    event: EventRule,
+) -> Analytic:
+    return Analytic(
+        name=name, version="1.0.0", params_schema=schema, build=build, action=action, event=event
+    )
+
+
+ANALYTICS: dict[str, Analytic] = {
+    x.name: x
+    for x in (
+        _analytic(
+            "motion",
+            _schema(
+                "motion",
+                {
+                    "sensitivity": _number(
+                        0, 1, 0.5, "0 ignores all but big changes, 1 sees small ones."
+                    ),
+                    "min_area": _number(
+                        0, 1, 0.005, "Changed fraction of grid cells that is motion."
+                    ),
+                    "max_area": _number(
+                        0, 1, 0.6, "Above this the whole picture changed: not motion."
+                    ),
+                    "grid": {
+                        "type": "array",
+                        "description": "[columns, rows] of the difference grid.",
+                        "items": {"type": "integer", "minimum": 1, "maximum": 128},
+                        "minItems": 2,
+                        "maxItems": 2,
+                        "default": [16, 9],
+                    },
+                    "cell_fraction": _number(0, 1, 0.02, "Changed pixels that make a cell active."),
+                },
+            ),
+            _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]
+            ActionRule(name="motion", triggers=("motion",), threshold=3, window_s=1.0, gap_s=1.0),
+            EventRule(name="motion", actions=("motion",), gap_s=2.0),
+        ),
+        _analytic(
+            "scene_change",
+            _schema(
+                "scene_change",
+                {
+                    "threshold": _number(0, 1, 0.4, "Change score (histogram + pixels) of a cut."),
+                    "bins": _integer(4, 256, 32, "Luma histogram bins."),
+                    "black_threshold": _integer(
+                        16, 255, 32, "Luma of black (cuts to black are ignored)."
+                    ),
+                },
+            ),
+            _builder(a.SceneChange, a.SceneChangeParams),  # type: ignore[arg-type]
+            ActionRule(
+                name="scene_change",
+                triggers=("scene_change",),
+                threshold=1,
+                window_s=1.0,
+                gap_s=0.0,
+            ),
+            EventRule(name="scene_change", actions=("scene_change",), gap_s=0.0),
+        ),
+        _analytic(
+            "black_frame",
+            _schema(
+                "black_frame",
+                {
+                    "pixel_threshold": _integer(
+                        16, 255, 32, "Luma at or below which a pixel is black."
+                    ),
+                    "ratio": _number(
+                        0, 1, 0.98, "Fraction of black pixels that makes a black frame."
+                    ),
+                },
+            ),
+            _builder(a.BlackFrame, a.BlackFrameParams),  # type: ignore[arg-type]
+            ActionRule(
+                name="black_frame", triggers=("black_frame",), threshold=2, window_s=1.0, gap_s=0.5
+            ),
+            EventRule(name="black_frame", actions=("black_frame",), gap_s=1.0),
+        ),
+        _analytic(
+            "frozen_frame",
+            _schema(
+                "frozen_frame",
+                {
+                    "max_difference": _number(
+                        0, 255, 0.5, "Mean luma change at most this is frozen."
+                    ),
+                    "ignore_black": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Black is not frozen.",
+                    },
+                    "black_threshold": _integer(16, 255, 32, "Luma of black."),
+                },
+            ),
+            _builder(a.FrozenFrame, a.FrozenFrameParams),  # type: ignore[arg-type]
+            ActionRule(
+                name="frozen_frame",
+                triggers=("frozen_frame",),
+                threshold=2,
+                window_s=1.0,
+                gap_s=0.5,
+                min_duration_s=1.0,
+            ),
+            EventRule(name="frozen_frame", actions=("frozen_frame",), gap_s=1.0),
+        ),
+        _analytic(
+            "brightness",
+            _schema(
+                "brightness",
+                {
+                    "min_level": _number(
+                        0, 1, 0.1, "Darker than this (0 black, 1 white) triggers."
+                    ),
+                    "max_level": _number(0, 1, 0.95, "Brighter than this triggers."),
+                },
+            ),
+            _builder(a.Brightness, a.BrightnessParams),  # type: ignore[arg-type]
+            ActionRule(
+                name="brightness",
+                triggers=("brightness",),
+                threshold=2,
+                window_s=1.0,
+                gap_s=0.5,
+                min_duration_s=0.5,
+            ),
+            EventRule(name="brightness", actions=("brightness",), gap_s=1.0),
+        ),
+    )
+}
+
+
+def describe_all() -> list[dict[str, object]]:
+    """``{name, version, params_schema}`` of every registered analytic."""
+    return [x.describe() for x in ANALYTICS.values()]
+
+
+def validate_params(name: str, params: Mapping[str, object]) -> list[ParamError]:
+    """Every error of ``params`` against the analytic's schema, each with its JSON path (``$`` is
+    the params object). An unknown analytic is one error at ``$``."""
+    analytic = ANALYTICS.get(name)
+    if analytic is None:
+        known = ", ".join(sorted(ANALYTICS))
+        return [ParamError(path="$", message=f"unknown analytic {name!r}; use one of: {known}")]
+    validator = jsonschema.Draft202012Validator(analytic.params_schema)
+    errors = sorted(validator.iter_errors(dict(params)), key=lambda e: e.json_path)
+    return [ParamError(path=e.json_path, message=e.message) for e in errors]
+
+
+def create_analyzer(name: str, params: Mapping[str, object]) -> tuple[a.Analyzer, RuleSet]:
+    """The analyzer and default rules of ``name`` for valid ``params``."""
+    analytic = ANALYTICS.get(name)
+    if analytic is None:
+        raise UnknownAnalytic(name, list(ANALYTICS))
+    errors = validate_params(name, params)
+    if errors:
+        raise InvalidParams(name, [str(e) for e in errors])
+    return analytic.build(params), analytic.rules(params)

@@ -1,0 +1,276 @@
+"""Action and event analyzers: configurable rules over triggers, then over actions.
+
+An **action** opens when at least ``threshold`` of its named triggers fall within ``window_s`` and
+the run of triggers (consecutive triggers at most ``gap_s`` apart) has lasted ``min_duration_s``;
+it closes once no trigger came for ``gap_s``. An **event** groups its named actions that follow
+each other within ``gap_s`` and fires when the group holds ``threshold`` actions (distinct names if
+``distinct``) whose starts fit in ``window_s``. Flushing (end of stream) closes everything open.
+
+Rules come from each analytic's defaults, its params (``action`` / ``event`` objects) and
+optionally a TOML document::
+
+    replace_defaults = false
+    [[action]]
+    name = "busy"
+    triggers = ["motion"]
+    threshold = 25
+    window_s = 2.0
+    [[event]]
+    name = "intrusion"
+    actions = ["busy", "scene_change"]
+    threshold = 2
+    distinct = true
+    gap_s = 5.0
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections import deque
+from collections.abc import Iterable
+
+import msgspec
+
+from analytics.errors import RulesError
+from analytics.types import ActionHit, EventHit, Trigger
+
+__all__ = [
+    "ActionAnalyzer",
+    "ActionRule",
+    "EventAnalyzer",
+    "EventRule",
+    "RuleSet",
+    "merge_rules",
+    "parse_rules_toml",
+]
+
+_MAX_KEPT = 256
+
+
+class ActionRule(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    triggers: tuple[str, ...]
+    threshold: int = 1
+    window_s: float = 1.0
+    gap_s: float = 1.0
+    min_duration_s: float = 0.0
+
+
+class EventRule(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    actions: tuple[str, ...]
+    threshold: int = 1
+    window_s: float = math.inf
+    gap_s: float = 0.0
+    distinct: bool = False
+
+
+class RuleSet(msgspec.Struct, frozen=True, kw_only=True):
+    actions: tuple[ActionRule, ...] = ()
+    events: tuple[EventRule, ...] = ()
+    replace_defaults: bool = False
+
+
+class _TomlRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    replace_defaults: bool = False
+    action: tuple[ActionRule, ...] = ()
+    event: tuple[EventRule, ...] = ()
+
+
+def parse_rules_toml(text: str) -> RuleSet:
+    """Parse rules from TOML (``[[action]]`` and ``[[event]]`` tables)."""
+    try:
+        raw = tomllib.loads(text)
+        parsed = msgspec.convert(raw, _TomlRules)
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise RulesError(f"invalid rules TOML: {exc}") from exc
+    return RuleSet(
+        actions=parsed.action, events=parsed.event, replace_defaults=parsed.replace_defaults
+    )
+
+
+def merge_rules(defaults: RuleSet, extra: RuleSet | None) -> RuleSet:
+    """``extra`` rules replace same-named defaults (or all of them with ``replace_defaults``)."""
+    if extra is None:
+        merged = defaults
+    else:
+        base = RuleSet() if extra.replace_defaults else defaults
+        actions = {r.name: r for r in (*base.actions, *extra.actions)}
+        events = {r.name: r for r in (*base.events, *extra.events)}
+        merged = RuleSet(actions=tuple(actions.values()), events=tuple(events.values()))
+    known = {r.name for r in merged.actions}
+    for event in merged.events:
+        missing = sorted(set(event.actions) - known)
+        if missing:
+            raise RulesError(
+                f"event {event.name!r} waits for undefined actions {missing}; define them"
+            )
+    for rule in merged.actions:
+        if rule.threshold < 1 or rule.window_s <= 0 or rule.gap_s < 0:
+            raise RulesError(f"action {rule.name!r}: threshold >= 1, window_s > 0, gap_s >= 0")
+    return merged
+
+
+class _Run:
+    """A run of triggers for one action rule; keeps a bounded, evenly thinned sample of them."""
+
+    def __init__(self, first: Trigger) -> None:
+        self.started_at = first.ts
+        self.last = first.ts
+        self.count = 0
+        self.score = 0.0
+        self.kept: list[Trigger] = []
+        self._stride = 1
+        self.add(first)
+
+    def add(self, trigger: Trigger) -> None:
+        if self.count % self._stride == 0:
+            self.kept.append(trigger)
+            if len(self.kept) >= _MAX_KEPT:
+                self.kept = self.kept[::2]
+                self._stride *= 2
+        self.count += 1
+        self.last = trigger.ts
+        self.score = max(self.score, trigger.score)
+
+
+class _ActionState:
+    def __init__(self, rule: ActionRule) -> None:
+        self.rule = rule
+        self.recent: deque[Trigger] = deque()
+        self.run: _Run | None = None
+        self.dense = False
+
+    def feed(self, trigger: Trigger) -> ActionHit | None:
+        closed = self.close_if_idle(trigger.ts)
+        self.recent.append(trigger)
+        while self.recent[0].ts < trigger.ts - self.rule.window_s:
+            self.recent.popleft()
+        if self.run is None:
+            self.run = _Run(trigger)
+        else:
+            self.run.add(trigger)
+        if not self.dense and len(self.recent) >= self.rule.threshold:
+            self.dense = True
+            self.run = _Run(self.recent[0])  # the action starts with its qualifying window
+            for t in list(self.recent)[1:]:
+                self.run.add(t)
+        return closed
+
+    def close_if_idle(self, now: float) -> ActionHit | None:
+        if self.run is not None and now - self.run.last > self.rule.gap_s:
+            return self.close()
+        return None
+
+    def close(self) -> ActionHit | None:
+        run, dense = self.run, self.dense
+        self.run, self.dense = None, False
+        self.recent.clear()
+        if run is None or not dense or run.last - run.started_at < self.rule.min_duration_s:
+            return None
+        return ActionHit(
+            name=self.rule.name,
+            started_at=run.started_at,
+            ended_at=run.last,
+            score=run.score,
+            trigger_count=run.count,
+            triggers=tuple(run.kept),
+        )
+
+    def open_since(self) -> float | None:
+        return self.run.started_at if self.run is not None else None
+
+
+class ActionAnalyzer:
+    """Turns triggers into actions, one state machine per action rule."""
+
+    def __init__(self, rules: Iterable[ActionRule]) -> None:
+        self._states = [_ActionState(rule) for rule in rules]
+        self._by_trigger: dict[str, list[_ActionState]] = {}
+        for state in self._states:
+            for name in state.rule.triggers:
+                self._by_trigger.setdefault(name, []).append(state)
+
+    def feed(self, trigger: Trigger) -> list[ActionHit]:
+        found = (s.feed(trigger) for s in self._by_trigger.get(trigger.name, ()))
+        return [hit for hit in found if hit is not None]
+
+    def tick(self, now: float) -> list[ActionHit]:
+        found = (s.close_if_idle(now) for s in self._states)
+        return [hit for hit in found if hit is not None]
+
+    def flush(self) -> list[ActionHit]:
+        found = (s.close() for s in self._states)
+        return sorted((hit for hit in found if hit is not None), key=lambda h: h.ended_at)
+
+    def open_since(self) -> dict[str, float]:
+        """Start of every action still open, by action name."""
+        opened = {s.rule.name: s.open_since() for s in self._states}
+        return {name: since for name, since in opened.items() if since is not None}
+
+
+class _EventState:
+    def __init__(self, rule: EventRule) -> None:
+        self.rule = rule
+        self.group: list[ActionHit] = []
+
+    def feed(self, hit: ActionHit) -> EventHit | None:
+        closed = None
+        if self.group and hit.started_at - max(a.ended_at for a in self.group) > self.rule.gap_s:
+            closed = self.close()
+        self.group.append(hit)
+        return closed
+
+    def close_if_idle(self, now: float, open_since: dict[str, float]) -> EventHit | None:
+        if not self.group:
+            return None
+        end = max(a.ended_at for a in self.group)
+        joining = any(
+            open_since.get(n, math.inf) - end <= self.rule.gap_s for n in self.rule.actions
+        )
+        if now - end > self.rule.gap_s and not joining:
+            return self.close()
+        return None
+
+    def close(self) -> EventHit | None:
+        group, self.group = sorted(self.group, key=lambda a: a.started_at), []
+        if not group or not self._reaches_threshold(group):
+            return None
+        return EventHit(
+            name=self.rule.name,
+            started_at=min(a.started_at for a in group),
+            ended_at=max(a.ended_at for a in group),
+            score=max(a.score for a in group),
+            actions=tuple(group),
+        )
+
+    def _reaches_threshold(self, group: list[ActionHit]) -> bool:
+        lo = 0
+        for hi in range(len(group)):
+            while group[hi].started_at - group[lo].started_at > self.rule.window_s:
+                lo += 1
+            members = group[lo : hi + 1]
+            count = len({a.name for a in members}) if self.rule.distinct else len(members)
+            if count >= self.rule.threshold:
+                return True
+        return False
+
+
+class EventAnalyzer:
+    """Turns actions into events, one grouping state per event rule."""
+
+    def __init__(self, rules: Iterable[EventRule]) -> None:
+        self._states = [_EventState(rule) for rule in rules]
+
+    def feed(self, hit: ActionHit) -> list[EventHit]:
+        found = (s.feed(hit) for s in self._states if hit.name in s.rule.actions)
+        return [event for event in found if event is not None]
+
+    def tick(self, now: float, open_since: dict[str, float]) -> list[EventHit]:
+        found = (s.close_if_idle(now, open_since) for s in self._states)
+        return [event for event in found if event is not None]
+
+    def flush(self) -> list[EventHit]:
+        found = (s.close() for s in self._states)
+        return sorted((e for e in found if e is not None), key=lambda e: e.ended_at)
