@@ -147,33 +147,31 @@ class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FrozenFrame:
-    """The picture did not change: mean absolute difference to the previous frame at most
-    ``max_difference`` levels (sensor noise keeps a live static scene above ~1). Black frames are
-    left to black_frame unless ``ignore_black`` is false."""
+    """The picture stopped changing: the mean absolute difference to the first frame of the
+    current still run is at most ``max_difference`` levels (like FFmpeg's freezedetect, comparing
+    with the run's first frame lets slow drift break a freeze). Black frames are left to
+    black_frame unless ``ignore_black`` is false."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
-        self._previous: U8 | None = None
+        self._reference: U8 | None = None
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        previous, self._previous = self._previous, gray
-        if previous is None or previous.shape != gray.shape:
+        reference = self._reference
+        if reference is None or reference.shape != gray.shape:
+            self._reference = gray
             return []
         if self.params.ignore_black and d.black_ratio(gray, self.params.black_threshold) > 0.9:
+            self._reference = gray
             return []
-        difference = d.mean_abs_diff(gray, previous)
+        difference = d.mean_abs_diff(gray, reference)
         if difference > self.params.max_difference:
+            self._reference = gray
             return []
-        return [
-            Trigger(
-                name=self.name,
-                ts=ts,
-                score=1.0 - difference / 255.0,
-                details={"difference": difference},
-            )
-        ]
+        score = 1.0 - difference / 255.0
+        return [Trigger(name=self.name, ts=ts, score=score, details={"difference": difference})]
 
 
 class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):

@@ -67,7 +67,7 @@ class ClipSpec:
     duration_s: float = 15.0
     gop_s: float = 2.0
     noise: float = 4.0
-    bits_per_pixel: float = 0.3
+    bits_per_pixel: float = 0.5
     seed: int = 7
     timeline: tuple[Segment, ...] = DEFAULT_TIMELINE
 

@@ -257,6 +257,7 @@ class Collector:
             options["rtsp_transport"] = cfg.rtsp_transport
         if not cfg.live and not cfg.url.startswith(_LIVE_SCHEMES) and not os.path.exists(cfg.url):
             raise SourceError("source_not_found", f"no such file: {cfg.url}", fatal=True)
+        began = time.monotonic()
         try:
             container = av.open(
                 cfg.url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s)
@@ -265,7 +266,10 @@ class Collector:
             raise SourceError("source_not_found", f"{cfg.url}: {exc}", fatal=not cfg.live) from exc
         except (av.error.FFmpegError, OSError) as exc:
             code = "source_unreachable" if cfg.live else "invalid_source"
-            raise SourceError(code, f"{cfg.url}: {exc}", fatal=not cfg.live) from exc
+            message = f"{cfg.url}: {exc}"
+            if time.monotonic() - began >= cfg.open_timeout_s * 0.95:
+                message = f"{cfg.url}: no answer within the open timeout ({cfg.open_timeout_s:g} s)"
+            raise SourceError(code, message, fatal=not cfg.live) from exc
         try:
             yield container
         finally:

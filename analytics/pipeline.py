@@ -110,6 +110,13 @@ class Pipeline:
         self._emit_ready(ts, found)
         return found
 
+    def tick(self, now: float) -> Found:
+        """Advance time without a frame (a live source that is down): close what went quiet."""
+        found = Found()
+        self._add_events(self.actions.tick(now), now, found)
+        self._emit_ready(now, found)
+        return found
+
     def flush(self) -> Found:
         found = Found()
         for hit in self.actions.flush():

@@ -242,7 +242,7 @@ ANALYTICS: dict[str, Analytic] = {
                 triggers=("frozen_frame",),
                 threshold=2,
                 window_s=1.0,
-                gap_s=0.5,
+                gap_s=0.25,
                 min_duration_s=1.0,
             ),
             EventRule(name="frozen_frame", actions=("frozen_frame",), gap_s=1.0),

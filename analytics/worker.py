@@ -131,6 +131,8 @@ def _consume(
         try:
             item = collector.queue.get(timeout=0.1)
         except queue.Empty:
+            if job.kind == "stream" and not running:
+                _account(pipeline.tick(time.time()), counters, sink)
             if stall_deadline is not None and time.monotonic() > stall_deadline:
                 counters.add(stalls=1)
                 on_report(Report(kind="stall", message=f"no frame for {job.stall_timeout_s:g} s"))
