@@ -553,6 +553,11 @@ class Outbox:
         """The highest seq ever assigned (rows may since have been acked and deleted)."""
         return self._store.last_seq
 
+    @property
+    def claimed_seq(self) -> int:
+        """The highest seq ever returned by `claim`: rows up to it never change again."""
+        return self._store.frozen_seq
+
     def depth(self) -> int:
         """Rows stored and not yet acknowledged (for heartbeats and metrics)."""
         return self._store.depth
