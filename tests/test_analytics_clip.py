@@ -44,7 +44,7 @@ def analyse(
 
 
 def decode_jpeg(data: bytes) -> av.VideoFrame:
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         return next(container.decode(video=0))
 
 

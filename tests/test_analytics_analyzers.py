@@ -1,0 +1,151 @@
+"""Detectors and analyzers on synthetic luma arrays (limited range: black 16, white 235)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from analytics import detectors as d
+from analytics.analyzers import (
+    BlackFrame,
+    BlackFrameParams,
+    Brightness,
+    BrightnessParams,
+    FrozenFrame,
+    FrozenFrameParams,
+    Motion,
+    MotionParams,
+    SceneChange,
+    SceneChangeParams,
+)
+
+U8 = npt.NDArray[np.uint8]
+H, W = 180, 320
+
+
+def scene(level: int = 100, seed: int = 0, noise: float = 3.0) -> U8:
+    rng = np.random.default_rng(seed)
+    base = np.full((H, W), float(level)) + np.linspace(-30, 30, W)[None, :]
+    return np.clip(base + rng.normal(0, noise, (H, W)), 16, 235).astype(np.uint8)
+
+
+def with_square(picture: U8, x: int, size: int = 30, level: int = 220) -> U8:
+    out = picture.copy()
+    out[75 : 75 + size, x : x + size] = level
+    return out
+
+
+def test_abs_diff_stays_in_uint8_without_wrapping() -> None:
+    a = np.array([[10, 200]], dtype=np.uint8)
+    b = np.array([[250, 20]], dtype=np.uint8)
+    assert d.abs_diff(a, b).tolist() == [[240, 180]]
+
+
+def test_active_cells_marks_only_changed_cells() -> None:
+    diff = np.zeros((H, W), dtype=np.uint8)
+    diff[0:20, 0:20] = 100  # exactly the top-left cell of a 16x9 grid
+    cells = d.active_cells(diff, threshold=35, grid=(16, 9), cell_fraction=0.02)
+    assert cells.shape == (9, 16) and cells.sum() == 1 and cells[0, 0]
+
+
+def test_histogram_distance_is_zero_for_same_and_one_for_disjoint() -> None:
+    dark, bright = np.full((H, W), 20, np.uint8), np.full((H, W), 200, np.uint8)
+    assert d.histogram_distance(d.histogram(dark, 32), d.histogram(dark, 32)) == 0.0
+    assert d.histogram_distance(d.histogram(dark, 32), d.histogram(bright, 32)) == 1.0
+
+
+def test_luma_level_uses_limited_range() -> None:
+    assert d.luma_level(np.full((4, 4), 16, np.uint8)) == 0.0
+    assert d.luma_level(np.full((4, 4), 235, np.uint8)) == 1.0
+    assert d.luma_level(np.full((4, 4), 5, np.uint8)) == 0.0
+
+
+def test_motion_triggers_on_a_moving_square_not_on_noise() -> None:
+    motion = Motion(MotionParams())
+    background = [scene(seed=i) for i in range(6)]
+    quiet = [motion.process(i * 0.04, frame) for i, frame in enumerate(background)]
+    assert not any(quiet)
+
+    moving = [
+        motion.process(1 + i * 0.04, with_square(scene(seed=10 + i), 40 + 5 * i)) for i in range(5)
+    ]
+    assert all(len(t) == 1 for t in moving[1:])
+    trigger = moving[2][0]
+    assert trigger.name == "motion" and 0 < trigger.score < 0.1
+    assert 0.0 <= trigger.details["x0"] < trigger.details["x1"] <= 0.5
+
+
+def test_motion_ignores_a_whole_picture_change_and_honours_min_area() -> None:
+    motion = Motion(MotionParams())
+    motion.process(0.0, scene(level=60))
+    assert motion.process(0.04, scene(level=180, seed=1)) == []  # a cut is not motion
+
+    strict = Motion(MotionParams(min_area=0.5))
+    strict.process(0.0, with_square(scene(), 40))
+    assert strict.process(0.04, with_square(scene(seed=1), 60)) == []
+
+
+def test_motion_sensitivity_decides_about_faint_changes() -> None:
+    faint = [with_square(scene(seed=i, noise=0), 40 + 8 * i, level=125) for i in range(3)]
+    for sensitivity, expected in ((0.2, 0), (0.9, 1)):
+        motion = Motion(MotionParams(sensitivity=sensitivity))
+        found = [motion.process(i * 0.04, f) for i, f in enumerate(faint)]
+        assert len(found[2]) == expected, sensitivity
+
+
+def test_scene_change_fires_on_a_cut_only() -> None:
+    cuts = SceneChange(SceneChangeParams())
+    frames = [
+        scene(60, 0),
+        scene(60, 1),
+        with_square(scene(60, 2), 100),
+        scene(180, 3),
+        scene(180, 4),
+    ]
+    found = [cuts.process(i * 0.04, f) for i, f in enumerate(frames)]
+    assert [len(f) for f in found] == [0, 0, 0, 1, 0]
+    assert found[3][0].score > 0.5
+
+
+def test_scene_change_leaves_cuts_to_black_alone() -> None:
+    cuts = SceneChange(SceneChangeParams())
+    black = np.full((H, W), 17, np.uint8)
+    frames = [scene(120), black, black, scene(120, 1)]
+    assert not any(cuts.process(i * 0.04, f) for i, f in enumerate(frames))
+
+
+def test_black_frame_uses_a_limited_range_threshold() -> None:
+    black = BlackFrame(BlackFrameParams())
+    assert black.process(0.0, np.full((H, W), 16, np.uint8))[0].score == 1.0
+    assert black.process(0.0, np.full((H, W), 30, np.uint8))
+    assert black.process(0.0, scene(40)) == []
+    nearly = np.full((H, W), 16, np.uint8)
+    nearly[:10] = 200  # 5.5 % bright: below the 98 % ratio
+    assert black.process(0.0, nearly) == []
+
+
+def test_frozen_frame_compares_with_the_first_frame_of_a_still_run() -> None:
+    frozen = FrozenFrame(FrozenFrameParams())
+    still = scene(120)
+    assert frozen.process(0.0, still) == []
+    assert len(frozen.process(0.04, still.copy())) == 1
+    drifted = np.clip(still.astype(np.int16) + 1, 16, 235).astype(np.uint8)
+    assert len(frozen.process(0.08, drifted)) == 0  # 1 level from the reference: moving
+    assert frozen.process(0.12, scene(120, seed=5)) == []  # live noise
+
+
+def test_frozen_frame_ignores_black_unless_asked() -> None:
+    black = np.full((H, W), 16, np.uint8)
+    default = FrozenFrame(FrozenFrameParams())
+    strict = FrozenFrame(FrozenFrameParams(ignore_black=False))
+    assert [len(default.process(t, black)) for t in (0, 0.04)] == [0, 0]
+    assert [len(strict.process(t, black)) for t in (0, 0.04)] == [0, 1]
+
+
+@pytest.mark.parametrize(("level", "dark"), [(17, 1.0), (234, 0.0)])
+def test_brightness_flags_dark_and_bright(level: int, dark: float) -> None:
+    brightness = Brightness(BrightnessParams())
+    (trigger,) = brightness.process(0.0, np.full((H, W), level, np.uint8))
+    assert trigger.details["dark"] == dark
+    assert brightness.process(0.0, scene(120)) == []
