@@ -4,6 +4,7 @@ comes back; a silent address fails non-fatally within the open timeout."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ def test_http_source_is_analysed_reconnected_and_resumed(live_clip: ClipTruth) -
         source.kill()
         wait_for(lambda: run.reports.count("reconnect", "error") >= 4, 10, "reconnect attempts")
         delays = [r.delay_s for r in run.reports.of("reconnect", "error")]
-        assert all(b > a for a, b in zip(delays, delays[1:], strict=False)), delays
+        assert all(b > a for a, b in itertools.pairwise(delays)), delays
         assert all(not r.fatal for r in run.reports.of("reconnect", "error"))
         before = run.analysed()
 
