@@ -340,6 +340,7 @@ class FeedbackSender:
         return fut.result()  # raises any other (unexpected) exception
 
     def _count(self, ack: PubAck) -> None:
+        self._available = True
         if ack.duplicate:
             self._duplicates += 1
         else:
