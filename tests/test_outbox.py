@@ -309,6 +309,13 @@ async def test_kill_9_mid_put_loses_nothing_that_was_returned(tmp_path: Path) ->
                 claimed_top = int(seq)
     proc.kill()  # SIGKILL, mid-way through further puts
     await proc.wait()
+    # Lines printed before the kill but not read yet; a last line without "\n" is incomplete.
+    for line in (await proc.stdout.read()).split(b"\n")[:-1]:
+        kind, seq = line.split()
+        if kind == b"P":
+            returned.append(int(seq))
+        else:
+            claimed_top = int(seq)
 
     async with await Outbox.open(path, "agent-1") as ob:
         assert ob.recovered_from is None
