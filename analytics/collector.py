@@ -241,9 +241,7 @@ class Collector:
             for packet in container.demux(stream):
                 if self._stop.is_set() or self._reconnect.is_set():
                     return
-                if packet.size == 0 and packet.pts is None:
-                    continue  # flush packet at the end of demux
-                yield packet
+                yield packet  # the last one is empty: decoding it flushes the decoder
         except av.error.FFmpegError as exc:
             raise SourceError(
                 "source_read_failed", f"{self.config.url}: {exc}", fatal=False

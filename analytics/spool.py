@@ -54,7 +54,8 @@ OnSent = Callable[[str], None]
 
 
 class JetStreamConfig(msgspec.Struct, frozen=True, kw_only=True, tag="jetstream"):
-    """Publish to JetStream. ``servers`` is used by :class:`SpoolRunner` to connect."""
+    """Publish to JetStream. ``servers`` is used by :class:`SpoolRunner` to connect; records still
+    unacknowledged ``drain_s`` after the stream ended are lost (they are only in memory)."""
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     stream: str = "VIGIL_RECORDS"
@@ -63,10 +64,14 @@ class JetStreamConfig(msgspec.Struct, frozen=True, kw_only=True, tag="jetstream"
     backoff_base_s: float = 0.2
     backoff_max_s: float = 10.0
     max_pending: int = 10_000
+    drain_s: float = 5.0
 
 
 class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
-    """POST JSON to ``url``; pending records wait as files in ``queue_dir``."""
+    """POST JSON to ``url``; pending records wait as files in ``queue_dir`` (one owner at a time:
+    give each stream its own directory, or share one spooler per agent). ``drain_s`` is how long
+    :class:`SpoolRunner` tries to deliver when its stream ends; undelivered records stay queued
+    and the next spooler on the same directory sends them."""
 
     url: str
     queue_dir: str
@@ -74,12 +79,14 @@ class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
     timeout_s: float = 10.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
+    drain_s: float = 2.0
 
 
 class DirectoryConfig(msgspec.Struct, frozen=True, kw_only=True, tag="directory"):
     """One JSON file per record in ``path``."""
 
     path: str
+    drain_s: float = 0.0
 
 
 SpoolConfig = JetStreamConfig | WebhookConfig | DirectoryConfig
@@ -334,8 +341,10 @@ class SpoolRunner:
             raise RuntimeError(f"spooler not running: {self.error!r}")
         self._loop.call_soon_threadsafe(self._spooler.put, record)
 
-    def close(self, drain_s: float = 5.0) -> None:
-        """Deliver what is pending for up to ``drain_s`` seconds, then stop the thread."""
+    def close(self, drain_s: float | None = None) -> None:
+        """Deliver what is pending for up to ``drain_s`` seconds (default: the config's), then
+        stop the thread."""
+        drain_s = self.config.drain_s if drain_s is None else drain_s
         self._drain_s = drain_s
         if self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):

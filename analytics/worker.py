@@ -112,7 +112,7 @@ def run_stream(
         collector.stop()
         collector.join(job.read_timeout_s + job.open_timeout_s + 1.0)
         if runner is not None:
-            runner.close(drain_s=5.0)
+            runner.close()
     return outcome
 
 

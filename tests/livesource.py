@@ -103,10 +103,11 @@ class ReportLog:
 
 
 class FfmpegSource:
-    """``ffmpeg -re -stream_loop -1 -i clip -c copy -f mpegts`` listening for one client."""
+    """``ffmpeg -re -stream_loop -1 -i clip -c copy -f mpegts`` listening for one client (HTTP,
+    TCP) or sending to ``udp://127.0.0.1:<port>``."""
 
     def __init__(
-        self, clip: Path, protocol: Literal["http", "tcp"] = "http", port: int = 0
+        self, clip: Path, protocol: Literal["http", "tcp", "udp"] = "http", port: int = 0
     ) -> None:
         self.binary = require_tool("ffmpeg", "apt-get install -y ffmpeg")
         self.clip = clip
@@ -118,13 +119,18 @@ class FfmpegSource:
     def url(self) -> str:
         if self.protocol == "http":
             return f"http://127.0.0.1:{self.port}/x.ts"
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"{self.protocol}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        target = self.url if self.protocol == "http" else f"{self.url}?listen=1"
+        target = {
+            "http": self.url,
+            "tcp": f"{self.url}?listen=1",
+            "udp": f"{self.url}?pkt_size=1316",
+        }[self.protocol]
         args = [self.binary, "-hide_banner", "-loglevel", "error", "-nostdin", "-re"]
         args += ["-stream_loop", "-1", "-i", str(self.clip), "-c", "copy", "-f", "mpegts"]
         args += ["-listen", "1", target] if self.protocol == "http" else [target]
+        # UDP: ffmpeg sends whether or not anyone listens; the reader binds the port.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def kill(self) -> None:

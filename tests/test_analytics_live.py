@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from analytics.clips import ClipSpec, ClipTruth, Segment, write_clip
+from analytics.collector import Collector, Frame, SourceConfig
+from analytics.counters import StreamCounters
 from analytics.worker import AnalyticSpec, StreamJob
 from tests.livesource import FfmpegSource, RtspServer, RunningStream, wait_for
 
@@ -75,6 +77,33 @@ def test_tcp_source_is_analysed(live_clip: ClipTruth) -> None:
         wait_for(lambda: run.analysed() >= 25, 10, "frames from the TCP source")
         assert run.stop().status == "stopped"
     assert run.counters.totals().frames_dropped == 0
+
+
+def test_udp_source_is_analysed(live_clip: ClipTruth) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = FfmpegSource(live_clip.path, "udp", port)
+    with source, RunningStream(live_job(source.url)) as run:
+        wait_for(lambda: run.analysed() >= 25, 10, "frames from the UDP source")
+        assert run.stop().status == "stopped"
+
+
+def test_a_full_queue_drops_and_counts_frames_of_a_live_source(live_clip: ClipTruth) -> None:
+    counters = StreamCounters()
+    source = FfmpegSource(live_clip.path, "tcp")
+    with source:
+        collector = Collector(SourceConfig(url=source.url, live=True, queue_size=4), counters)
+        collector.start()
+        try:
+            wait_for(lambda: counters.totals().frames_dropped >= 10, 10, "dropped frames")
+        finally:
+            collector.stop()
+            assert collector.join(5.0)
+    totals = counters.totals()
+    queued = [item for item in list(collector.queue.queue) if isinstance(item, Frame)]
+    assert collector.queue.qsize() == 4  # nobody consumed: the queue stayed full
+    assert totals.frames_decoded == totals.frames_dropped + len(queued)
 
 
 def test_a_frozen_connection_is_reported_as_a_stall(live_clip: ClipTruth) -> None:
