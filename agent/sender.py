@@ -10,6 +10,12 @@ publish that timed out during a disconnect may still be stored). After a failure
 single message and reopens the full window only once that one is acked, so an outage does not
 fill the client's reconnect buffer with copies.
 
+Order: rows are published in seq order, but after a reconnect JetStream may *store* some out of
+order (nats-py flushes its reconnect buffer, holding newer rows, before the sender's retry of
+rows lost in the dead socket). Consumers must therefore deduplicate by seq set (e.g. a contiguous
+floor plus the seqs applied above it), not by "ignore seq <= max seen", and take a stream's
+status from its highest seq.
+
 Errors: an unreachable server, a missing ``VIGIL_FEEDBACK`` stream (no manager yet), JetStream
 API errors and ack timeouts are *not* raised: they are retried forever while the outbox keeps
 accumulating, and shown in `SenderStats.last_error`. The background task stops with

@@ -177,8 +177,10 @@ async def test_outage_then_restart_delivers_every_delta_exactly_once(
     got = await read_feedback(js)
     ids = [mid for mid, _ in got]
     assert len(ids) == len(set(ids)), "a msg id was stored twice"
-    seqs = [fb.seq for _, fb in got]
-    assert seqs == list(range(seqs[0], outbox.last_seq + 1)), "seqs not contiguous / in order"
+    # Stream order may differ from seq order after a reconnect (nats-py replays its reconnect
+    # buffer before the sender's retries), so check the set: every seq, once, no gap.
+    seqs = sorted(fb.seq for _, fb in got)
+    assert seqs == list(range(seqs[0], outbox.last_seq + 1)), "seqs not contiguous"
     assert all(mid == f"{AGENT}:{fb.seq}" for mid, fb in got)
     delivered: Counter[tuple[str, int, str]] = Counter()
     for _, fb in got:
