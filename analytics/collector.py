@@ -152,13 +152,10 @@ class Collector:
     def _run(self) -> None:
         try:
             self._run_sessions()
-        except (
-            Exception
-        ) as exc:  # a bug or an unexpected decoder error: tell the consumer, re-raise
-            self._stop.clear()
-            self._notify(
-                Notice("error", 0, f"collector crashed: {exc!r}", "internal_error", fatal=True)
-            )
+        except Exception as exc:
+            # A bug or an unexpected decoder error: tell the consumer, then let it propagate.
+            message = f"collector crashed: {exc!r}"
+            self._notify(Notice("error", 0, message, "internal_error", fatal=True))
             raise
 
     def _run_sessions(self) -> None:

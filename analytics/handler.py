@@ -1,8 +1,8 @@
 """Stream handler: per-stream state updated by every frame (timestamps, fps, keyframes, window).
 
 The handler turns a decoded :class:`~analytics.collector.Frame` into an analysis timestamp and
-keeps a ring of small colour thumbnails (copies of strided YUV 4:2:0 planes, ``thumb_width`` wide,
-one every ``thumb_interval_s``) from which analysis records take their window of frames.
+keeps a ring of small colour JPEG thumbnails (``thumb_width`` wide, one every
+``thumb_interval_s``, a few kB each) from which analysis records take their window of frames.
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import av
 import numpy as np
-import numpy.typing as npt
 
 from analytics.collector import Frame
+from analytics.jpeg import JpegEncoder, yuv_thumbnail
 
-__all__ = ["StreamHandler", "Thumb", "WindowConfig", "thumbnail"]
-
-U8 = npt.NDArray[np.uint8]
+__all__ = ["StreamHandler", "Thumb", "WindowConfig"]
 
 
 @dataclass(frozen=True)
@@ -33,39 +30,15 @@ class WindowConfig:
     thumb_width: int = 320
     thumb_interval_s: float = 0.25
     ring_s: float = 30.0
+    jpeg_quality: int = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Thumb:
-    """A small yuv420p picture (contiguous copies) at analysis time ``ts``."""
+    """A JPEG thumbnail of the frame at analysis time ``ts``."""
 
     ts: float
-    y: U8
-    u: U8
-    v: U8
-
-
-def thumbnail(video: av.VideoFrame, width: int) -> tuple[U8, U8, U8]:
-    """Copies of the YUV planes subsampled to about ``width`` (height a multiple of 4)."""
-    if video.format.name in ("yuv420p", "yuvj420p"):
-        step = max(1, video.width // width)
-        chroma = ((video.width + 1) // 2, (video.height + 1) // 2)
-        planes = []
-        for index, (w, h) in enumerate(((video.width, video.height), chroma, chroma)):
-            plane = video.planes[index]
-            full = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
-            planes.append(full[:h:step, :w:step])
-        y, u, v = planes
-        rows = min(y.shape[0] // 4 * 4, u.shape[0] * 2 // 4 * 4)
-        cols = min(y.shape[1] // 2 * 2, u.shape[1] * 2)
-        return (
-            np.ascontiguousarray(y[:rows, :cols]),
-            np.ascontiguousarray(u[: rows // 2, : cols // 2]),
-            np.ascontiguousarray(v[: rows // 2, : cols // 2]),
-        )
-    height = max(4, round(video.height * width / video.width) // 4 * 4)
-    small = video.reformat(width=width, height=height, format="yuv420p")
-    return thumbnail(small, width)
+    jpeg: bytes
 
 
 class StreamHandler:
@@ -87,6 +60,7 @@ class StreamHandler:
         self._anchor = 0.0
         self._last_pts: float | None = None
         self._ring: deque[Thumb] = deque()
+        self._jpeg = JpegEncoder(window.jpeg_quality)
         self._next_thumb_ts = float("-inf")
 
     def update(self, frame: Frame) -> float:
@@ -101,9 +75,11 @@ class StreamHandler:
             self.keyframes += 1
             self.last_keyframe_ts = self.ts
         if self.ts >= self._next_thumb_ts:
-            y, u, v = thumbnail(frame.video, self.window.thumb_width)
-            self._ring.append(Thumb(self.ts, y, u, v))
-            self._next_thumb_ts = self.ts + self.window.thumb_interval_s * 0.999
+            y, u, v = yuv_thumbnail(frame.video, self.window.thumb_width)
+            self._ring.append(Thumb(self.ts, self._jpeg.encode(y, u, v)))
+            step = self.window.thumb_interval_s
+            due = self._next_thumb_ts + step  # keep a regular grid unless frames were missing
+            self._next_thumb_ts = due if due > self.ts else self.ts + step
             while self._ring and self._ring[0].ts < self.ts - self.window.ring_s:
                 self._ring.popleft()
         return self.ts

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from fractions import Fraction
 
-import av
 import msgspec
 import numpy as np
 
@@ -24,7 +22,6 @@ __all__ = [
     "WindowFrame",
     "build_record",
     "decode_record",
-    "encode_jpeg",
     "encode_record",
     "record_id",
 ]
@@ -68,24 +65,6 @@ def record_id(stream_id: str, event_name: str, started_at: float) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def encode_jpeg(thumb: Thumb, quality: int = 5) -> bytes:
-    """JPEG bytes of a thumbnail, encoded by FFmpeg's mjpeg encoder (``quality``: 2 best, 31)."""
-    height, width = thumb.y.shape
-    stacked = np.concatenate(
-        [thumb.y, thumb.u.reshape(height // 4, width), thumb.v.reshape(height // 4, width)]
-    )
-    frame = av.VideoFrame.from_ndarray(stacked, format="yuv420p")
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width = width
-    codec.height = height
-    codec.pix_fmt = "yuv420p"
-    codec.time_base = Fraction(1, 25)
-    codec.options = {"qmin": str(quality), "qmax": str(quality), "strict": "-1"}
-    frame.pts = 0
-    packets = codec.encode(frame) + codec.encode(None)
-    return b"".join(bytes(p) for p in packets)
-
-
 def build_record(
     stream_id: str, agent_id: str, event: EventHit, window: list[Thumb], max_triggers: int = 200
 ) -> AnalysisRecord:
@@ -108,7 +87,5 @@ def build_record(
         ),
         actions=actions,
         triggers=triggers,
-        window=[
-            WindowFrame(ts=t.ts, jpeg_b64=base64.b64encode(encode_jpeg(t)).decode()) for t in window
-        ],
+        window=[WindowFrame(ts=t.ts, jpeg_b64=base64.b64encode(t.jpeg).decode()) for t in window],
     )
