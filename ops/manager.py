@@ -21,7 +21,12 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from events.jetstream import JetStreamStore
+from events.model import MasterElected
 from ops import requests as R
+from ops.agents import AgentService, Heartbeats, serve_agent_protocol
+from ops.feedback import FeedbackConsumer, ensure_feedback_stream
+from ops.master import MASTER_BUCKET, Master
+from ops.views import iso
 from ops.config import ClientSettings, ManagerSettings
 from ops.rpc import Route, Router
 from ops.service import StreamService
@@ -68,7 +73,9 @@ class Manager:
         settings: ManagerSettings | None = None,
         *,
         manager_id: str | None = None,
+        run_master: bool = True,
     ) -> None:
+        self.run_master = run_master
         self.client = client
         self.settings = settings or ManagerSettings()
         self.manager_id = manager_id or f"m-{uuid.uuid4().hex[:8]}"
@@ -108,13 +115,35 @@ class Manager:
         await self.projector.start()
         self._stack.push_async_callback(self.projector.stop)
         await self.projector.wait_caught_up(timeout=600)
+        self.heartbeats = Heartbeats()
+        self.agent_service = AgentService(
+            self.store, self.projector, self.agents, self.streams, s,
+            manager_id=self.manager_id, heartbeats=self.heartbeats,
+        )  # fmt: skip
         self.service = StreamService(
-            self.store, self.projector, self.streams, manager_id=self.manager_id
-        )
+            self.store, self.projector, self.streams, manager_id=self.manager_id,
+            validate_analytics=self.agent_service.validate_analytics,
+        )  # fmt: skip
         self.router = Router(self.routes(), requests_kv=requests_kv)
         sub = await self.router.serve(self.nc)
         self._stack.push_async_callback(self.router.drain)
         self._stack.push_async_callback(sub.unsubscribe)
+        for agent_sub in await serve_agent_protocol(self.nc, self.agent_service, self.router):
+            self._stack.push_async_callback(agent_sub.unsubscribe)
+        await ensure_feedback_stream(
+            self.nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas
+        )
+        master_kv = await _kv(self.nc, MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
+        self.master = Master(self, master_kv, s)
+        fb_sub = await self.nc.subscribe("vigil.feedback.>", cb=self.master.on_feedback_msg)
+        self._stack.push_async_callback(fb_sub.unsubscribe)
+        self.feedback = await self._stack.enter_async_context(
+            FeedbackConsumer(
+                self.nc, self.service, self.agents, on_feedback=self.master.note_feedback
+            )
+        )
+        if self.run_master:
+            await self._stack.enter_async_context(self.master)
         log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
 
     async def _close_nc(self) -> None:
@@ -132,10 +161,31 @@ class Manager:
         return [
             Route("stream.create", R.CreateStreamReq, svc.create),
             Route("stream.get", R.GetStreamReq, svc.get, writes=False),
-            Route("stream.list", R.ListStreamsReq, svc.list, writes=False),
+            Route("stream.list", R.ListStreamsReq, svc.list_streams, writes=False),
             Route("stream.patch", R.PatchStreamReq, svc.patch),
             Route("stream.delete", R.DeleteStreamReq, svc.delete),
+            Route("agent.register", R.RegisterAgentReq, self.agent_service.register),
+            Route("agent.deregister", R.AgentIdReq, self.agent_service.deregister),
+            Route("agent.get", R.AgentIdReq, self.agent_service.get, writes=False),
+            Route("agent.list", R.ListAgentsReq, self.agent_service.list_agents, writes=False),
+            Route("master.get", R.EmptyReq, self.master_info, writes=False),
         ]
+
+    async def master_info(self, _req: R.EmptyReq) -> tuple[dict[str, Any], int]:
+        """The current master as recorded in the log (any manager can answer)."""
+        from events.codec import decode_event, subject_of
+
+        info: dict[str, Any] = {"manager_id": None, "epoch": 0, "since": None}
+        try:
+            msg = await self.store.js.get_last_msg(self.store.stream, subject_of("master"))
+        except Exception:
+            return info, self.projector.last_seq
+        event = decode_event(msg.data or b"")
+        if isinstance(event, MasterElected):
+            info = {"manager_id": event.manager_id, "epoch": event.epoch, "since": iso(event.at),
+                    "election_seq": msg.seq}  # fmt: skip
+        info["this_manager"] = self.master.info() | {"since": iso(self.master.since)}
+        return info, self.projector.last_seq
 
     @property
     def ready(self) -> bool:

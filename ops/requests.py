@@ -133,3 +133,46 @@ def validate_source(source: SourceIn, kind: str) -> None:
         )
     if scheme != "file" and not parts.netloc:
         raise Invalid("$.source.url", f"{scheme}:// source needs a host")
+
+
+# ---- agent protocol (CONTRACT §4) -------------------------------------------------------------
+
+
+class AnalyticOfferIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: AnalyticName
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "1"
+    params_schema: Annotated[dict[str, Any], msgspec.Meta(max_length=64)] = {}
+
+
+class RegisterAgentReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    analytics: Annotated[list[AnalyticOfferIn], msgspec.Meta(max_length=256)] = []
+    groups: Annotated[list[Id], msgspec.Meta(max_length=64)] = []
+    labels: Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=64)] = {}
+    host: Annotated[dict[str, Any], msgspec.Meta(max_length=64)] = {}
+    agent_id: Id | None = None  # resume an identity (the agent keeps it with its outbox)
+
+
+class HeartbeatIn(msgspec.Struct, frozen=True):
+    ts: float
+    running: Annotated[list[Id], msgspec.Meta(max_length=100_000)] = []
+    cpu_percent: float = 0.0
+    mem_used: int = 0
+    mem_total: int = 0
+    disk_used: int = 0
+    disk_total: int = 0
+    outbox_depth: int = 0
+    alarms: list[str] = []
+
+
+class PollStreamsReq(msgspec.Struct, frozen=True):
+    running: Annotated[list[Id], msgspec.Meta(max_length=100_000)] | None = None
+
+
+class AgentIdReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    agent_id: Id
+
+
+class ListAgentsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    status: Literal["ready", "not_ready"] | None = None

@@ -141,7 +141,7 @@ class StreamService:
             raise NotFound(f"stream {req.stream_id} not found")
         return stream_view(state), self.streams.seq_of(req.stream_id)
 
-    async def list(self, req: R.ListStreamsReq) -> tuple[dict[str, Any], int]:
+    async def list_streams(self, req: R.ListStreamsReq) -> tuple[dict[str, Any], int]:
         after = _decode_cursor(req.cursor)
         rows = sorted(
             (

@@ -49,6 +49,9 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def count_messages(nc: Client, stream: str = "VIGIL_EVENTS") -> int:
-    info = await nc.jetstream().stream_info(stream)
-    return int(info.state.messages)
+async def count_messages(
+    nc: Client, subjects: str = "vigil.evt.stream.>", stream: str = "VIGIL_EVENTS"
+) -> int:
+    """Messages stored on `subjects` (default: stream events only)."""
+    info = await nc.jetstream().stream_info(stream, subjects_filter=subjects)
+    return sum((info.state.subjects or {}).values())
