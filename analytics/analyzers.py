@@ -142,36 +142,50 @@ class BlackFrame:
 
 class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     max_difference: float = 0.5
+    min_still_s: float = 0.4
     ignore_black: bool = True
     black_threshold: int = 32
 
 
 class FrozenFrame:
-    """The picture stopped changing: the mean absolute difference to the first frame of the
-    current still run is at most ``max_difference`` levels (like FFmpeg's freezedetect, comparing
-    with the run's first frame lets slow drift break a freeze). Black frames are left to
-    black_frame unless ``ignore_black`` is false."""
+    """The picture stopped changing: consecutive frames differ by at most ``max_difference``
+    levels (mean absolute difference; sensor noise keeps a live scene above ~1). A still run must
+    last ``min_still_s``: shorter runs are an encoder skipping frames of a static scene at a tight
+    bitrate, not a freeze. Once a run is long enough its frames are reported, back-dated to the
+    run's start. Black frames are left to black_frame unless ``ignore_black`` is false."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
         self._reference: U8 | None = None
+        self._since = 0.0
+        self._pending: list[Trigger] = []
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         reference = self._reference
         if reference is None or reference.shape != gray.shape:
-            self._reference = gray
+            self._restart(ts, gray)
             return []
         if self.params.ignore_black and d.black_ratio(gray, self.params.black_threshold) > 0.9:
-            self._reference = gray
+            self._restart(ts, gray)
             return []
         difference = d.mean_abs_diff(gray, reference)
+        self._reference = gray
         if difference > self.params.max_difference:
-            self._reference = gray
+            self._restart(ts, gray)
             return []
         score = 1.0 - difference / 255.0
-        return [Trigger(name=self.name, ts=ts, score=score, details={"difference": difference})]
+        self._pending.append(
+            Trigger(name=self.name, ts=ts, score=score, details={"difference": difference})
+        )
+        if ts - self._since < self.params.min_still_s:
+            return []
+        found, self._pending = self._pending, []
+        return found
+
+    def _restart(self, ts: float, gray: U8) -> None:
+        self._reference, self._since, self._pending = gray, ts, []
 
 
 class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):

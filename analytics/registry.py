@@ -228,6 +228,7 @@ ANALYTICS: dict[str, Analytic] = {
                     "max_difference": _number(
                         0, 255, 0.5, "Mean luma change at most this is frozen."
                     ),
+                    "min_still_s": _number(0, 60, 0.4, "Shorter still runs are not frozen."),
                     "ignore_black": {
                         "type": "boolean",
                         "default": True,

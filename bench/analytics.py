@@ -45,8 +45,8 @@ def make_clip(directory: Path, width: int, height: int, seconds: float) -> tuple
         width=width,
         height=height,
         duration_s=seconds,
-        noise=3.0,
-        bits_per_pixel=0.12,
+        noise=4.0,
+        bits_per_pixel=0.2,
         timeline=tuple(s for s in timeline if s.end_s <= seconds),
     )
     truth = write_clip(path, spec)

@@ -125,20 +125,31 @@ def test_black_frame_uses_a_limited_range_threshold() -> None:
     assert black.process(0.0, nearly) == []
 
 
-def test_frozen_frame_compares_with_the_first_frame_of_a_still_run() -> None:
-    frozen = FrozenFrame(FrozenFrameParams())
+def test_frozen_frame_reports_a_long_still_run_back_dated_to_its_start() -> None:
+    frozen = FrozenFrame(FrozenFrameParams(min_still_s=0.4))
     still = scene(120)
-    assert frozen.process(0.0, still) == []
-    assert len(frozen.process(0.04, still.copy())) == 1
-    drifted = np.clip(still.astype(np.int16) + 1, 16, 235).astype(np.uint8)
-    assert len(frozen.process(0.08, drifted)) == 0  # 1 level from the reference: moving
-    assert frozen.process(0.12, scene(120, seed=5)) == []  # live noise
+    assert frozen.process(0.0, scene(120, seed=9)) == []
+    found = [frozen.process(0.04 * i, still.copy()) for i in range(1, 13)]
+    assert [len(f) for f in found[:10]] == [0] * 10  # still for less than 0.4 s
+    assert [t.ts for t in found[10]] == pytest.approx([0.08 + 0.04 * i for i in range(10)])
+    assert len(found[11]) == 1  # from now on, frame by frame
+    assert frozen.process(0.52, scene(120, seed=5)) == []  # live noise again
+
+
+def test_short_still_runs_are_an_encoder_skipping_frames_not_a_freeze() -> None:
+    frozen = FrozenFrame(FrozenFrameParams(min_still_s=0.4))
+    ts = 0.0
+    for burst in range(5):  # 3 repeated frames, then a fresh noisy one, as x264 under VBV does
+        picture = scene(120, seed=burst)
+        for _ in range(4):
+            assert frozen.process(ts, picture) == []
+            ts += 0.04
 
 
 def test_frozen_frame_ignores_black_unless_asked() -> None:
     black = np.full((H, W), 16, np.uint8)
-    default = FrozenFrame(FrozenFrameParams())
-    strict = FrozenFrame(FrozenFrameParams(ignore_black=False))
+    default = FrozenFrame(FrozenFrameParams(min_still_s=0))
+    strict = FrozenFrame(FrozenFrameParams(ignore_black=False, min_still_s=0))
     assert [len(default.process(t, black)) for t in (0, 0.04)] == [0, 0]
     assert [len(strict.process(t, black)) for t in (0, 0.04)] == [0, 1]
 
