@@ -71,6 +71,30 @@ def manager(nats_url: str | None, http: str | None) -> None:
 
 
 @main.command()
+@click.option("--nats-url", default=None)
+@click.option("--name", default=None, help="agent name (default: hostname)")
+@click.option("--capacity", default=8, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--group", "groups", multiple=True, help="group this agent serves; repeatable")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE; repeatable")
+@click.option("--outbox", default=None, type=click.Path(path_type=Path),
+              help="feedback outbox file (default: .vigil/agents/NAME/outbox.db)")  # fmt: skip
+@click.option("--analytic", "analytics", multiple=True, help="offer only these analytics")
+def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[str, ...],
+          labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...]) -> None:  # fmt: skip
+    """Run the reference agent until Ctrl-C (then it stops its streams and deregisters)."""
+    from agent.main import run_agent
+    from agent.runtime import AgentConfig
+
+    agent_name = name or os.uname().nodename
+    config = AgentConfig(
+        name=agent_name, capacity=capacity, groups=groups, labels=dict(_label(x) for x in labels),
+        outbox=outbox or Path(".vigil") / "agents" / agent_name / "outbox.db",
+        analytics=analytics or None,
+    )  # fmt: skip
+    asyncio.run(run_agent(load_client_settings(nats_url=nats_url), config))
+
+
+@main.command()
 def nats() -> None:
     """Print the connection settings in use."""
     s = load_client_settings()

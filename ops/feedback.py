@@ -10,7 +10,6 @@ version is acknowledged, skipped and counted (``counts``), never fatal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -62,6 +61,23 @@ async def ensure_feedback_stream(
         await js.update_stream(config)
 
 
+async def ensure_records_stream(
+    nc: Client, *, replicas: int = 1, max_age: float = 30 * 86400
+) -> None:
+    """Stream ``VIGIL_RECORDS`` (``vigil.records.<stream_id>``) for the agents' analysis records."""
+    config = api.StreamConfig(
+        name="VIGIL_RECORDS", subjects=["vigil.records.>"], storage=api.StorageType.FILE,
+        num_replicas=replicas, max_age=max_age, duplicate_window=120.0,
+    )  # fmt: skip
+    js = nc.jetstream()
+    try:
+        await js.add_stream(config)
+    except APIError as exc:
+        if exc.err_code != 10058:
+            raise
+        await js.update_stream(config)
+
+
 class FeedbackConsumer:
     """Pulls feedback and turns status changes into stream events; an async context manager."""
 
@@ -103,7 +119,7 @@ class FeedbackConsumer:
         while True:
             try:
                 msgs = await sub.fetch(batch=256, timeout=1.0)
-            except (NatsTimeout, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeout):
                 continue
             except JsNotFound:
                 log.warning("feedback consumer missing; it will be recreated on restart")
@@ -119,7 +135,7 @@ class FeedbackConsumer:
     async def handle(self, msg: Msg) -> None:
         try:
             outcome = await self._apply(msg.subject, msg.data)
-        except (Unavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, Unavailable) as exc:
             self.counts["retry"] += 1
             log.info("feedback will be retried: %s", exc)
             await msg.nak(delay=1.0)

@@ -24,12 +24,12 @@ from events.jetstream import JetStreamStore
 from events.model import MasterElected
 from ops import requests as R
 from ops.agents import AgentService, Heartbeats, serve_agent_protocol
-from ops.feedback import FeedbackConsumer, ensure_feedback_stream
-from ops.master import MASTER_BUCKET, Master
-from ops.views import iso
 from ops.config import ClientSettings, ManagerSettings
+from ops.feedback import FeedbackConsumer, ensure_feedback_stream, ensure_records_stream
+from ops.master import MASTER_BUCKET, Master
 from ops.rpc import Route, Router
 from ops.service import StreamService
+from ops.views import iso
 from projections.agents import AgentsProjection
 from projections.engine import Projector
 from projections.streams import StreamsProjection
@@ -133,6 +133,7 @@ class Manager:
         await ensure_feedback_stream(
             self.nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas
         )
+        await ensure_records_stream(self.nc, replicas=s.replicas)
         master_kv = await _kv(self.nc, MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
         self.master = Master(self, master_kv, s)
         fb_sub = await self.nc.subscribe("vigil.feedback.>", cb=self.master.on_feedback_msg)
