@@ -10,16 +10,16 @@ delivery task; ``on_sent(record_id)`` is called once per delivered record.
   record) and are removed only after a 2xx, so they survive an agent restart.
 - :class:`DirectorySpooler` writes ``<record_id>.json`` atomically.
 
-:class:`SpoolRunner` runs one spooler on its own event loop in a thread, for :func:`run_stream`.
+:class:`analytics.spoolrunner.SpoolRunner` runs one on its own event loop in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
-import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,7 +33,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from analytics.counters import StreamCounters
 from analytics.diskqueue import DiskQueue
 from analytics.records import AnalysisRecord, encode_record
 
@@ -43,14 +42,15 @@ __all__ = [
     "JetStreamConfig",
     "JetStreamSpooler",
     "SpoolConfig",
-    "SpoolRunner",
     "Spooler",
     "WebhookConfig",
     "WebhookSpooler",
+    "connect_nats",
     "open_spooler",
 ]
 
 OnSent = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class JetStreamConfig(msgspec.Struct, frozen=True, kw_only=True, tag="jetstream"):
@@ -284,15 +284,31 @@ class DirectorySpooler(_Delivering):
         await asyncio.Event().wait()
 
 
+async def connect_nats(config: JetStreamConfig) -> Client:
+    """Connect to ``config.servers``, retrying with backoff until it works (or cancelled)."""
+    attempt = 0
+    while True:
+        try:
+            return await nats.connect(
+                list(config.servers),
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=config.ack_timeout_s,
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            delay = _backoff(attempt, config.backoff_base_s, config.backoff_max_s)
+            log.warning("records spooler: NATS unreachable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
 @contextlib.asynccontextmanager
 async def open_spooler(
     config: SpoolConfig, on_sent: OnSent | None = None
 ) -> AsyncIterator[Spooler]:
     """The spooler for ``config``, connecting to NATS itself for :class:`JetStreamConfig`."""
     if isinstance(config, JetStreamConfig):
-        nc: Client = await nats.connect(
-            list(config.servers), max_reconnect_attempts=-1, reconnect_time_wait=0.5
-        )
+        nc = await connect_nats(config)
         try:
             spooler = JetStreamSpooler(nc.jetstream(), config, on_sent)
             await spooler.ensure_stream()
@@ -306,64 +322,3 @@ async def open_spooler(
     else:
         async with DirectorySpooler(config, on_sent) as directory:
             yield directory
-
-
-class SpoolRunner:
-    """A spooler on its own event loop in a daemon thread; ``submit`` is thread-safe."""
-
-    def __init__(self, config: SpoolConfig, on_sent: OnSent | None) -> None:
-        self.config = config
-        self._on_sent = on_sent
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._spooler: Spooler | None = None
-        self._drain_s = 0.0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="spooler", daemon=True)
-
-    @classmethod
-    def start(
-        cls,
-        config: SpoolConfig,
-        counters: StreamCounters | None = None,
-        ready_timeout_s: float = 10.0,
-    ) -> SpoolRunner:
-        """Start a runner; ``counters.records_sent`` counts each delivered record."""
-        on_sent = None if counters is None else (lambda _rid: counters.add(records_sent=1))
-        runner = cls(config, on_sent)
-        runner._thread.start()
-        runner._ready.wait(ready_timeout_s)
-        return runner
-
-    def submit(self, record: AnalysisRecord) -> None:
-        if self._spooler is None:
-            raise RuntimeError(f"spooler not running: {self.error!r}")
-        self._loop.call_soon_threadsafe(self._spooler.put, record)
-
-    def close(self, drain_s: float | None = None) -> None:
-        """Deliver what is pending for up to ``drain_s`` seconds (default: the config's), then
-        stop the thread."""
-        drain_s = self.config.drain_s if drain_s is None else drain_s
-        self._drain_s = drain_s
-        if self._stop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(drain_s + 5.0)
-
-    def _main(self) -> None:
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported through .error and submit(); thread must end
-            self.error = exc
-        finally:
-            self._ready.set()
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with open_spooler(self.config, self._on_sent) as spooler:
-            self._spooler = spooler
-            self._ready.set()
-            await self._stop.wait()
-            await spooler.drain(self._drain_s)

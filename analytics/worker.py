@@ -22,7 +22,8 @@ from analytics.errors import InvalidParams, RulesError, UnknownAnalytic
 from analytics.handler import WindowConfig
 from analytics.pipeline import Found, Pipeline
 from analytics.records import AnalysisRecord
-from analytics.spool import SpoolConfig, SpoolRunner
+from analytics.spool import SpoolConfig
+from analytics.spoolrunner import SpoolRunner
 from analytics.types import Report
 
 __all__ = [

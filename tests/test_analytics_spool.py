@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,9 +27,10 @@ from analytics.spool import (
     WebhookSpooler,
     open_spooler,
 )
+from analytics.spoolrunner import SpoolRunner
 from analytics.worker import AnalyticSpec, StreamJob, run_stream
 from ops.natsd import EmbeddedNats
-from tests.livesource import ReportLog, free_port
+from tests.livesource import ReportLog, free_port, wait_for
 
 
 def make_record(n: int, stream_id: str = "cam-1") -> AnalysisRecord:
@@ -208,3 +210,27 @@ async def test_run_stream_spools_to_a_webhook(motion_clip: Path, tmp_path: Path)
 
     assert counters.totals().records_sent == 2
     assert sorted(receiver.accepted.values()) == [1, 1]
+
+
+def test_records_wait_for_nats_to_come_up(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")  # not started yet
+    config = JetStreamConfig(servers=(server.url,), backoff_base_s=0.05, backoff_max_s=0.2)
+    counters = StreamCounters()
+    runner = SpoolRunner.start(config, counters)
+    try:
+        for n in range(3):
+            runner.submit(make_record(n))
+        with server:
+            wait_for(lambda: counters.totals().records_sent == 3, 15, "records delivered")
+    finally:
+        runner.close(drain_s=0.5)
+    assert runner.error is None
+
+
+def test_a_runner_that_never_connects_still_closes_promptly(tmp_path: Path) -> None:
+    config = JetStreamConfig(servers=(f"nats://127.0.0.1:{free_port()}",), backoff_base_s=0.05)
+    runner = SpoolRunner.start(config)
+    runner.submit(make_record(1))
+    began = time.monotonic()
+    runner.close(drain_s=0.5)
+    assert time.monotonic() - began < 3.0
