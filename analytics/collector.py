@@ -206,8 +206,12 @@ class Collector:
             time_base = float(stream.time_base) if stream.time_base is not None else None
             self._notify(Notice("opened", session, f"opened {stream.codec_context.name}"))
             index = 0
+            pace = cfg.live and not cfg.url.startswith(_LIVE_SCHEMES)  # a file played as live
+            origin: tuple[float, float] | None = None
             for packet in self._packets(container, stream):
                 media_s = packet.pts * time_base if packet.pts is not None and time_base else None
+                if pace and media_s is not None:
+                    origin = self._pace(origin, media_s)
                 self.meters.add_packet(packet.size, media_s)
                 began = time.perf_counter()
                 try:
@@ -230,6 +234,18 @@ class Collector:
                     index += 1
                     self._hand_on(frame)
                 self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
+
+    def _pace(self, origin: tuple[float, float] | None, media_s: float) -> tuple[float, float]:
+        """Hold a local file played as a live source to real time (like ``ffmpeg -re``)."""
+        now = time.monotonic()
+        if origin is None:
+            return (now, media_s)
+        ahead = (media_s - origin[1]) - (now - origin[0])
+        if ahead > 5.0 or ahead < -5.0:  # a timestamp jump: start a new origin
+            return (now, media_s)
+        if ahead > 0:
+            self._stop.wait(ahead)
+        return origin
 
     def _packets(
         self, container: av.container.InputContainer, stream: av.VideoStream

@@ -3,8 +3,9 @@ events → records. Single-threaded: the worker feeds it frames in order."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -24,15 +25,17 @@ from analytics.rules import (
 )
 from analytics.types import ActionHit, EventHit, Trigger
 
-__all__ = ["AnalyticParams", "Found", "Pipeline"]
+__all__ = ["AnalyticRequest", "Found", "Pipeline"]
 
 
-@dataclass(frozen=True)
-class AnalyticParams:
-    """An analytic name with its params (the worker's ``AnalyticSpec`` has this shape)."""
+class AnalyticRequest(Protocol):
+    """An analytic name with its params (``analytics.worker.AnalyticSpec`` is one)."""
 
-    name: str
-    params: dict[str, object]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, object]: ...
 
 
 @dataclass
@@ -67,7 +70,6 @@ class Pipeline:
         self.handler = StreamHandler(live=live, window=window)
         self.actions = ActionAnalyzer(rules.actions)
         self.events = EventAnalyzer(rules.events)
-        self.event_log: list[EventHit] = []
         self._pending: list[EventHit] = []
 
     @classmethod
@@ -75,7 +77,7 @@ class Pipeline:
         cls,
         stream_id: str,
         agent_id: str,
-        analytics: Iterable[AnalyticParams] | Iterable[object],
+        analytics: Iterable[AnalyticRequest],
         rules_toml: str | None,
         window: WindowConfig,
         *,
@@ -87,8 +89,7 @@ class Pipeline:
         actions: list[ActionRule] = []
         events: list[EventRule] = []
         for spec in analytics:
-            name, params = getattr(spec, "name"), getattr(spec, "params")  # noqa: B009
-            analyzer, rules = create_analyzer(str(name), dict(params))
+            analyzer, rules = create_analyzer(spec.name, spec.params)
             analyzers.append(analyzer)
             actions.extend(rules.actions)
             events.extend(rules.events)
@@ -136,7 +137,6 @@ class Pipeline:
 
     def _accept(self, new: list[EventHit], found: Found) -> None:
         found.events += len(new)
-        self.event_log.extend(new)
         self._pending.extend(new)
 
     def _emit_ready(self, ts: float | None, found: Found) -> None:
