@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
@@ -51,6 +52,13 @@ from ops.tasks import cancel_and_wait
 __all__ = ["Agent", "AgentConfig"]
 
 log = logging.getLogger(__name__)
+
+
+def local_url(url: str) -> str:
+    """``file:///path`` → ``/path`` (PyAV opens paths; other URLs pass through)."""
+    if url.startswith("file://"):
+        return unquote(urlsplit(url).path)
+    return url
 
 
 def utc_day(ts: float) -> str:
@@ -290,7 +298,8 @@ class Agent:
                                           message="the agent's feedback outbox is full"))  # fmt: skip
             return
         job = StreamJob(
-            stream_id=stream_id, agent_id=self.agent_id, url=a["source"]["url"], kind=a["kind"],
+            stream_id=stream_id, agent_id=self.agent_id, url=local_url(a["source"]["url"]),
+            kind=a["kind"],
             analytics=tuple(AnalyticSpec(name=x["name"], params=x.get("params") or {})
                             for x in a["analytics"]),
             stall_timeout_s=float(a.get("stall_timeout_s") or 20.0), spool=self.config.spool,
