@@ -174,7 +174,8 @@ class Agent:
         await self.sender.__aexit__(None, None, None)
         await self.outbox.close()
         with contextlib.suppress(Exception):
-            await self.nc.drain()
+            await asyncio.wait_for(self.nc.flush(), 2)
+        await self.nc.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def kill(self) -> None:

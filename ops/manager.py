@@ -8,6 +8,7 @@ by one of them at a time in ``ops.master``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -148,11 +149,10 @@ class Manager:
         log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
 
     async def _close_nc(self) -> None:
-        try:
-            await asyncio.wait_for(self.nc.drain(), 5)
-        except Exception as exc:
-            log.debug("drain: %r", exc)
-            await self.nc.close()
+        """Everything above has stopped and replied; flush what is buffered and close."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.flush(), 2)
+        await self.nc.close()
 
     def projections(self) -> list[Any]:
         return [self.streams, self.agents]

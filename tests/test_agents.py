@@ -37,7 +37,7 @@ async def status_of(nc: Client, sid: str) -> dict:  # type: ignore[type-arg]
 async def test_streams_reach_the_right_agents_and_finish(
     manager: Manager, nats_server: EmbeddedNats, nc: Client, tmp_path: Path
 ) -> None:
-    clip = write_clip(tmp_path / "clip.ts", ClipSpec(duration_s=600, timeline=()))
+    clip = write_clip(tmp_path / "clip.ts", ClipSpec(duration_s=20, timeline=()))
     short = write_clip(tmp_path / "short.mp4", ClipSpec(duration_s=2, timeline=()))
     client = ClientSettings(nats_url=nats_server.url)
     async with AsyncExitStack() as stack:
@@ -98,7 +98,7 @@ async def _is(nc: Client, sid: str, status: str) -> bool:
 async def test_pending_until_an_agent_offers_the_analytic(
     manager: Manager, nats_server: EmbeddedNats, nc: Client, tmp_path: Path
 ) -> None:
-    clip = write_clip(tmp_path / "clip.ts", ClipSpec(duration_s=600, timeline=()))
+    clip = write_clip(tmp_path / "clip.ts", ClipSpec(duration_s=20, timeline=()))
     client = ClientSettings(nats_url=nats_server.url)
     async with Agent(client, agent_config(tmp_path, "m", analytics=("motion",))) as first:
         await eventually(lambda: first.registered.is_set())
