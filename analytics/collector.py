@@ -129,6 +129,7 @@ class Collector:
         self._stop = threading.Event()
         self._reconnect = threading.Event()
         self._rng = random.Random(seed)
+        self._first_frame_at: float | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"collector:{config.url}", daemon=True
         )
@@ -164,14 +165,14 @@ class Collector:
         attempt = 0
         while not self._stop.is_set():
             session += 1
-            started = time.monotonic()
+            self._first_frame_at = None
             try:
                 self._decode_session(session)
             except SourceError as exc:
                 if exc.fatal or not cfg.live:
                     self._notify(Notice("error", session, exc.message, exc.code, fatal=True))
                     return
-                failure: Notice | None = Notice("error", session, exc.message, exc.code)
+                failure: SourceError | None = exc
             else:
                 if not cfg.live:
                     self._notify(Notice("done", session))
@@ -179,18 +180,24 @@ class Collector:
                 failure = None
             if self._stop.is_set():
                 return
-            if time.monotonic() - started >= cfg.healthy_reset_s and failure is None:
-                attempt = 0
+            healthy_since = self._first_frame_at
+            if (
+                healthy_since is not None
+                and time.monotonic() - healthy_since >= cfg.healthy_reset_s
+            ):
+                attempt = 0  # reset only after sustained health, never on a mere connect
             delay = backoff_delay(
                 attempt, cfg.backoff_base_s, cfg.backoff_max_s, cfg.backoff_jitter, self._rng
             )
             attempt += 1
-            if failure is not None:
+            if healthy_since is not None:  # frames flowed, then the source went away
+                why = failure.message if failure is not None else "source ended"
+                self._notify(Notice("reconnect", session, f"{why}; reconnecting", delay_s=delay))
+            elif failure is not None:
                 self._notify(Notice("error", session, failure.message, failure.code, delay_s=delay))
             else:
-                self._notify(
-                    Notice("reconnect", session, "source ended; reconnecting", delay_s=delay)
-                )
+                message = f"{cfg.url}: connected but no frame came"
+                self._notify(Notice("error", session, message, "source_no_frames", delay_s=delay))
             self._stop.wait(delay)
 
     def _decode_session(self, session: int) -> None:
@@ -232,6 +239,8 @@ class Collector:
                         video=video,
                     )
                     index += 1
+                    if self._first_frame_at is None:
+                        self._first_frame_at = time.monotonic()
                     self._hand_on(frame)
                 self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
 
