@@ -15,7 +15,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
@@ -60,6 +62,7 @@ class JetStreamStore:
         self.duplicate_window = duplicate_window
         self.replicas = replicas
         self.window = window
+        self._pipe: _AckPipe | None = None
 
     async def ensure(self) -> None:
         """Create the stream, or update its config to ours (idempotent, safe from many managers)."""
@@ -95,15 +98,22 @@ class JetStreamStore:
             headers[_H_EXPECT] = str(expected_seq)
         return headers
 
+    @classmethod
+    def _map_error(cls, exc: APIError, aggregate: str, fence: Fence | None) -> Exception:
+        mapped = cls._map_code(exc.err_code, str(exc.description), aggregate, fence)
+        return exc if isinstance(mapped, _PubError) else mapped
+
     @staticmethod
-    def _map_error(exc: APIError, aggregate: str, fence: Fence | None) -> Exception:
-        if exc.err_code == _WRONG_LAST_SEQUENCE:
+    def _map_code(
+        code: int | None, description: str, aggregate: str, fence: Fence | None
+    ) -> Exception:
+        if code == _WRONG_LAST_SEQUENCE:
             if fence is not None:
                 return Fenced(
-                    f"fenced out: {fence.aggregate} moved past {fence.seq} ({exc.description})"
+                    f"fenced out: {fence.aggregate} moved past {fence.seq} ({description})"
                 )
-            return Conflict(f"{aggregate} changed concurrently ({exc.description})")
-        return exc
+            return Conflict(f"{aggregate} changed concurrently ({description})")
+        return _PubError(code, description)
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> int:
         """One acked publish, retried on timeouts with the same headers (so the same msg id)."""
@@ -148,13 +158,14 @@ class JetStreamStore:
     async def append_batch(
         self, items: Sequence[Append], *, fence: Fence | None = None
     ) -> list[int]:
-        """Pipelined appends with ``publish_async`` (``window`` in flight).
+        """Pipelined appends (``window`` acks outstanding) through our own ack inbox.
 
         Items whose ack timed out are retried one by one with the same msg id. Raises the first
-        refusal (``Fenced`` / ``Conflict``) after the in-flight ones have settled.
+        refusal (``Fenced`` / ``Conflict``) once the in-flight ones have settled.
         """
+        pipe = await self._ack_pipe()
         seqs: list[int] = [0] * len(items)
-        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        pending: list[tuple[int, asyncio.Future[int]]] = []
         retry: list[int] = []
         failure: Exception | None = None
 
@@ -163,22 +174,24 @@ class JetStreamStore:
             while len(pending) > upto:
                 i, fut = pending.pop(0)
                 try:
-                    ack = await asyncio.wait_for(fut, self.publish_timeout)
-                    seqs[i] = int(ack.seq)
-                except APIError as exc:
-                    failure = failure or self._map_error(exc, items[i].aggregate, fence)
-                except (asyncio.TimeoutError, NoStreamResponseError):
+                    seqs[i] = await asyncio.wait_for(fut, self.publish_timeout)
+                except _PubError as exc:
+                    failure = failure or self._map_code(
+                        exc.err_code, str(exc), items[i].aggregate, fence
+                    )
+                except (TimeoutError, NoStreamResponseError):
                     retry.append(i)
 
         for i, item in enumerate(items):
             if failure is not None:
                 break
             headers = self._headers(None, item.msg_id, fence)
-            body = encode_event(item.event)
             try:
-                fut = await self.js.publish_async(subject_of(item.aggregate), body, headers=headers)
+                fut = await pipe.publish(
+                    subject_of(item.aggregate), encode_event(item.event), headers
+                )
             except Exception as exc:  # disconnected: fall back to the retrying path
-                log.debug("publish_async refused (%r); retrying item %d", exc, i)
+                log.debug("pipelined publish refused (%r); retrying item %d", exc, i)
                 retry.append(i)
                 continue
             pending.append((i, fut))
@@ -198,6 +211,13 @@ class JetStreamStore:
             except APIError as exc:
                 raise self._map_error(exc, item.aggregate, fence) from None
         return seqs
+
+    async def _ack_pipe(self) -> _AckPipe:
+        if self._pipe is None:
+            pipe = _AckPipe(self.nc)
+            await pipe.start()
+            self._pipe = pipe
+        return self._pipe
 
     # ---- read --------------------------------------------------------------------------------
 
@@ -253,3 +273,59 @@ class JetStreamStore:
     async def info(self) -> dict[str, Any]:
         info = await self.js.stream_info(self.stream)
         return {"messages": info.state.messages, "last_seq": info.state.last_seq}
+
+
+class _PubError(Exception):
+    """A JetStream refusal of a pipelined publish."""
+
+    def __init__(self, err_code: int | None, description: str) -> None:
+        super().__init__(f"{description} (err_code {err_code})")
+        self.err_code = err_code
+
+
+class _AckPipe:
+    """Pipelined acked publishes with our own reply inbox.
+
+    (nats-py's ``publish_async`` leaves the future unresolved when the server refuses a message
+    with a 400 error, so a refusal would only surface as a timeout.)
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()
+        self.futures: dict[str, asyncio.Future[int]] = {}
+        self._next = 0
+
+    async def start(self) -> None:
+        await self.nc.subscribe(f"{self.prefix}.*", cb=self._on_reply)
+
+    async def publish(
+        self, subject: str, body: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[int]:
+        self._next += 1
+        token = str(self._next)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda _f: self.futures.pop(token, None))
+        self.futures[token] = fut
+        await self.nc.publish(
+            subject, body, reply=f"{self.prefix}.{token}", headers=headers or None
+        )
+        return fut
+
+    async def _on_reply(self, msg: Msg) -> None:
+        fut = self.futures.get(msg.subject.rsplit(".", 1)[-1])
+        if fut is None or fut.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            fut.set_exception(NoStreamResponseError())
+            return
+        try:
+            resp = orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            fut.set_exception(_PubError(None, f"unreadable ack: {msg.data[:200]!r}"))
+            return
+        err = resp.get("error")
+        if err:
+            fut.set_exception(_PubError(err.get("err_code"), str(err.get("description", err))))
+        else:
+            fut.set_result(int(resp["seq"]))

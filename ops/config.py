@@ -17,6 +17,7 @@ __all__ = [
     "ClientSettings",
     "ManagerSettings",
     "load_client_settings",
+    "load_manager_settings",
     "read_env_file",
     "write_env_file",
 ]
@@ -117,6 +118,21 @@ def load_client_settings(
         api_token=env.get("VIGIL_API_TOKEN") or None,
         http=env.get("VIGIL_HTTP", defaults.http),
     )
+
+
+def load_manager_settings(*, data_dir: str | None = None) -> ManagerSettings:
+    """``ManagerSettings`` with each field overridable as ``VIGIL_<FIELD>`` (e.g.
+    ``VIGIL_AGENT_DOWNGRADE_S=20``); bad values fail with the field's name."""
+    env = _env(data_dir)
+    values: dict[str, str] = {}
+    for name in ManagerSettings.__struct_fields__:
+        key = f"VIGIL_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    try:
+        return msgspec.convert(values, ManagerSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"invalid manager setting: {exc} (from VIGIL_* variables)") from None
 
 
 def new_secret() -> str:

@@ -118,6 +118,13 @@ async def delete_stream(request: web.Request) -> web.Response:
     return _respond(await _router(request).dispatch("stream.delete", orjson.dumps(body)))
 
 
+def _read(name: str, body_of: Callable[[web.Request], dict[str, Any]]) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return _respond(await _router(request).dispatch(name, orjson.dumps(body_of(request))))
+
+    return handler
+
+
 def build_app(manager: Any, *, token: str | None) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[MANAGER] = manager
@@ -129,4 +136,9 @@ def build_app(manager: Any, *, token: str | None) -> web.Application:
     app.router.add_get("/api/v1/streams/{id}", get_stream)
     app.router.add_patch("/api/v1/streams/{id}", _writes(patch_stream))
     app.router.add_delete("/api/v1/streams/{id}", _writes(delete_stream))
+    app.router.add_get("/api/v1/agents", _read("agent.list", lambda r: dict(r.query)))
+    app.router.add_get(
+        "/api/v1/agents/{id}", _read("agent.get", lambda r: {"agent_id": r.match_info["id"]})
+    )
+    app.router.add_get("/api/v1/master", _read("master.get", lambda r: {}))
     return app

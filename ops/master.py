@@ -67,11 +67,13 @@ class Master:
         self.since: float | None = None
         self._since_mono = 0.0
         self._deadline = 0.0
+        self._renewed_at = 0.0
         self._revision = 0
         self._task: asyncio.Task[None] | None = None
         self.last_feedback: dict[str, float] = {}  # stream_id → monotonic time
         self.decisions = 0
         self.rejected = 0
+        self.stepdowns = 0
         self._notified: dict[str, frozenset[tuple[str, int]]] = {}
         self._rng = random.Random()
 
@@ -111,6 +113,7 @@ class Master:
 
     def step_down(self, why: str) -> None:
         if self.fence is not None:
+            self.stepdowns += 1
             log.warning("manager %s steps down as master (epoch %d): %s", self.m.manager_id,
                         self.epoch, why)  # fmt: skip
         self.fence = None
@@ -124,7 +127,8 @@ class Master:
                     if await self._try_acquire():
                         await self._elected()
                     else:
-                        await asyncio.sleep(lease / 4 * (0.8 + 0.4 * self._rng.random()))
+                        # Standbys try often: a create is ~0.2 ms and decides takeover latency.
+                        await asyncio.sleep(min(lease / 8, 0.25) * (0.8 + 0.4 * self._rng.random()))
                         continue
                 await self._renew()
                 if self.is_master:
@@ -134,6 +138,8 @@ class Master:
                 raise
             except Fenced as exc:
                 self.step_down(str(exc))
+                with contextlib.suppress(Exception):  # let the rightful master renew or retake it
+                    await self.kv.delete(LEASE_KEY, last=self._revision)
             except Exception:
                 log.exception("master loop error; continuing")
                 await asyncio.sleep(0.5)

@@ -21,7 +21,7 @@ from aiohttp import web
 from ops.config import (
     ENV_FILE,
     ClientSettings,
-    ManagerSettings,
+    load_manager_settings,
     new_secret,
     read_env_file,
     write_env_file,
@@ -155,7 +155,7 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
                 "VIGIL_HTTP": options.http,
             },
         )
-        manager = await stack.enter_async_context(Manager(client, ManagerSettings()))
+        manager = await stack.enter_async_context(Manager(client, load_manager_settings()))
         url = await stack.enter_async_context(serve_http(manager, options.http, client.api_token))
         ctx = UpContext(options, client, manager, stack)
         for part in extras or []:
@@ -171,7 +171,7 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
 async def run_manager(client: ClientSettings, http: str | None) -> None:
     stop = _stop_event()
     async with AsyncExitStack() as stack:
-        manager = await stack.enter_async_context(Manager(client, ManagerSettings()))
+        manager = await stack.enter_async_context(Manager(client, load_manager_settings()))
         if http:
             url = await stack.enter_async_context(serve_http(manager, http, client.api_token))
             print(f"manager {manager.manager_id} serving {url}/", flush=True)
