@@ -43,7 +43,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from agent.outbox import FeedbackDraft, Outbox, OutboxFull
 from agent.sender import FeedbackSender
 from analytics.registry import describe_all
-from analytics.spool import SpoolConfig
+from analytics.spool import DirectoryConfig, SpoolConfig, WebhookConfig
 from analytics.worker import AnalyticSpec, Outcome, Report, StreamCounters, StreamJob, run_stream
 from events.feedback import FeedbackError, StreamStats
 from ops.config import ClientSettings
@@ -303,7 +303,8 @@ class Agent:
             kind=a["kind"],
             analytics=tuple(AnalyticSpec(name=x["name"], params=x.get("params") or {})
                             for x in a["analytics"]),
-            stall_timeout_s=float(a.get("stall_timeout_s") or 20.0), spool=self.config.spool,
+            stall_timeout_s=float(a.get("stall_timeout_s") or 20.0),
+            spool=self.spool_for(stream_id, a.get("spool")),
         )  # fmt: skip
         worker = Worker(stream_id, version, job, threading.Event(), StreamCounters())
         self.workers[stream_id] = worker
@@ -317,6 +318,16 @@ class Agent:
         )
         worker.future.add_done_callback(lambda f: self._on_done(worker, f))
         log.info("stream %s v%d started", stream_id, version)
+
+    def spool_for(self, stream_id: str, target: dict[str, Any] | None) -> SpoolConfig | None:
+        """The stream's record spooler: its own choice, else the agent's default (JetStream)."""
+        kind = (target or {}).get("type", "jetstream")
+        if target is None or kind == "jetstream":
+            return self.config.spool
+        if kind == "webhook":
+            queue_dir = self.config.outbox.parent / "spool" / stream_id
+            return WebhookConfig(url=str(target["url"]), queue_dir=str(queue_dir))
+        return DirectoryConfig(path=str(target["path"]))
 
     def stop_worker(self, stream_id: str) -> None:
         worker = self.workers.get(stream_id)

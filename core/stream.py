@@ -27,6 +27,7 @@ from events.model import (
     Cause,
     ErrorInfo,
     Source,
+    SpoolTarget,
     StreamAssigned,
     StreamCreated,
     StreamDeleted,
@@ -75,6 +76,7 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True):
     staleness_s: float | None
     allow_unregistered: bool
     created_at: float
+    spool: SpoolTarget | None = None
     updated_at: float
     status: Status = "pending"
     version: int = 1
@@ -114,6 +116,7 @@ class CreateStream(_Command, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     staleness_s: float | None = None
     allow_unregistered: bool = False
+    spool: SpoolTarget | None = None
 
 
 class StartStream(_Command, frozen=True, kw_only=True):
@@ -200,7 +203,7 @@ def decide(state: StreamState | None, cmd: StreamCommand) -> list[StreamEvent]:
                 at=at, cause=cause, stream_id=sid, name=cmd.name, source=cmd.source,
                 kind=cmd.kind, analytics=cmd.analytics, group=cmd.group,
                 autorestart=cmd.autorestart, labels=cmd.labels, staleness_s=cmd.staleness_s,
-                allow_unregistered=cmd.allow_unregistered,
+                allow_unregistered=cmd.allow_unregistered, spool=cmd.spool,
             )
         ]  # fmt: skip
     if state is None or state.status == "deleted":
@@ -327,6 +330,7 @@ def evolve(state: StreamState | None, event: StreamEvent) -> StreamState | None:
             analytics=event.analytics, group=event.group, autorestart=event.autorestart,
             labels=event.labels, staleness_s=event.staleness_s,
             allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
+            spool=event.spool,
         )  # fmt: skip
     if state is None or state.status == "deleted" or not _is_current(state, event):
         return state

@@ -37,6 +37,7 @@ __all__ = [
     "Event",
     "MasterElected",
     "Source",
+    "SpoolTarget",
     "StreamAssigned",
     "StreamCreated",
     "StreamDeleted",
@@ -97,6 +98,14 @@ class Autorestart(msgspec.Struct, frozen=True, kw_only=True):
     healthy_reset_s: float = 60.0
 
 
+class SpoolTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a stream's analysis records go: JetStream (default), a webhook, or a directory."""
+
+    type: Literal["jetstream", "webhook", "directory"] = "jetstream"
+    url: str | None = None
+    path: str | None = None
+
+
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     message: str = ""
@@ -129,6 +138,7 @@ class StreamCreated(StreamEvent, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     staleness_s: float | None = None
     allow_unregistered: bool = False
+    spool: SpoolTarget | None = None
 
 
 class StreamAssigned(StreamEvent, frozen=True, kw_only=True):

@@ -189,6 +189,7 @@ class AgentService:
                 "analytics": [{"name": a.name, "params": a.params} for a in s.analytics],
                 "labels": s.labels,
                 "stall_timeout_s": s.staleness_s,
+                "spool": msgspec.to_builtins(s.spool) if s.spool else None,
             }
             for s in assigned
         ]

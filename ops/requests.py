@@ -55,6 +55,21 @@ class AutorestartIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     healthy_reset_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
 
 
+class SpoolIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    type: Literal["jetstream", "webhook", "directory"] = "jetstream"
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
+
+
+def validate_spool(spool: SpoolIn) -> None:
+    if spool.type == "webhook":
+        if not spool.url or urlsplit(spool.url).scheme not in ("http", "https"):
+            raise Invalid("$.spool.url", "a webhook spool needs an http(s):// url")
+    elif spool.type == "directory":
+        if not spool.path or not spool.path.startswith("/"):
+            raise Invalid("$.spool.path", "a directory spool needs an absolute path")
+
+
 class CreateStreamReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: SourceIn
     kind: Literal["stream", "file"] = "stream"
@@ -65,6 +80,7 @@ class CreateStreamReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     labels: Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=64)] = {}
     staleness_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
     allow_unregistered: bool = False
+    spool: SpoolIn | None = None
     request_id: RequestId | None = None
 
 

@@ -20,7 +20,7 @@ import msgspec
 from core import stream as S
 from core.errors import IllegalTransition, Invalid, NotFound
 from core.stream import StreamState
-from events.model import AnalyticRef, Autorestart, Cause, Source, StreamEvent
+from events.model import AnalyticRef, Autorestart, Cause, Source, SpoolTarget, StreamEvent
 from events.store import Conflict, EventStore
 from ops import requests as R
 from ops.views import stream_view
@@ -111,6 +111,8 @@ class StreamService:
     async def create(self, req: R.CreateStreamReq) -> tuple[dict[str, Any], int]:
         R.validate_source(req.source, req.kind)
         self.validate_analytics(req.analytics, req.allow_unregistered)
+        if req.spool is not None:
+            R.validate_spool(req.spool)
         if req.request_id is not None:
             stream_id = "s-" + uuid.uuid5(_NS, f"stream.create:{req.request_id}").hex[:16]
         else:
@@ -125,6 +127,8 @@ class StreamService:
             analytics=tuple(AnalyticRef(name=a.name, params=a.params) for a in req.analytics),
             group=req.group, autorestart=autorestart, labels=dict(req.labels),
             staleness_s=req.staleness_s, allow_unregistered=req.allow_unregistered,
+            spool=SpoolTarget(type=req.spool.type, url=req.spool.url, path=req.spool.path)
+            if req.spool else None,
         )  # fmt: skip
         msg_id = f"stream.create:{req.request_id}" if req.request_id else None
         try:

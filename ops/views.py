@@ -38,6 +38,7 @@ def stream_view(s: StreamState) -> dict[str, Any]:
         "labels": s.labels,
         "autorestart": msgspec.to_builtins(s.autorestart),
         "staleness_s": s.staleness_s,
+        "spool": msgspec.to_builtins(s.spool) if s.spool else None,
     }
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import orjson
 import pytest
 from nats.aio.client import Client
 
@@ -151,3 +152,31 @@ async def test_invalid_params_and_bad_register_and_foreign_feedback(
         assert (
             await nc.jetstream().stream_info("VIGIL_EVENTS")
         ).state.last_seq == after.state.last_seq
+
+
+async def test_records_go_to_the_spool_the_stream_chose(
+    manager: Manager, nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    clip = write_clip(tmp_path / "scene.mp4", ClipSpec())  # motion, cut, black, frozen segments
+    out = tmp_path / "records"
+    client = ClientSettings(nats_url=nats_server.url)
+    async with Agent(client, agent_config(tmp_path, "spooler")) as agent:
+        await eventually(lambda: agent.registered.is_set())
+        bad = await command(nc, "stream.create", {"source": {"url": f"file://{clip.path}"}, "kind": "file",
+                                                  "spool": {"type": "directory", "path": "relative/dir"}})  # fmt: skip
+        assert bad["error"]["details"][0]["path"] == "$.spool.path"
+        sid = (await ok(nc, "stream.create", {
+            "source": {"url": f"file://{clip.path}"}, "kind": "file",
+            "analytics": [{"name": "motion"}, {"name": "black_frame"}],
+            "spool": {"type": "directory", "path": str(out)},
+        }))["stream_id"]  # fmt: skip
+        await eventually(lambda: _is(nc, sid, "done"), timeout=60, what="file analysed")
+        records = [orjson.loads(p.read_bytes()) for p in sorted(out.glob("*.json"))]
+        assert sorted(r["event"]["name"] for r in records) == ["black_frame", "motion"]
+        for r in records:
+            assert r["stream_id"] == sid and r["agent_id"] == agent.agent_id
+            assert r["window"] and all("jpeg_b64" in w or "path" in w for w in r["window"])
+        motion = next(r for r in records if r["event"]["name"] == "motion")
+        [truth] = clip.expected("motion")
+        assert abs(motion["event"]["started_at"] - truth.started_at) <= 1.0
+        assert sum(s.events for s in agent.tally.values()) == 2
