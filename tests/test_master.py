@@ -153,3 +153,41 @@ async def test_a_stream_without_feedback_is_requeued_after_its_staleness_period(
     await eventually(requeued, timeout=10, what="requeue for stale feedback")
     agent = await ok(nc, "agent.get", {"agent_id": agent_id})
     assert agent["status"] == "ready"  # heartbeats kept it ready; only the stream moved
+
+
+async def test_silent_agent_is_downgraded_recovers_on_heartbeat_and_is_removed_after_retention(
+    nats_server: EmbeddedNats, nc: Client
+) -> None:
+    settings = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.3, agent_downgrade_s=1,
+                               agent_retention_s=2)  # fmt: skip
+    async with Manager(ClientSettings(nats_url=nats_server.url), settings) as m:
+        await eventually(lambda: m.master.is_master)
+        agent_id = (await ok(nc, "agent.register", {"name": "flaky", "capacity": 1}))["agent_id"]
+
+        async def status() -> str:
+            reply = await nc.request(
+                "vigil.cmd.agent.get", orjson.dumps({"agent_id": agent_id}), timeout=2
+            )
+            body = orjson.loads(reply.data)
+            return str(body["result"]["status"]) if body["ok"] else body["error"]["code"]
+
+        await eventually(lambda: _eq(status(), "not_ready"), timeout=10, what="downgrade")
+        await nc.publish(f"vigil.agent.{agent_id}.heartbeat", orjson.dumps({"ts": time.time()}))
+        await eventually(lambda: _eq(status(), "ready"), timeout=10, what="recovery on heartbeat")
+        await eventually(lambda: _eq(status(), "not_ready"), timeout=10, what="downgrade again")
+        await eventually(
+            lambda: _eq(status(), "not_found"), timeout=10, what="removal after retention"
+        )
+        store = JetStreamStore(nc)
+        kinds = [type(e.event).__name__ for e in await store.read(f"agent.{agent_id}")]
+        assert kinds == [
+            "AgentRegistered",
+            "AgentDowngraded",
+            "AgentRecovered",
+            "AgentDowngraded",
+            "AgentRemoved",
+        ]
+
+
+async def _eq(value: object, expected: str) -> bool:
+    return await value == expected  # type: ignore[misc]
