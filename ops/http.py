@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -125,12 +126,24 @@ def _read(name: str, body_of: Callable[[web.Request], dict[str, Any]]) -> Handle
     return handler
 
 
+async def metrics(request: web.Request) -> web.Response:
+    from ops.metrics import CONTENT_TYPE, render
+
+    return web.Response(body=render(request.app[MANAGER]), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(Path(__file__).parent / "dashboard.html")
+
+
 def build_app(manager: Any, *, token: str | None) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[MANAGER] = manager
     app[TOKEN] = token
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", dashboard)
     app.router.add_get("/api/v1/streams", list_streams)
     app.router.add_post("/api/v1/streams", _writes(create_stream))
     app.router.add_get("/api/v1/streams/{id}", get_stream)

@@ -141,3 +141,35 @@ async def test_state_is_rebuilt_from_events_after_restart(
         a["stream_id"]: "pending",
         b["stream_id"]: "stopped",
     }
+
+
+async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> None:
+    from aiohttp import ClientSession
+
+    from ops.natsd import free_port
+    from ops.up import serve_http
+
+    hostport = f"127.0.0.1:{free_port()}"
+    async with serve_http(manager, hostport, "s3cret") as url, ClientSession() as http:
+        body = {"source": {"url": "rtsp://cam/9"}}
+        async with http.post(f"{url}/api/v1/streams", json=body) as r:
+            assert r.status == 401
+        async with http.post(f"{url}/api/v1/streams?accessToken=s3cret", json=body) as r:
+            assert r.status == 200
+            sid = (await r.json())["result"]["stream_id"]
+        headers = {"Authorization": "Bearer s3cret"}
+        async with http.patch(
+            f"{url}/api/v1/streams/{sid}", json={"action": "stop"}, headers=headers
+        ) as r:
+            assert r.status == 200 and (await r.json())["result"]["status"] == "stopped"
+        async with http.patch(f"{url}/api/v1/streams/{sid}", data=b"{nope", headers=headers) as r:
+            assert r.status == 400
+        async with http.get(f"{url}/api/v1/streams/s-missing") as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        async with http.get(f"{url}/metrics") as r:
+            text = await r.text()
+            assert 'vigil_streams{status="stopped"} 1.0' in text
+        async with http.get(f"{url}/") as r:
+            assert r.status == 200 and "<title>vigil</title>" in await r.text()
+        async with http.delete(f"{url}/api/v1/streams/{sid}", headers=headers) as r:
+            assert r.status == 200
