@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -101,7 +101,7 @@ async def main() -> None:
             "version": version,
             "status": status,
             "ts": now,
-            "day": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d"),
+            "day": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"),
             **extra,
         }
         headers = {"Nats-Msg-Id": f"{agent_id}:{state.seq}"}
@@ -150,7 +150,7 @@ async def main() -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(poll_now.wait(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         poll_now.clear()
         try:
