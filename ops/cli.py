@@ -17,6 +17,7 @@ from typing import Any
 import click
 import orjson
 
+from ops.cli_stats import stats
 from ops.config import ClientSettings, load_client_settings
 
 __all__ = ["main"]
@@ -281,6 +282,9 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
     """Delete a stream (final)."""
     _run("stream.delete", {"stream_id": stream_id}, as_json,
          show=lambda r: click.echo(f"deleted {r['stream_id']}"))  # fmt: skip
+
+
+main.add_command(stats)
 
 
 if __name__ == "__main__":  # pragma: no cover

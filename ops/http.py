@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ops.http_stats import daily_stats
 from ops.rpc import HTTP_STATUS, Router, error_reply
 
 __all__ = ["MANAGER", "build_app"]
@@ -154,4 +155,5 @@ def build_app(manager: Any, *, token: str | None) -> web.Application:
         "/api/v1/agents/{id}", _read("agent.get", lambda r: {"agent_id": r.match_info["id"]})
     )
     app.router.add_get("/api/v1/master", _read("master.get", lambda r: {}))
+    app.router.add_get("/api/v1/stats/daily", daily_stats)
     return app

@@ -30,9 +30,11 @@ from ops.feedback import FeedbackConsumer, ensure_feedback_stream, ensure_record
 from ops.master import MASTER_BUCKET, Master
 from ops.rpc import Route, Router
 from ops.service import StreamService
+from ops.stats import DailyStatsReq, StatsFeed, StatsQueries
 from ops.views import iso
 from projections.agents import AgentsProjection
 from projections.engine import Projector
+from projections.stats import DailyStats
 from projections.streams import StreamsProjection
 
 __all__ = ["Manager", "connect"]
@@ -83,6 +85,7 @@ class Manager:
         self.started_at = time.time()
         self.streams = StreamsProjection()
         self.agents = AgentsProjection()
+        self.daily_stats = DailyStats()  # folded from VIGIL_FEEDBACK by self.stats_feed
         self._stack = AsyncExitStack()
         self.nc: Client
         self.store: JetStreamStore
@@ -135,6 +138,11 @@ class Manager:
             self.nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas
         )
         await ensure_records_stream(self.nc, replicas=s.replicas)
+        # -- daily statistics (issue 6): every manager folds all of VIGIL_FEEDBACK ----------
+        self.stats_feed = await self._stack.enter_async_context(
+            StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
+        )
+        # -- end daily statistics ---------------------------------------------------------------
         master_kv = await _kv(self.nc, MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
         self.master = Master(self, master_kv, s)
         fb_sub = await self.nc.subscribe("vigil.feedback.>", cb=self.master.on_feedback_msg)
@@ -170,7 +178,11 @@ class Manager:
             Route("agent.get", R.AgentIdReq, self.agent_service.get, writes=False),
             Route("agent.list", R.ListAgentsReq, self.agent_service.list_agents, writes=False),
             Route("master.get", R.EmptyReq, self.master_info, writes=False),
+            Route("stats.daily", DailyStatsReq, self._stats_daily, writes=False),
         ]
+
+    async def _stats_daily(self, req: DailyStatsReq) -> tuple[dict[str, Any], int]:
+        return await StatsQueries(self.daily_stats, self.streams, self.projector).daily(req)
 
     async def master_info(self, _req: R.EmptyReq) -> tuple[dict[str, Any], int]:
         """The current master as recorded in the log (any manager can answer)."""
