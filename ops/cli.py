@@ -287,5 +287,10 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 main.add_command(stats)
 
 
+from ops.cli_events import events  # noqa: E402  (vigil events …, issue 7)
+
+main.add_command(events)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

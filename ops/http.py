@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ops.audit import history
 from ops.http_stats import daily_stats
 from ops.rpc import HTTP_STATUS, Router, error_reply
 
@@ -148,6 +149,7 @@ def build_app(manager: Any, *, token: str | None) -> web.Application:
     app.router.add_get("/api/v1/streams", list_streams)
     app.router.add_post("/api/v1/streams", _writes(create_stream))
     app.router.add_get("/api/v1/streams/{id}", get_stream)
+    app.router.add_get("/api/v1/streams/{id}/history", history)  # ops.audit (issue 7)
     app.router.add_patch("/api/v1/streams/{id}", _writes(patch_stream))
     app.router.add_delete("/api/v1/streams/{id}", _writes(delete_stream))
     app.router.add_get("/api/v1/agents", _read("agent.list", lambda r: dict(r.query)))

@@ -31,9 +31,11 @@ from ops.master import MASTER_BUCKET, Master
 from ops.rpc import Route, Router
 from ops.service import StreamService
 from ops.stats import DailyStatsReq, StatsFeed, StatsQueries
+from ops.verify import DumpReq, dump_handler
 from ops.views import iso
 from projections.agents import AgentsProjection
 from projections.engine import Projector
+from projections.snapshot import Snapshotter, restore_latest
 from projections.stats import DailyStats
 from projections.streams import StreamsProjection
 
@@ -115,7 +117,13 @@ class Manager:
         )
         await self.store.ensure()
         requests_kv = await _kv(self.nc, REQUESTS_BUCKET, ttl=s.request_ttl_s, replicas=s.replicas)
-        self.projector = Projector(self.nc, self.projections())
+        # -- snapshots (issue 7): start from the newest valid snapshot, replay the tail ------
+        start_seq = await restore_latest(self.nc, self.projections(), self.store.stream)
+        self.projector = Projector(self.nc, self.projections(), start_seq=start_seq)
+        self.snapshots = Snapshotter(self.nc, self.projector, self.projections(),
+                                     is_writer=lambda: self.master.is_master,
+                                     manager_id=self.manager_id)  # fmt: skip
+        # -- end snapshots --------------------------------------------------------------------
         await self.projector.start()
         self._stack.push_async_callback(self.projector.stop)
         await self.projector.wait_caught_up(timeout=600)
@@ -154,6 +162,7 @@ class Manager:
         )
         if self.run_master:
             await self._stack.enter_async_context(self.master)
+        await self._stack.enter_async_context(self.snapshots)  # writes only while master
         log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
 
     async def _close_nc(self) -> None:
@@ -178,6 +187,7 @@ class Manager:
             Route("agent.get", R.AgentIdReq, self.agent_service.get, writes=False),
             Route("agent.list", R.ListAgentsReq, self.agent_service.list_agents, writes=False),
             Route("master.get", R.EmptyReq, self.master_info, writes=False),
+            Route("projections.dump", DumpReq, dump_handler(self), writes=False),
             Route("stats.daily", DailyStatsReq, self._stats_daily, writes=False),
         ]
 

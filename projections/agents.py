@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from core import agent as core_agent
 from core.agent import AgentState
 from events.model import AgentEvent, Event
+from projections.blob import decode_blob, encode_blob, entity_dump
 
 __all__ = ["AgentsProjection"]
 
+_SNAPSHOT_V = 1
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    v: int
+    agents: dict[str, AgentState]
+    last_seq: dict[str, int]
+
 
 class AgentsProjection:
+    name = "agents"
     kinds = ("agent",)
 
     def __init__(self) -> None:
@@ -37,3 +51,19 @@ class AgentsProjection:
 
     def active(self) -> dict[str, AgentState]:
         return {k: v for k, v in self.agents.items() if v.status != "gone"}
+
+    # ---- snapshots (projections.snapshot) and verify (ops.verify) ------------------------------
+
+    def snapshot(self) -> bytes:
+        return encode_blob(_Snapshot(_SNAPSHOT_V, self.agents, self.last_seq))
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state by a snapshot blob; ``SnapshotError`` leaves it unchanged."""
+        snap = decode_blob(data, _Snapshot, _SNAPSHOT_V)
+        self.agents, self.last_seq = dict(snap.agents), dict(snap.last_seq)
+
+    def reset(self) -> None:
+        self.agents, self.last_seq, self.ignored = {}, {}, 0
+
+    def dump(self) -> dict[str, Any]:
+        return entity_dump(self.agents, self.last_seq)

@@ -1,9 +1,15 @@
 """The projection engine: fold VIGIL_EVENTS into in-memory read models, live.
 
-Each ``Projection`` declares the aggregate kinds it folds (``"stream"``, ``"agent"``, ...) and an
-``apply(seq, aggregate, event)``. The ``Projector`` feeds them from one ordered push consumer by
-callback (the fastest way to read JetStream with nats-py), remembers the last applied sequence,
-and lets callers ``wait_for(seq)`` so a command reply can promise read-your-writes.
+Each ``Projection`` declares a ``name``, the aggregate kinds it folds (``"stream"``,
+``"agent"``, ...) and an ``apply(seq, aggregate, event)``. A projection that can be snapshotted
+(``Snapshottable``) also offers ``snapshot() -> bytes`` / ``restore(bytes)`` (msgspec, with its
+own format version; ``restore`` raises ``SnapshotError`` and leaves the projection unchanged on a
+bad blob), ``reset()`` and ``dump()`` (a canonical JSON-able view per entity, for ``verify``).
+
+The ``Projector`` feeds them from one ordered push consumer by callback (the fastest way to read
+JetStream with nats-py), remembers the last applied sequence, and lets callers ``wait_for(seq)``
+so a command reply can promise read-your-writes. ``start_seq`` resumes after a snapshot;
+``stop_seq`` makes a bounded replay (``done`` is set once it is reached).
 
 Events this code cannot decode are counted, logged with their sequence, and skipped.
 """
@@ -14,7 +20,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -24,15 +30,46 @@ from events.codec import UndecodableEvent, decode_event
 from events.jetstream import EVENTS_STREAM
 from events.model import Event
 
-__all__ = ["Projection", "Projector"]
+__all__ = ["Projection", "Projector", "SnapshotError", "Snapshottable", "parse_reply"]
 
 log = logging.getLogger(__name__)
+
+
+class SnapshotError(ValueError):
+    """A snapshot blob cannot be restored (corrupt, wrong version): start from zero instead."""
 
 
 class Projection(Protocol):
     kinds: tuple[str, ...]
 
     def apply(self, seq: int, aggregate: str, event: Event) -> None: ...
+
+
+@runtime_checkable
+class Snapshottable(Protocol):
+    name: str
+    kinds: tuple[str, ...]
+
+    def apply(self, seq: int, aggregate: str, event: Event) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...
+    def reset(self) -> None: ...
+    def dump(self) -> dict[str, Any]: ...
+
+
+def parse_reply(reply: str) -> tuple[int, int, int]:
+    """(stream seq, num pending, stored time in ns) from a JetStream ack subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` (v1) or the v2 form
+    with domain and account hash. Much cheaper than ``msg.metadata`` (no datetime, no
+    dataclasses). Raises ``ValueError`` on anything else (not a JetStream message).
+    """
+    t = reply.split(".")
+    if len(t) == 9:
+        return int(t[5]), int(t[8]), int(t[7])
+    if len(t) >= 11:
+        return int(t[7]), int(t[10]), int(t[9])
+    raise ValueError(f"not a JetStream reply subject: {reply!r}")
 
 
 class Projector:
@@ -46,11 +83,15 @@ class Projector:
         stream: str = EVENTS_STREAM,
         subject_prefix: str = "vigil.evt",
         start_seq: int = 1,
+        stop_seq: int | None = None,
     ) -> None:
         self.nc = nc
         self.stream = stream
         self.prefix = subject_prefix
+        self._cut = len(subject_prefix) + 1
         self.last_seq = start_seq - 1
+        self.start_seq = start_seq
+        self.stop_seq = stop_seq
         self.undecodable = 0
         self.applied = 0
         self._routes: dict[str, list[Projection]] = {}
@@ -60,6 +101,7 @@ class Projector:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tick = 0
         self._caught_up = asyncio.Event()
+        self.done = asyncio.Event()
         self._target = 0
         self._sub: object | None = None
 
@@ -84,12 +126,26 @@ class Projector:
         self.last_seq = seq
 
     async def _on_msg(self, msg: Msg) -> None:
-        meta = msg.metadata
-        self.apply(meta.sequence.stream, msg.subject[len(self.prefix) + 1 :], msg.data)
-        if meta.num_pending == 0 or self.last_seq >= self._target:
+        try:
+            seq, pending, _ = parse_reply(msg.reply)
+        except ValueError:
+            meta = msg.metadata
+            seq, pending = meta.sequence.stream, meta.num_pending
+        stop = self.stop_seq
+        if stop is not None and seq > stop:
+            self._finish()
+            return
+        self.apply(seq, msg.subject[self._cut :], msg.data)
+        if pending == 0 or seq >= self._target:
             self._caught_up.set()
-        if self._waiters and self._waiters[0][0] <= self.last_seq:
+            if stop is not None and (pending == 0 or seq >= stop):
+                self._finish()
+        if self._waiters and self._waiters[0][0] <= seq:
             self._wake()
+
+    def _finish(self) -> None:
+        self._caught_up.set()
+        self.done.set()
 
     def _wake(self) -> None:
         while self._waiters and self._waiters[0][0] <= self.last_seq:
@@ -101,6 +157,12 @@ class Projector:
         js = self.nc.jetstream()
         info = await js.stream_info(self.stream)
         self._target = int(info.state.last_seq)
+        if self.stop_seq is not None:
+            self.stop_seq = min(self.stop_seq, self._target)
+            self._target = self.stop_seq
+            if self.last_seq >= self.stop_seq:
+                self._finish()
+                return
         if self._target <= self.last_seq:
             self._caught_up.set()
         config = api.ConsumerConfig(
@@ -128,6 +190,10 @@ class Projector:
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._caught_up.wait(), timeout)
+
+    async def wait_done(self, timeout: float | None = None) -> None:
+        """Wait until ``stop_seq`` is reached (bounded replays only)."""
+        await asyncio.wait_for(self.done.wait(), timeout)
 
     async def wait_for(self, seq: int, timeout: float = 5.0) -> bool:
         """Wait until the event at ``seq`` is applied; False on timeout."""

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
+
+import msgspec
 
 from core import stream as core_stream
 from core.stream import StreamState
 from events.model import Event, StreamEvent
+from projections.blob import decode_blob, encode_blob, entity_dump
 
 __all__ = ["StreamsProjection"]
+
+_SNAPSHOT_V = 1
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    v: int
+    streams: dict[str, StreamState]
+    last_seq: dict[str, int]
 
 
 class StreamsProjection:
     """stream_id → (state, sequence of the stream's last event). Deleted streams are kept as
     ``deleted`` so ids are never reused."""
 
+    name = "streams"
     kinds = ("stream",)
 
     def __init__(self) -> None:
@@ -47,3 +60,19 @@ class StreamsProjection:
 
     def assigned_to(self, agent_id: str) -> list[StreamState]:
         return [s for s in self.streams.values() if s.agent_id == agent_id and s.is_live]
+
+    # ---- snapshots (projections.snapshot) and verify (ops.verify) ------------------------------
+
+    def snapshot(self) -> bytes:
+        return encode_blob(_Snapshot(_SNAPSHOT_V, self.streams, self.last_seq))
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state by a snapshot blob; ``SnapshotError`` leaves it unchanged."""
+        snap = decode_blob(data, _Snapshot, _SNAPSHOT_V)
+        self.streams, self.last_seq = dict(snap.streams), dict(snap.last_seq)
+
+    def reset(self) -> None:
+        self.streams, self.last_seq, self.ignored = {}, {}, 0
+
+    def dump(self) -> dict[str, Any]:
+        return entity_dump(self.streams, self.last_seq)
