@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -186,7 +187,10 @@ class Agent:
             worker.stop.set()
         await self.sender.__aexit__(None, None, None)
         await self.outbox.close()
-        await self.nc.close()
+        try:
+            await self.nc.close()
+        except OSError as exc:  # nats-py flushes its buffer into the dead socket while disconnected
+            log.debug("kill during a NATS outage: %r", exc)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- protocol ----------------------------------------------------------------------------
@@ -388,15 +392,30 @@ class Agent:
     async def _put(self, stream_id: str, version: int, status: str,
                    error: FeedbackError | None = None, stats: StreamStats | None = None) -> None:  # fmt: skip
         now = time.time()
-        stats = stats or StreamStats()
+        draft = FeedbackDraft(stream_id=stream_id, version=version, status=status,  # type: ignore[arg-type]
+                              day=utc_day(now), ts=now, error=error, stats=stats or StreamStats())  # fmt: skip
         try:
-            await self.outbox.put(stream_id, version, status, day=utc_day(now), ts=now,  # type: ignore[arg-type]
-                                  error=error, stats=stats)  # fmt: skip
+            await self._store([draft])
         except OutboxFull:
             log.error("outbox full: feedback for new stream %s refused", stream_id)
             return
-        self._count(stream_id, stats)
         self.sender.wake()
+
+    async def _store(self, drafts: list[FeedbackDraft]) -> None:
+        """Put `drafts` into the outbox and add them to `tally` once they are stored.
+
+        The tally is updated by a done-callback, not after the await: a caller cancelled while
+        the write runs (``kill`` in a crash test) still counts what reached the disk, so `tally`
+        is exactly what the outbox accepted. Raises what `Outbox.put_many` raises.
+        """
+        task = asyncio.ensure_future(self.outbox.put_many(drafts))
+        task.add_done_callback(functools.partial(self._count_stored, drafts))
+        await asyncio.shield(task)
+
+    def _count_stored(self, drafts: list[FeedbackDraft], task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            for d in drafts:
+                self._count(d.stream_id, d.stats)
 
     async def _final(self, worker: Worker, status: str | None, error: FeedbackError | None) -> None:
         """Last delta of a worker, with its final status (None: stopped, stats only)."""
@@ -421,9 +440,7 @@ class Agent:
                                         status="in_progress", day=day, ts=now, stats=delta))  # fmt: skip
         if not drafts:
             return
-        await self.outbox.put_many(drafts)
-        for d in drafts:
-            self._count(d.stream_id, d.stats)
+        await self._store(drafts)
         self.sender.wake()
 
     async def _stats_loop(self) -> None:
