@@ -102,14 +102,18 @@ def _show(result: dict[str, Any]) -> None:
 
     idents = {"stream": ("stream_id", "group"), "agent": ("agent_id",), "group": ("group",),
               "row": ("stream_id", "agent_id", "group")}[result["by"]]  # fmt: skip
-    table = Table(*idents, *(title for _, title in COLUMNS),
-                  title=f"daily statistics {result['date']} (UTC)")  # fmt: skip
+    table = Table(title=f"daily statistics {result['date']} (UTC)")
+    for name in idents:
+        table.add_column(name, no_wrap=True)
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right", no_wrap=True)
     for item in result["items"]:
         table.add_row(*(item[k] or "-" for k in idents), *(_num(item[k]) for k, _ in COLUMNS))
     total = result["total"]
     table.add_row("total", *([""] * (len(idents) - 1)), *(_num(total[k]) for k, _ in COLUMNS),
                   style="bold")  # fmt: skip
-    Console().print(table)
+    # Piped output (a file, a pager, a test) gets the full table instead of an 80-column squeeze.
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     if not result["complete"]:
         click.echo("note: this manager is still replaying feedback; totals may grow", err=True)
 
