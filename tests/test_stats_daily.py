@@ -119,6 +119,14 @@ async def test_replay_after_the_dedup_window_counts_once(
 
         await check_queries(manager, nc, tmp_path, day, sid, agent.agent_id, expected)
 
+    # A manager started now rebuilds the same totals from the stream (replays included).
+    async with Manager(
+        ClientSettings(nats_url=nats_server.url), SETTINGS, run_master=False
+    ) as late:
+        await eventually(lambda: late.daily_stats.caught_up, what="late manager caught up")
+        assert late.stats_feed.last_seq == manager.stats_feed.last_seq
+        assert late.daily_stats.state == manager.daily_stats.state
+
 
 async def check_queries(manager: Manager, nc: Client, tmp_path: Path, day: str, sid: str,
                         agent_id: str, expected: dict[str, object]) -> None:  # fmt: skip
