@@ -1,7 +1,8 @@
 """Encode and decode events; upcast old schema versions on the raw dict before typed decoding.
 
-Fast path: a tiny head decode (``type``, ``v``) tells whether the body is current; current bodies
-decode straight into their Struct. Older bodies go through ``events.upcast`` as plain dicts first.
+Fast path: current bodies decode straight into their Struct (one decode, then a version check).
+Otherwise a tiny head decode (``type``, ``v``) says why: older bodies go through
+``events.upcast`` as plain dicts first; newer or unknown ones are refused.
 Unknown types and bodies that fail validation raise ``UndecodableEvent`` (projections count and
 skip them; they never stop a fold).
 """
@@ -36,8 +37,19 @@ def encode_event(event: model.Event) -> bytes:
     return _encoder.encode(event)
 
 
+_CURRENT_BY_CLASS: dict[type, int] = {
+    cls: CURRENT_VERSIONS[cls.__name__] for cls in model.AnyEvent.__args__
+}
+
+
 def decode_event(data: bytes) -> model.Event:
     """Decode one stored event body into its current typed Struct."""
+    try:  # fast path (replays): one typed decode; anything not current takes the slow path
+        fast: model.Event = _decode_typed(data)
+        if fast.v == _CURRENT_BY_CLASS[type(fast)]:
+            return fast
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
     try:
         head = _decode_head(data)
     except msgspec.DecodeError as exc:

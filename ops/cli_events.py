@@ -293,7 +293,9 @@ async def _bounds(nc: Client, since: str | None, until: str | None, from_seq: in
 @click.option("--to-seq", default=None, type=click.IntRange(1))
 @click.option("--subject", default="vigil.evt.>", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="default: stdout")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=None, help="default: stdout"
+)
 def export_cmd(since: str | None, until: str | None, from_seq: int, to_seq: int | None,
                subject: str, fmt: str, output: Path | None) -> None:  # fmt: skip
     """Write events as JSON lines (seq, subject, stored time, headers, event body)."""

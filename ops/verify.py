@@ -98,8 +98,9 @@ def _fields(path: str, a: Any, b: Any, out: list[tuple[str, Any, Any]]) -> None:
 def differences(keys: list[str], log_values: dict[str, Any],
                 other_values: dict[str, Any]) -> list[Difference]:  # fmt: skip
     diffs: list[Difference] = []
+    plain = orjson.loads(orjson.dumps(log_values))  # tuples → lists, like the other side's JSON
     for key in keys:
-        a, b = log_values.get(key), other_values.get(key)
+        a, b = plain.get(key), other_values.get(key)
         if b is None:
             diffs.append(Difference(key, "missing"))
         elif a is None:
@@ -181,6 +182,7 @@ async def verify(nc: Any, *, live: bool = True, snapshot: bool = True,
             targets.append((Check("live", 0, skipped=f"no manager answered ({exc!r})"), None,
                             _none))  # fmt: skip
         else:
+
             async def live_values(keys: list[str]) -> dict[str, Any]:
                 return dict((await _ask(nc, {"keys": keys}))["values"])
 
