@@ -100,6 +100,8 @@ async def read_log(
     Without ``follow`` it ends at ``until_seq`` or at the end of the log as it was when reached.
     """
     js = nc.jetstream()
+    if until_seq is not None and until_seq < from_seq and not follow:
+        return
     queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=10_000)
 
     async def on_msg(msg: Msg) -> None:
@@ -115,7 +117,8 @@ async def read_log(
     try:
         if not follow:
             info = await sub.consumer_info()
-            if info.num_pending == 0 and not (info.delivered and info.delivered.stream_seq):
+            delivered = info.delivered.consumer_seq if info.delivered else 0
+            if info.num_pending == 0 and not delivered:
                 return
         while True:
             msg = await queue.get()
