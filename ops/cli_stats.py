@@ -17,7 +17,6 @@ import click
 import orjson
 
 from ops.config import load_client_settings
-from ops.stats import to_csv
 
 __all__ = ["stats"]
 
@@ -52,6 +51,8 @@ def daily(day: str | None, stream_id: str | None, agent_id: str | None, group: s
                                ("group", group)) if v is not None}  # fmt: skip
     result = asyncio.run(_fetch_all(body, as_json))
     if csv_file is not None:
+        from ops.stats import to_csv  # lazily: keeps `vigil --help` and other commands fast
+
         text = to_csv(result["date"], result["items"])
         if str(csv_file) == "-":
             click.echo(text, nl=False)
