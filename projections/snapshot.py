@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ class SnapshotHeader(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     manager_id: str = ""
     projections: list[str] = []
+    compression: str = "zlib"
     size: int = 0
     sha256: str = ""
 
@@ -94,7 +96,7 @@ def take_snapshot(projector: Projector, projections: Sequence[Snapshottable],
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    body = _body_encoder.encode(snap.blobs)
+    body = zlib.compress(_body_encoder.encode(snap.blobs), 1)
     header = msgspec.structs.replace(
         snap.header, size=len(body), sha256=hashlib.sha256(body).hexdigest()
     )
@@ -116,9 +118,11 @@ def decode_snapshot(data: bytes) -> Snapshot:
         raise SnapshotError(f"snapshot format {header.format}; this code reads {FORMAT}")
     if len(body) != header.size or hashlib.sha256(body).hexdigest() != header.sha256:
         raise SnapshotError(f"snapshot at seq {header.seq}: checksum mismatch (corrupt)")
+    if header.compression != "zlib":
+        raise SnapshotError(f"snapshot compression {header.compression!r} is not supported")
     try:
-        blobs = _decode_body(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        blobs = _decode_body(zlib.decompress(body))
+    except (msgspec.DecodeError, msgspec.ValidationError, zlib.error) as exc:
         raise SnapshotError(f"unreadable snapshot body: {exc}") from None
     return Snapshot(header=header, blobs=blobs)
 
