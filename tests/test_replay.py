@@ -59,8 +59,7 @@ async def quiet_views(nc: Client, managers: list[Manager]) -> tuple[dict[str, An
         await eventually(lambda n=last: all(m.projector.last_seq >= n for m in managers))
         streams = (await ok(nc, "stream.list", {}))["streams"]
         agents = (await ok(nc, "agent.list", {}))["agents"]
-        at = time.time()
-        await asyncio.sleep(0.01)  # a stored timestamp strictly after `at` for the next event
+        at = time.time()  # anything stored after this is caught by the re-check below
         if await store.last_seq() == last:
             return {"seq": last, "streams": streams, "agents": agents}, at
 
