@@ -169,7 +169,8 @@ async def write_snapshot(nc: Client, snap: Snapshot, *, keep: int = 3) -> str:
     obs = await bucket(nc, create=True)
     assert obs is not None
     name = f"{PREFIX}{snap.header.seq:016d}"
-    await obs.put(name, encode_snapshot(snap))
+    data = await asyncio.to_thread(encode_snapshot, snap)  # zlib releases the GIL
+    await obs.put(name, data)
     for old in (await _names(obs))[keep:]:
         with contextlib.suppress(Exception):
             await obs.delete(old)
