@@ -100,6 +100,7 @@ class Agent:
         self.config = config
         self.agent_id = self._identity()
         self.workers: dict[str, Worker] = {}
+        self.ended: dict[str, int] = {}  # stream_id → assignment version whose worker ended
         self.tally: dict[str, StreamStats] = {}
         self.heartbeat_interval_s = 2.0
         self.feedback_interval_s = 2.0
@@ -282,7 +283,13 @@ class Agent:
         result = reply["result"]
         for stream_id in result["stop"]:
             self.stop_worker(stream_id)
+        listed = {a["stream_id"]: a["version"] for a in result["start"]}
+        # An assignment whose worker already ended stays listed until the manager has folded
+        # our final feedback (it is in the outbox): never run it twice.
+        self.ended = {k: v for k, v in self.ended.items() if listed.get(k) == v}
         for assignment in result["start"]:
+            if self.ended.get(assignment["stream_id"]) == assignment["version"]:
+                continue
             current = self.workers.get(assignment["stream_id"])
             if current is not None and current.version == assignment["version"]:
                 continue
@@ -356,6 +363,7 @@ class Agent:
     def _on_done(self, worker: Worker, fut: asyncio.Future[Outcome]) -> None:
         if self.workers.get(worker.stream_id) is worker:
             del self.workers[worker.stream_id]
+        self.ended[worker.stream_id] = worker.version
         if worker.failed or fut.cancelled():
             self._spawn(self._final(worker, None, None))  # counted work still reaches the stats
             self._poll_now.set()

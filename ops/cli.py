@@ -116,11 +116,16 @@ async def _request(settings: ClientSettings, name: str, body: dict[str, Any]) ->
     from nats.errors import NoRespondersError
     from nats.errors import TimeoutError as NatsTimeout
 
+    async def quiet(_exc: Exception) -> None:  # the failure is reported below, once
+        return None
+
     try:
-        nc = await nats.connect(**settings.connect_options(), connect_timeout=3,  # type: ignore[arg-type]
-                                max_reconnect_attempts=0, allow_reconnect=False)  # fmt: skip
+        connecting = nats.connect(**settings.connect_options(), connect_timeout=3, error_cb=quiet,  # type: ignore[arg-type]
+                                  max_reconnect_attempts=0, allow_reconnect=False)  # fmt: skip
+        nc = await asyncio.wait_for(connecting, 5)
     except Exception as exc:
-        click.echo(f"error: cannot reach NATS at {settings.nats_url}: {exc}. Is `vigil up` running?"
+        why = str(exc) or "no answer"
+        click.echo(f"error: cannot reach NATS at {settings.nats_url}: {why}. Is `vigil up` running?"
                    " (settings come from VIGIL_* or ./.vigil/vigil.env)", err=True)  # fmt: skip
         sys.exit(3)
     try:
@@ -169,7 +174,15 @@ def _show_streams(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("stream_id", "name", "kind", "status", "agent", "ver", "restarts", "updated")
+    table = Table(box=None)
+    table.add_column("stream_id", no_wrap=True)
+    table.add_column("name", overflow="ellipsis", max_width=30)
+    table.add_column("kind")
+    table.add_column("status", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
+    for name in ("ver", "restarts"):
+        table.add_column(name, justify="right")
+    table.add_column("updated", no_wrap=True)
     for s in result["streams"]:
         table.add_row(s["stream_id"], s["name"], s["kind"], s["status"], s["agent_id"] or "-",
                       str(s["version"]), str(s["restarts"]), s["updated_at"])  # fmt: skip

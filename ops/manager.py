@@ -169,7 +169,8 @@ class Manager:
         """Everything above has stopped and replied; flush what is buffered and close."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.nc.flush(), 2)
-        await self.nc.close()
+        with contextlib.suppress(ConnectionError):  # nats-py raises if closed while disconnected
+            await self.nc.close()
 
     def projections(self) -> list[Any]:
         return [self.streams, self.agents]
