@@ -97,8 +97,11 @@ class ClipTruth:
 def write_clip(path: Path | str, spec: ClipSpec = ClipSpec()) -> ClipTruth:
     """Encode the clip at ``path`` and return what happens in it."""
     path = Path(path)
-    if spec.width % 2 or spec.height % 2:
-        raise ValueError(f"width and height must be even, got {spec.width}x{spec.height}")
+    if spec.width % 2 or spec.height % 4:
+        raise ValueError(
+            f"width must be even and height a multiple of 4, got {spec.width}x{spec.height}"
+            " (e.g. 160x92, 192x108, 320x180)"
+        )
     scenes = (_scene(spec, 0), _scene(spec, 1))
     rng = np.random.default_rng(spec.seed)
     noise_bank = _noise_bank(spec, rng)

@@ -139,7 +139,7 @@ async def test_kill_9_an_agent_and_its_streams_run_elsewhere(
 ) -> None:
     env = _env(nats_server.url, tmp_path)
     clip = write_clip(
-        tmp_path / "live.ts", ClipSpec(width=160, height=90, fps=10, duration_s=20, timeline=())
+        tmp_path / "live.ts", ClipSpec(width=160, height=92, fps=10, duration_s=20, timeline=())
     )
     await procs.first_line(await procs.start("manager", env=env, cwd=tmp_path), b"manager ")
     doomed = await procs.start("agent", "--name", "doomed", "--capacity", "20", "--outbox",
