@@ -16,7 +16,8 @@ was assigned: feedback must carry it, or it is stale.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import msgspec
 
@@ -64,7 +65,7 @@ __all__ = [
 Status = Literal["pending", "in_progress", "done", "failure", "restarting", "stopped", "deleted"]
 
 
-class StreamState(msgspec.Struct, frozen=True, kw_only=True):
+class StreamState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stream_id: str
     name: str
     source: Source
@@ -100,7 +101,7 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True):
 # ---- commands --------------------------------------------------------------------------------
 
 
-class _Command(msgspec.Struct, frozen=True, kw_only=True):
+class _Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stream_id: str
     at: float
     cause: Cause
@@ -306,69 +307,79 @@ def _decide_feedback(state: StreamState, cmd: ReportFeedback) -> list[StreamEven
 # ---- evolve ----------------------------------------------------------------------------------
 
 
+_DECISIONS: frozenset[type] = frozenset(
+    {StreamAssigned, StreamRestartScheduled, StreamRequeued, StreamRestartsReset}
+)
+_FEEDBACK: frozenset[type] = frozenset({StreamRunning, StreamFinished, StreamFailed})
+
+
 def _is_current(state: StreamState, event: StreamEvent) -> bool:
     """Master decisions and feedback apply only to the version they were based on."""
-    match event:
-        case StreamAssigned() | StreamRestartScheduled() | StreamRequeued() | StreamRestartsReset():
-            return event.base_version == state.version
-        case StreamRunning() | StreamFinished() | StreamFailed():
-            return (
-                event.agent_id == state.agent_id
-                and event.assignment_version == state.assignment_version
-            )
+    kind = type(event)
+    if kind in _DECISIONS:
+        return event.base_version == state.version  # type: ignore[attr-defined, no-any-return]
+    if kind in _FEEDBACK:
+        return bool(
+            event.agent_id == state.agent_id  # type: ignore[attr-defined]
+            and event.assignment_version == state.assignment_version  # type: ignore[attr-defined]
+        )
     return True
+
+
+def _created(event: StreamCreated) -> StreamState:
+    return StreamState(
+        stream_id=event.stream_id, name=event.name, source=event.source, kind=event.kind,
+        analytics=event.analytics, group=event.group, autorestart=event.autorestart,
+        labels=event.labels, staleness_s=event.staleness_s,
+        allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
+        spool=event.spool,
+    )  # fmt: skip
+
+
+_replace = msgspec.structs.replace
+
+# One small mutator per event type: (state, event, new version) -> state. Plain keyword calls
+# (no dict unpacking) keep the fold cheap: it runs for every event of every rebuild.
+_MUTATORS: dict[type, Callable[[StreamState, Any, int], StreamState]] = {
+    StreamAssigned: lambda s, e, v: _replace(
+        s, agent_id=e.agent_id, assignment_version=v, version=v, updated_at=e.at
+    ),
+    StreamRunning: lambda s, e, v: _replace(
+        s, status="in_progress", running_since=e.at, version=v, updated_at=e.at
+    ),
+    StreamFinished: lambda s, e, v: _unassigned(s, "done", v, e.at),
+    StreamFailed: lambda s, e, v: _unassigned(s, "failure", v, e.at, last_error=e.error),
+    StreamRestartScheduled: lambda s, e, v: _replace(
+        s,
+        status="restarting",
+        restarts=e.attempt,
+        restart_not_before=e.not_before,
+        version=v,
+        updated_at=e.at,
+    ),
+    StreamRequeued: lambda s, e, v: _unassigned(s, "pending", v, e.at, restart_not_before=None),
+    StreamRestartsReset: lambda s, e, v: _replace(s, restarts=0, version=v, updated_at=e.at),
+    StreamStopped: lambda s, e, v: _unassigned(s, "stopped", v, e.at),
+    StreamStarted: lambda s, e, v: _unassigned(s, "pending", v, e.at, restarts=0, last_error=None),
+    StreamDeleted: lambda s, e, v: _unassigned(s, "deleted", v, e.at),
+}
 
 
 def evolve(state: StreamState | None, event: StreamEvent) -> StreamState | None:
     """The state after ``event``. Superseded decisions and events for unknown streams change
     nothing (a fold never fails)."""
-    if isinstance(event, StreamCreated):
-        if state is not None:
-            return state
-        return StreamState(
-            stream_id=event.stream_id, name=event.name, source=event.source, kind=event.kind,
-            analytics=event.analytics, group=event.group, autorestart=event.autorestart,
-            labels=event.labels, staleness_s=event.staleness_s,
-            allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
-            spool=event.spool,
-        )  # fmt: skip
+    if type(event) is StreamCreated:
+        return _created(event) if state is None else state
     if state is None or state.status == "deleted" or not _is_current(state, event):
         return state
-    version = state.version + 1
-    common = {"version": version, "updated_at": event.at}
-    match event:
-        case StreamAssigned():
-            return msgspec.structs.replace(
-                state, agent_id=event.agent_id, assignment_version=version, **common
-            )
-        case StreamRunning():
-            return msgspec.structs.replace(
-                state, status="in_progress", running_since=event.at, **common
-            )
-        case StreamFinished():
-            return _unassigned(state, "done", **common)
-        case StreamFailed():
-            return _unassigned(state, "failure", last_error=event.error, **common)
-        case StreamRestartScheduled():
-            return msgspec.structs.replace(
-                state, status="restarting", restarts=event.attempt,
-                restart_not_before=event.not_before, **common,
-            )  # fmt: skip
-        case StreamRequeued():
-            return _unassigned(state, "pending", restart_not_before=None, **common)
-        case StreamRestartsReset():
-            return msgspec.structs.replace(state, restarts=0, **common)
-        case StreamStopped():
-            return _unassigned(state, "stopped", **common)
-        case StreamStarted():
-            return _unassigned(state, "pending", restarts=0, last_error=None, **common)
-        case StreamDeleted():
-            return _unassigned(state, "deleted", **common)
-    return state
+    mutate = _MUTATORS.get(type(event))
+    return state if mutate is None else mutate(state, event, state.version + 1)
 
 
-def _unassigned(state: StreamState, status: Status, **changes: object) -> StreamState:
-    return msgspec.structs.replace(
+def _unassigned(
+    state: StreamState, status: Status, version: int, at: float, **changes: Any
+) -> StreamState:
+    return _replace(
         state, status=status, agent_id=None, assignment_version=None, running_since=None,
-        **changes,
+        version=version, updated_at=at, **changes,
     )  # fmt: skip

@@ -56,7 +56,7 @@ StreamKind = Literal["stream", "file"]
 CauseKind = Literal["command", "master", "feedback", "agent", "system"]
 
 
-class Cause(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Cause(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """What caused an event: a user command, a master decision, agent feedback or the system."""
 
     kind: CauseKind
@@ -68,18 +68,18 @@ class Cause(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     feedback_seq: int | None = None
 
 
-class Source(msgspec.Struct, frozen=True, kw_only=True):
+class Source(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     url: str
 
 
-class AnalyticRef(msgspec.Struct, frozen=True, kw_only=True):
+class AnalyticRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An analytic a stream asks for, with its parameters."""
 
     name: str
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class AnalyticOffer(msgspec.Struct, frozen=True, kw_only=True):
+class AnalyticOffer(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An analytic an agent offers: name, version and the JSON schema of its params."""
 
     name: str
@@ -87,7 +87,7 @@ class AnalyticOffer(msgspec.Struct, frozen=True, kw_only=True):
     params_schema: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Autorestart(msgspec.Struct, frozen=True, kw_only=True):
+class Autorestart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Restart policy after a non-fatal failure: delay_s × backoff^attempt, capped, jittered."""
 
     enabled: bool = True
@@ -98,7 +98,7 @@ class Autorestart(msgspec.Struct, frozen=True, kw_only=True):
     healthy_reset_s: float = 60.0
 
 
-class SpoolTarget(msgspec.Struct, frozen=True, kw_only=True):
+class SpoolTarget(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Where a stream's analysis records go: JetStream (default), a webhook, or a directory."""
 
     type: Literal["jetstream", "webhook", "directory"] = "jetstream"
@@ -106,13 +106,13 @@ class SpoolTarget(msgspec.Struct, frozen=True, kw_only=True):
     path: str | None = None
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     code: str
     message: str = ""
     fatal: bool = False
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="type", tag=True):
     """Base of all events."""
 
     v: int = 1

@@ -168,8 +168,13 @@ class Projector:
         """The hot path (see bench/replay.py): parse the reply subject ourselves, decode once,
         route by the subject's kind token; ``apply`` is the same, spelled out."""
         t = msg.reply.split(".")
-        if len(t) == 9:
+        n = len(t)
+        if n == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
             seq, pending = int(t[5]), int(t[8])
+        elif (
+            n >= 11
+        ):  # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
+            seq, pending = int(t[7]), int(t[10])
         else:
             meta = msg.metadata
             seq, pending = meta.sequence.stream, meta.num_pending
