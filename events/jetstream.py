@@ -27,7 +27,7 @@ from events.codec import UndecodableEvent, decode_event, encode_event, subject_o
 from events.model import Event
 from events.store import Append, Conflict, Fence, Fenced, StoredEvent, Unavailable
 
-__all__ = ["EVENTS_STREAM", "JetStreamStore"]
+__all__ = ["EVENTS_STREAM", "JetStreamStore", "ensure_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,18 @@ _WRONG_LAST_SEQUENCE = 10071
 _H_MSG_ID = "Nats-Msg-Id"
 _H_EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _H_EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+
+
+async def ensure_stream(nc: Client, config: api.StreamConfig) -> None:
+    """Create a JetStream stream, or bring an existing one to ``config`` (idempotent; safe when
+    many managers start at once)."""
+    js = nc.jetstream()
+    try:
+        await js.add_stream(config)
+    except APIError as exc:
+        if exc.err_code != 10058:  # stream name already in use with a different config
+            raise
+        await js.update_stream(config)
 
 
 class JetStreamStore:
@@ -75,13 +87,7 @@ class JetStreamStore:
             num_replicas=self.replicas,
             allow_direct=True,
         )
-        jsm = self.nc.jetstream()
-        try:
-            await jsm.add_stream(config)
-        except APIError as exc:
-            if exc.err_code != 10058:  # stream name already in use with a different config
-                raise
-            await jsm.update_stream(config)
+        await ensure_stream(self.nc, config)
 
     # ---- append ------------------------------------------------------------------------------
 

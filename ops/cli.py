@@ -18,7 +18,8 @@ import click
 import orjson
 
 from ops.cli_stats import stats
-from ops.config import ClientSettings, load_client_settings
+from ops.client import fail, request
+from ops.config import load_client_settings
 
 __all__ = ["main"]
 
@@ -111,48 +112,10 @@ def nats() -> None:
 # ---- a client of the NATS commands -----------------------------------------------------------
 
 
-async def _request(settings: ClientSettings, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    import nats
-    from nats.errors import NoRespondersError
-    from nats.errors import TimeoutError as NatsTimeout
-
-    async def quiet(_exc: Exception) -> None:  # the failure is reported below, once
-        return None
-
-    try:
-        connecting = nats.connect(**settings.connect_options(), connect_timeout=3, error_cb=quiet,  # type: ignore[arg-type]
-                                  max_reconnect_attempts=0, allow_reconnect=False)  # fmt: skip
-        nc = await asyncio.wait_for(connecting, 5)
-    except Exception as exc:
-        why = str(exc) or "no answer"
-        click.echo(f"error: cannot reach NATS at {settings.nats_url}: {why}. Is `vigil up` running?"
-                   " (settings come from VIGIL_* or ./.vigil/vigil.env)", err=True)  # fmt: skip
-        sys.exit(3)
-    try:
-        msg = await nc.request(f"vigil.cmd.{name}", orjson.dumps(body), timeout=10)
-    except NoRespondersError:
-        click.echo("error: no manager is running (no responders on vigil.cmd.*)", err=True)
-        sys.exit(3)
-    except NatsTimeout:
-        click.echo("error: the manager did not answer within 10 s", err=True)
-        sys.exit(3)
-    finally:
-        await nc.close()
-    reply: dict[str, Any] = orjson.loads(msg.data)
-    return reply
-
-
 def _run(name: str, body: dict[str, Any], as_json: bool, show: Any = None) -> None:
-    reply = asyncio.run(_request(load_client_settings(), name, body))
+    reply = asyncio.run(request(load_client_settings(), name, body))
     if not reply.get("ok"):
-        err = reply["error"]
-        if as_json:
-            click.echo(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
-        else:
-            click.echo(f"error ({err['code']}): {err['message']}", err=True)
-            for d in err.get("details", []):
-                click.echo(f"  {d.get('path', '')}: {d.get('message', '')}", err=True)
-        sys.exit(1)
+        fail(reply, as_json)
     result = reply["result"]
     if as_json:
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

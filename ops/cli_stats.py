@@ -16,6 +16,7 @@ from typing import Any
 import click
 import orjson
 
+from ops.client import fail, request
 from ops.config import load_client_settings
 
 __all__ = ["stats"]
@@ -67,14 +68,13 @@ def daily(day: str | None, stream_id: str | None, agent_id: str | None, group: s
 
 async def _fetch_all(body: dict[str, Any], as_json: bool) -> dict[str, Any]:
     """Every page of ``stats.daily`` merged into one result."""
-    from ops.cli import _request  # lazily: ops.cli imports this module
 
     settings = load_client_settings()
     merged: dict[str, Any] | None = None
     while True:
-        reply = await _request(settings, "stats.daily", body)
+        reply = await request(settings, "stats.daily", body)
         if not reply.get("ok"):
-            _fail(reply, as_json)
+            fail(reply, as_json)
         result: dict[str, Any] = reply["result"]
         if merged is None:
             merged = result
@@ -84,17 +84,6 @@ async def _fetch_all(body: dict[str, Any], as_json: bool) -> dict[str, Any]:
             merged["next_cursor"] = None
             return merged
         body = body | {"cursor": result["next_cursor"]}
-
-
-def _fail(reply: dict[str, Any], as_json: bool) -> None:
-    err = reply["error"]
-    if as_json:
-        click.echo(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
-    else:
-        click.echo(f"error ({err['code']}): {err['message']}", err=True)
-        for d in err.get("details", []):
-            click.echo(f"  {d.get('path', '')}: {d.get('message', '')}", err=True)
-    sys.exit(1)
 
 
 def _show(result: dict[str, Any]) -> None:

@@ -21,12 +21,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
-from nats.js.errors import APIError
 from nats.js.errors import NotFoundError as JsNotFound
 
 from core import stream as S
 from core.errors import DomainError
 from events.feedback import Feedback, decode_feedback
+from events.jetstream import ensure_stream
 from events.model import Cause, ErrorInfo
 from events.store import Unavailable
 from ops.service import StreamService
@@ -52,13 +52,7 @@ async def ensure_feedback_stream(
         num_replicas=replicas,
         max_age=max_age,
     )
-    js = nc.jetstream()
-    try:
-        await js.add_stream(config)
-    except APIError as exc:
-        if exc.err_code != 10058:
-            raise
-        await js.update_stream(config)
+    await ensure_stream(nc, config)
 
 
 async def ensure_records_stream(
@@ -69,13 +63,7 @@ async def ensure_records_stream(
         name="VIGIL_RECORDS", subjects=["vigil.records.>"], storage=api.StorageType.FILE,
         num_replicas=replicas, max_age=max_age, duplicate_window=120.0,
     )  # fmt: skip
-    js = nc.jetstream()
-    try:
-        await js.add_stream(config)
-    except APIError as exc:
-        if exc.err_code != 10058:
-            raise
-        await js.update_stream(config)
+    await ensure_stream(nc, config)
 
 
 class FeedbackConsumer:
