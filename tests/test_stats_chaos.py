@@ -28,11 +28,10 @@ from ops.manager import Manager
 from ops.natsd import EmbeddedNats
 from tests.helpers import eventually, ok
 
-OUTAGE_S = float(os.environ.get("VIGIL_CHAOS_OUTAGE_S", "15"))
-"""How long the test's nats-server stays down. The issue asks for 60 s; 15 s by default keeps the
-test near 30 s on 2 cores (the mechanism does not depend on the length: the outbox keeps
-accumulating, and the sender's backoff is capped at 10 s). Run with VIGIL_CHAOS_OUTAGE_S=60 for
-the full outage."""
+OUTAGE_S = float(os.environ.get("VIGIL_CHAOS_OUTAGE_S", "60"))
+"""How long the test's nats-server stays down: 60 s, as the acceptance asks (the sender's backoff
+is capped at 10 s, so this covers several failed retry rounds). VIGIL_CHAOS_OUTAGE_S=15 gives a
+quicker run while developing."""
 
 SETTINGS = ManagerSettings(
     master_tick_s=0.1, heartbeat_interval_s=0.5, feedback_interval_s=0.5, agent_downgrade_s=5
