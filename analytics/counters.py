@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from events.feedback import StreamStats
 
@@ -17,7 +18,11 @@ class StreamCounters:
     ``take_delta`` returns what was counted since its previous call; ``totals`` everything since
     creation. ``peak_bitrate_bps`` is the highest bitrate of one media second (bytes of the
     packets whose timestamps fall in that second); partial seconds count as they are.
+    ``processing_ms`` is the stream's uptime: wall-clock time between consecutive decoded frames,
+    leaving out gaps longer than ``MAX_GAP_S`` (an outage or a reconnect is not uptime).
     """
+
+    MAX_GAP_S = 5.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -26,6 +31,7 @@ class StreamCounters:
         self._processing_s_delta = 0.0
         self._processing_s_total = 0.0
         self._second: int | None = None
+        self._last_decode: float | None = None
         self._second_bytes = 0
 
     # -- collector (SourceMeters) -----------------------------------------------------------------
@@ -46,10 +52,14 @@ class StreamCounters:
                 table["peak_bitrate_bps"] = max(table["peak_bitrate_bps"], bps)
 
     def add_decoded(self, frames: int, keyframes: int, seconds: float) -> None:
-        del keyframes  # keyframes are tracked per stream by the handler, not in feedback
+        del keyframes, seconds  # keyframes: tracked by the handler; time: wall clock, below
+        now = time.monotonic()
         with self._lock:
             self._add("frames_decoded", frames)
-            self._add_processing(seconds)
+            if frames:
+                if self._last_decode is not None and now - self._last_decode <= self.MAX_GAP_S:
+                    self._add_processing(now - self._last_decode)
+                self._last_decode = now
 
     def add_dropped(self, frames: int) -> None:
         with self._lock:
@@ -58,9 +68,9 @@ class StreamCounters:
     # -- analysis and spooling ---------------------------------------------------------------------
 
     def add_analysed(self, frames: int, seconds: float) -> None:
+        del seconds  # uptime is measured on the decode side
         with self._lock:
             self._add("frames_analysed", frames)
-            self._add_processing(seconds)
 
     def add(
         self,
