@@ -140,7 +140,7 @@ class FeedbackConsumer:
         if subject.rsplit(".", 1)[-1] != fb.agent_id:
             log.warning("feedback on %s names agent %s; skipped", subject, fb.agent_id)
             return "invalid"
-        if self.agents.get(fb.agent_id) is None:
+        if fb.agent_id not in self.agents.agents:  # deregistered agents are still known
             log.warning("feedback from unknown agent %s skipped", fb.agent_id)
             return "unknown_agent"
         stream = self.service.streams.get(fb.stream_id)
