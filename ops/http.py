@@ -134,6 +134,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=render(request.app[MANAGER]), headers={"Content-Type": CONTENT_TYPE})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    from ops.openapi import document
+
+    return web.json_response(document())
+
+
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(Path(__file__).parent / "dashboard.html")
 
@@ -146,6 +152,7 @@ def build_app(manager: Any, *, token: str | None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", dashboard)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/api/v1/streams", list_streams)
     app.router.add_post("/api/v1/streams", _writes(create_stream))
     app.router.add_get("/api/v1/streams/{id}", get_stream)

@@ -169,6 +169,11 @@ async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> 
         async with http.get(f"{url}/metrics") as r:
             text = await r.text()
             assert 'vigil_streams{status="stopped"} 1.0' in text
+        async with http.get(f"{url}/openapi.json") as r:
+            doc = await r.json()
+            assert doc["openapi"].startswith("3.1")
+            assert "source" in doc["components"]["schemas"]["CreateStreamReq"]["required"]
+            assert {"get", "post"} <= set(doc["paths"]["/api/v1/streams"])
         async with http.get(f"{url}/") as r:
             assert r.status == 200 and "<title>vigil</title>" in await r.text()
         async with http.delete(f"{url}/api/v1/streams/{sid}", headers=headers) as r:
