@@ -55,7 +55,7 @@ def _body(name: str) -> dict[str, Any]:
 
 
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-_WRITE = [{"bearer": []}, {"accessToken": []}]
+_WRITE: list[dict[str, list[str]]] = [{"bearer": []}, {"accessToken": []}]
 
 
 @cache
