@@ -32,7 +32,7 @@ from events.model import AnalyticOffer, Cause
 from events.store import Conflict, EventStore
 from ops import requests as R
 from ops.config import ManagerSettings
-from ops.views import agent_view
+from ops.views import agent_view, assignment_view
 from projections.agents import AgentsProjection
 from projections.engine import Projector
 from projections.streams import StreamsProjection
@@ -179,20 +179,7 @@ class AgentService:
             hb = self.heartbeats.last.get(agent_id)
             running = list(hb[1].running) if hb else []
         keep = {s.stream_id for s in assigned}
-        start = [
-            {
-                "stream_id": s.stream_id,
-                "version": s.assignment_version,
-                "name": s.name,
-                "source": {"url": s.source.url},
-                "kind": s.kind,
-                "analytics": [{"name": a.name, "params": a.params} for a in s.analytics],
-                "labels": s.labels,
-                "stall_timeout_s": s.staleness_s,
-                "spool": msgspec.to_builtins(s.spool) if s.spool else None,
-            }
-            for s in assigned
-        ]
+        start = [assignment_view(s) for s in assigned]
         stop = sorted(set(running) - keep)
         return {"start": start, "stop": stop}
 

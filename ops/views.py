@@ -10,7 +10,7 @@ import msgspec
 from core.agent import AgentState
 from core.stream import StreamState
 
-__all__ = ["agent_view", "iso", "stream_view"]
+__all__ = ["agent_view", "assignment_view", "iso", "stream_view"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -19,13 +19,32 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _analytics(s: StreamState) -> list[dict[str, Any]]:
+    return [{"name": a.name, "params": a.params} for a in s.analytics]
+
+
+def assignment_view(s: StreamState) -> dict[str, Any]:
+    """What an agent gets for a stream assigned to it (CONTRACT §4, ``start[]``)."""
+    return {
+        "stream_id": s.stream_id,
+        "version": s.assignment_version,
+        "name": s.name,
+        "source": {"url": s.source.url},
+        "kind": s.kind,
+        "analytics": _analytics(s),
+        "labels": s.labels,
+        "stall_timeout_s": s.staleness_s,
+        "spool": msgspec.to_builtins(s.spool) if s.spool else None,
+    }
+
+
 def stream_view(s: StreamState) -> dict[str, Any]:
     return {
         "stream_id": s.stream_id,
         "name": s.name,
         "source": {"url": s.source.url},
         "kind": s.kind,
-        "analytics": [{"name": a.name, "params": a.params} for a in s.analytics],
+        "analytics": _analytics(s),
         "group": s.group,
         "status": s.status,
         "version": s.version,
