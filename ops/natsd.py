@@ -116,6 +116,12 @@ class EmbeddedNats:
 
     def start(self) -> None:
         """Start the server and block until it accepts TCP connections."""
+        self._spawn()
+        self._wait_ready()
+
+    def _spawn(self) -> None:
+        """Fork the server. Call from the thread that lives as long as the process: Linux's
+        parent-death signal fires when the *thread* that forked the child ends."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
             self._argv(),
@@ -124,6 +130,9 @@ class EmbeddedNats:
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -176,7 +185,8 @@ class EmbeddedNats:
         self.start()
 
     async def __aenter__(self) -> EmbeddedNats:
-        await asyncio.to_thread(self.start)
+        self._spawn()  # on the event loop's thread, which outlives this server
+        await asyncio.to_thread(self._wait_ready)
         return self
 
     async def __aexit__(

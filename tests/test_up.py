@@ -89,3 +89,15 @@ def test_up_serves_cli_and_http_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         assert [s["stream_id"] for s in listed["streams"]] == [view["stream_id"]]
     finally:
         _stop(proc)
+
+
+def test_a_killed_vigil_up_leaves_no_nats_server_behind(tmp_path: Path) -> None:
+    http = f"127.0.0.1:{free_port()}"
+    proc = _up(tmp_path, http)
+    _wait_ready(f"http://{http}/readyz", proc)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert any("nats-server" in c.name() for c in children)
+    proc.kill()  # a crash: no cleanup code runs in the parent
+    proc.wait(timeout=10)
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"orphans left: {[(p.pid, p.name()) for p in alive]}"
