@@ -99,5 +99,5 @@ def test_a_killed_vigil_up_leaves_no_nats_server_behind(tmp_path: Path) -> None:
     assert any("nats-server" in c.name() for c in children)
     proc.kill()  # a crash: no cleanup code runs in the parent
     proc.wait(timeout=10)
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"orphans left: {[(p.pid, p.name()) for p in alive]}"
