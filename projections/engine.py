@@ -280,26 +280,34 @@ class Projector:
         done = asyncio.Event()
         target = self._target
 
+        finished = False  # a plain flag: this runs once per event of the backlog
+        handle = self._handle
+
         async def on_msg(msg: Msg) -> None:
-            if done.is_set():
+            nonlocal finished
+            if finished:
                 return
             t = msg.reply.split(".")
             n = len(t)
             if n == 9:
-                seq, pending = int(t[5]), int(t[8])
+                seq = int(t[5])
             elif n >= 11:
-                seq, pending = int(t[7]), int(t[10])
+                seq = int(t[7])
             else:  # not a JetStream delivery we understand: let the ordered consumer do it
+                finished = True
                 done.set()
                 return
-            if seq <= self.last_seq:
+            last = self.last_seq
+            if seq <= last:
                 return
-            if seq != self.last_seq + 1:
-                log.info("catch-up stopped at seq %d (got %d); following", self.last_seq, seq)
+            if seq != last + 1:
+                log.info("catch-up stopped at seq %d (got %d); following", last, seq)
+                finished = True
                 done.set()
                 return
-            self._handle(msg, seq, pending)
-            if self.last_seq >= target or self.done.is_set():
+            handle(msg, seq, -1)  # -1: pending unknown here; reaching `target` ends the catch-up
+            if seq >= target:
+                finished = True
                 done.set()
 
         config = api.ConsumerConfig(
