@@ -47,18 +47,20 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.option("--data-dir", default=".vigil", show_default=True, type=click.Path(path_type=Path))
 @click.option("--agents", default=2, show_default=True, type=click.IntRange(0, 64))
+@click.option("--agent-capacity", default=4, show_default=True, type=click.IntRange(1, 10_000),
+              help="streams each local agent runs at once")  # fmt: skip
 @click.option("--http", "http", default="127.0.0.1:8080", show_default=True)
 @click.option("--nats-url", default=None, help="use this NATS instead of starting one")
 @click.option("--nats-port", default=None, type=int, help="port of the embedded nats-server")
 @click.option("--demo", is_flag=True, help="generate clips and create demo streams")
-def up(data_dir: Path, agents: int, http: str, nats_url: str | None, nats_port: int | None,
-       demo: bool) -> None:  # fmt: skip
+def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: str | None,
+       nats_port: int | None, demo: bool) -> None:  # fmt: skip
     """Embedded NATS + a manager + the HTTP API + local agents, until Ctrl-C."""
     from ops.parts import up_parts
     from ops.up import UpOptions, run_up
 
     options = UpOptions(data_dir=data_dir, agents=agents, http=http, nats_url=nats_url, demo=demo,
-                        nats_port=nats_port)  # fmt: skip
+                        nats_port=nats_port, agent_capacity=agent_capacity)  # fmt: skip
     asyncio.run(run_up(options, up_parts(options)))
 
 

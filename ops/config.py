@@ -70,6 +70,12 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
         120.0
     )
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5, description="JetStream replicas")] = 1
+    snapshot_interval_s: Annotated[
+        Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
+    ] = 60.0
+    snapshot_min_events: Annotated[
+        int, msgspec.Meta(ge=1, description="... and only after this many new events")
+    ] = 1000
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -122,7 +122,9 @@ class Manager:
         self.projector = Projector(self.nc, self.projections(), start_seq=start_seq)
         self.snapshots = Snapshotter(self.nc, self.projector, self.projections(),
                                      is_writer=lambda: self.master.is_master,
-                                     manager_id=self.manager_id)  # fmt: skip
+                                     manager_id=self.manager_id,
+                                     interval_s=s.snapshot_interval_s,
+                                     min_events=s.snapshot_min_events)  # fmt: skip
         # -- end snapshots --------------------------------------------------------------------
         await self.projector.start()
         self._stack.push_async_callback(self.projector.stop)

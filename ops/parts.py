@@ -21,7 +21,9 @@ async def _local_agents(ctx: UpContext) -> None:
     for i in range(ctx.options.agents):
         name = f"local-{i + 1}"
         config = AgentConfig(
-            name=name, outbox=ctx.options.data_dir / "agents" / name / "outbox.db", capacity=4
+            name=name,
+            outbox=ctx.options.data_dir / "agents" / name / "outbox.db",
+            capacity=ctx.options.agent_capacity,
         )
         config = replace(config, spool=records_spool(ctx.client))
         agent = await ctx.stack.enter_async_context(Agent(ctx.client, config))

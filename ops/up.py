@@ -48,8 +48,10 @@ class UpOptions:
         nats_url: str | None = None,
         demo: bool = False,
         nats_port: int | None = None,
+        agent_capacity: int = 4,
     ) -> None:
         self.data_dir = data_dir
+        self.agent_capacity = agent_capacity
         self.agents = agents
         self.http = http
         self.nats_url = nats_url
