@@ -32,6 +32,7 @@ from events.model import AnalyticOffer, Cause
 from events.store import Conflict, EventStore
 from ops import requests as R
 from ops.config import ManagerSettings
+from ops.rpc import Router, error_reply, ok_reply
 from ops.views import agent_view, assignment_view
 from projections.agents import AgentsProjection
 from projections.engine import Projector
@@ -254,21 +255,14 @@ class AgentService:
                 raise err
 
 
-async def serve_agent_protocol(nc: Client, svc: AgentService, router: Any) -> list[Any]:
+async def serve_agent_protocol(nc: Client, svc: AgentService, router: Router) -> list[Any]:
     """Subscriptions of the agent protocol; returns them for unsubscribing."""
-    from ops.rpc import error_reply, ok_reply
-
     queue = "vigil-managers"
 
-    async def on_register(msg: Msg) -> None:
-        await msg.respond(await router.dispatch("agent.register", msg.data))
+    def deregister(msg: Msg) -> tuple[str, bytes]:
+        return "agent.deregister", msgspec.json.encode({"agent_id": msg.subject.split(".")[2]})
 
-    async def on_deregister(msg: Msg) -> None:
-        agent_id = msg.subject.split(".")[2]
-        body = msgspec.json.encode({"agent_id": agent_id})
-        await msg.respond(await router.dispatch("agent.deregister", body))
-
-    async def on_streams(msg: Msg) -> None:
+    async def on_streams(msg: Msg) -> None:  # in memory and quick: answered inline
         try:
             result, seq = await svc.poll_request(msg)
             await msg.respond(ok_reply(result, seq))
@@ -276,8 +270,10 @@ async def serve_agent_protocol(nc: Client, svc: AgentService, router: Any) -> li
             await msg.respond(error_reply(exc.code, exc.message, exc.details))
 
     subs = [
-        await nc.subscribe("vigil.agent.register", queue=queue, cb=on_register),
-        await nc.subscribe("vigil.agent.*.deregister", queue=queue, cb=on_deregister),
+        await router.serve_subject(
+            nc, "vigil.agent.register", lambda m: ("agent.register", m.data)
+        ),
+        await router.serve_subject(nc, "vigil.agent.*.deregister", deregister),
         await nc.subscribe("vigil.agent.*.streams", queue=queue, cb=on_streams),
         await nc.subscribe("vigil.agent.*.heartbeat", cb=svc.heartbeats.on_msg),
     ]

@@ -156,19 +156,36 @@ class Router:
     async def serve(
         self, nc: Client, prefix: str = "vigil.cmd", queue: str = "vigil-managers"
     ) -> Any:
+        """Answer ``<prefix>.<noun>.<verb>`` requests with the route of that name."""
+        cut = len(prefix) + 1
+        return await self.serve_subject(
+            nc, f"{prefix}.>", lambda msg: (msg.subject[cut:], msg.data), queue=queue
+        )
+
+    async def serve_subject(
+        self,
+        nc: Client,
+        subject: str,
+        route_of: Callable[[Msg], tuple[str, bytes]],
+        *,
+        queue: str = "vigil-managers",
+    ) -> Any:
+        """Answer requests on ``subject``: ``route_of(msg)`` names the route and its body. Each
+        request runs as its own (bounded) task, so a slow one never holds up the others."""
+
         async def on_msg(msg: Msg) -> None:
-            task = asyncio.create_task(self._reply(msg, prefix))
+            name, body = route_of(msg)
+            task = asyncio.create_task(self._answer(msg, name, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        sub = await nc.subscribe(f"{prefix}.>", queue=queue, cb=on_msg)
+        sub = await nc.subscribe(subject, queue=queue, cb=on_msg)
         await nc.flush()  # the server knows us before we report ready
         return sub
 
-    async def _reply(self, msg: Msg, prefix: str) -> None:
+    async def _answer(self, msg: Msg, name: str, body: bytes) -> None:
         async with self._sem:
-            name = msg.subject[len(prefix) + 1 :]
-            reply = await self.dispatch(name, msg.data)
+            reply = await self.dispatch(name, body)
             if msg.reply:
                 try:
                     await msg.respond(reply)
