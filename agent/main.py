@@ -8,12 +8,12 @@ import signal
 
 from agent.runtime import Agent, AgentConfig
 from analytics.spool import JetStreamConfig
-from ops.config import ClientSettings
+from events.connection import ConnectionSettings
 
 __all__ = ["records_spool", "run_agent"]
 
 
-def records_spool(client: ClientSettings) -> JetStreamConfig:
+def records_spool(client: ConnectionSettings) -> JetStreamConfig:
     """The default spooler: JetStream ``VIGIL_RECORDS`` on the agent's own NATS."""
     url = client.nats_url
     if client.nats_user and "@" not in url:
@@ -22,7 +22,7 @@ def records_spool(client: ClientSettings) -> JetStreamConfig:
     return JetStreamConfig(servers=(url,))
 
 
-async def run_agent(client: ClientSettings, config: AgentConfig) -> None:
+async def run_agent(client: ConnectionSettings, config: AgentConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

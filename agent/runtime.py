@@ -8,7 +8,12 @@
     ├── heartbeats    vigil.agent.<id>.heartbeat every heartbeat_interval_s
     ├── poller        vigil.agent.<id>.streams on notify, or every poll_interval_s
     ├── stats         per-stream deltas into the outbox every feedback_interval_s
+    ├── refusals      vigil.agent.<id>.refused: feedback the managers refused (logged, counted)
     └── workers       one thread per stream running ``analytics.worker.run_stream``
+
+The loops are parts of one `Supervisor` (``events.aio``): a part that dies is logged and
+restarted with backoff. The agent speaks only the protocol (``events.protocol``,
+``events.subjects``): it needs nothing from the manager's code.
 
 Every feedback message goes through the outbox first, so a NATS outage loses nothing and a
 restart on the same outbox counts nothing twice. ``tally`` keeps an independent in-memory sum of
@@ -28,16 +33,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
-import orjson
+import nats.errors
 import psutil
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -46,11 +51,26 @@ from agent.sender import FeedbackSender
 from analytics.registry import describe_all
 from analytics.spool import DirectoryConfig, SpoolConfig, WebhookConfig
 from analytics.worker import AnalyticSpec, Outcome, Report, StreamCounters, StreamJob, run_stream
-from events.feedback import FeedbackError, StreamStats
-from ops.config import ClientSettings
-from ops.tasks import cancel_and_wait
+from events import subjects
+from events.aio import Restart, Supervisor
+from events.bounded import decode
+from events.connection import ConnectionSettings, connect
+from events.feedback import FeedbackError, StreamStats, utc_day
+from events.model import HostInfo
+from events.protocol import (
+    AnalyticOfferIn,
+    Assignment,
+    ErrorBody,
+    Heartbeat,
+    Poll,
+    PollResult,
+    Refused,
+    Register,
+    Registered,
+    SpoolOut,
+)
 
-__all__ = ["Agent", "AgentConfig"]
+__all__ = ["Agent", "AgentConfig", "Refusal", "utc_day"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +82,23 @@ def local_url(url: str) -> str:
     return url
 
 
-def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+class _Reply(msgspec.Struct):
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: ErrorBody | None = None
+
+
+class Refusal(Exception):
+    """A manager refused a request of this agent (the envelope's error)."""
+
+    def __init__(self, error: ErrorBody | None) -> None:
+        super().__init__(f"{error.code}: {error.message}" if error else "refused")
+        self.code = error.code if error else "internal"
+
+
+_decode_reply = msgspec.json.Decoder(_Reply)
+_decode_refused = msgspec.json.Decoder(Refused)
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -95,7 +130,7 @@ class Worker:
 class Agent:
     """An async context manager: ``async with Agent(client, config) as agent: ...``."""
 
-    def __init__(self, client: ClientSettings, config: AgentConfig) -> None:
+    def __init__(self, client: ConnectionSettings, config: AgentConfig) -> None:
         self.client = client
         self.config = config
         self.agent_id = self._identity()
@@ -106,8 +141,11 @@ class Agent:
         self.feedback_interval_s = 2.0
         self.registered = asyncio.Event()
         self.alarms: list[str] = []
+        self.refused: dict[str, int] = {}
+        """Feedback the managers refused, per reason (pushed on vigil.agent.<id>.refused)."""
         self._poll_now = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._unregistered = asyncio.Event()
+        self._supervisor: Supervisor | None = None
         self._executor = ThreadPoolExecutor(max_workers=config.capacity + 2,
                                             thread_name_prefix=f"vigil-{config.name}")  # fmt: skip
         self.nc: Client
@@ -136,31 +174,34 @@ class Agent:
             alarm = f"outbox_recovered: {self.outbox.recovery_message}"
             log.error("%s", alarm)
             self.alarms.append(alarm)
-        self.nc = await nats.connect(
-            **self.client.connect_options(),  # type: ignore[arg-type]
-            name=f"vigil-agent-{self.config.name}", max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5, allow_reconnect=True, connect_timeout=3,
-        )  # fmt: skip
+        self.nc = await connect(self.client, name=f"vigil-agent-{self.config.name}",
+                                connect_timeout=3)  # fmt: skip
         self.sender = FeedbackSender(self.nc.jetstream(), self.outbox)
         await self.sender.__aenter__()
-        await self.nc.subscribe(f"vigil.agent.{self.agent_id}.notify", cb=self._on_notify)
+        await self.nc.subscribe(subjects.agent_notify(self.agent_id), cb=self._on_notify)
+        await self.nc.subscribe(subjects.agent_refused(self.agent_id), cb=self._on_refused)
         await self.nc.flush()
-        self._tasks = [
-            asyncio.create_task(self._register_loop(), name="agent-register"),
-            asyncio.create_task(self._heartbeat_loop(), name="agent-heartbeat"),
-            asyncio.create_task(self._poll_loop(), name="agent-poll"),
-            asyncio.create_task(self._stats_loop(), name="agent-stats"),
-        ]
+        sup = Supervisor(f"agent {self.config.name}")
+        await sup.__aenter__()
+        self._supervisor = sup
+        restart = Restart(initial_s=0.5, max_s=10.0)
+        sup.spawn("register", self._register_loop, restart=restart)
+        sup.spawn("heartbeat", self._heartbeat_loop, restart=restart)
+        sup.spawn("poll", self._poll_loop, restart=restart)
+        sup.spawn("stats", self._stats_loop, restart=restart)
         return self
+
+    async def _stop_parts(self) -> None:
+        sup, self._supervisor = self._supervisor, None
+        if sup is not None:
+            await sup.__aexit__(None, None, None)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
     async def shutdown(self, *, deregister: bool = True, drain_s: float = 5.0) -> None:
         """Stop workers, flush their last deltas, wait for the outbox to drain, deregister."""
-        for task in self._tasks:
-            await cancel_and_wait(task)
-        self._tasks = []
+        await self._stop_parts()
         for worker in list(self.workers.values()):
             worker.stop.set()
         for worker in list(self.workers.values()):
@@ -172,7 +213,7 @@ class Agent:
             await asyncio.wait_for(self.sender.wait_empty(), drain_s)
         if deregister and self.registered.is_set():
             with contextlib.suppress(Exception):
-                await self.nc.request(f"vigil.agent.{self.agent_id}.deregister", b"{}", timeout=2)
+                await self.nc.request(subjects.agent_deregister(self.agent_id), b"{}", timeout=2)
         await self.sender.__aexit__(None, None, None)
         await self.outbox.close()
         with contextlib.suppress(Exception):
@@ -182,8 +223,7 @@ class Agent:
 
     async def kill(self) -> None:
         """Stop abruptly, as a crash would (for tests): no final feedback, no deregister."""
-        for task in self._tasks:
-            await cancel_and_wait(task)
+        await self._stop_parts()
         for worker in self.workers.values():
             worker.stop.set()
         await self.sender.__aexit__(None, None, None)
@@ -196,66 +236,82 @@ class Agent:
 
     # ---- protocol ----------------------------------------------------------------------------
 
-    def _offers(self) -> list[dict[str, object]]:
-        offers = describe_all()
+    def _offers(self) -> list[AnalyticOfferIn]:
         wanted = self.config.analytics
-        return [o for o in offers if wanted is None or o["name"] in wanted]
+        return [
+            msgspec.convert(o, AnalyticOfferIn)
+            for o in describe_all()
+            if wanted is None or o["name"] in wanted
+        ]
 
-    async def _request(
-        self, subject: str, body: dict[str, Any], timeout: float = 5.0
-    ) -> dict[str, Any]:
-        msg = await self.nc.request(subject, orjson.dumps(body), timeout=timeout)
-        reply: dict[str, Any] = orjson.loads(msg.data)
-        return reply
+    async def _request(self, subject: str, body: bytes, timeout: float = 5.0) -> msgspec.Raw:
+        """The result of a request; raises `Refusal` when a manager refuses it."""
+        msg = await self.nc.request(subject, body, timeout=timeout)
+        reply = decode(msg.data, _Reply, decoder=_decode_reply)
+        if not reply.ok:
+            raise Refusal(reply.error)
+        return reply.result
 
     async def register(self) -> None:
-        body = {
-            "name": self.config.name, "capacity": self.config.capacity,
-            "analytics": self._offers(), "groups": list(self.config.groups),
-            "labels": self.config.labels, "agent_id": self.agent_id,
-            "host": {"hostname": os.uname().nodename, "pid": os.getpid(),
-                     "cpus": os.cpu_count() or 1},
-        }  # fmt: skip
-        reply = await self._request("vigil.agent.register", body)
-        if not reply.get("ok"):
-            raise RuntimeError(f"registration refused: {reply.get('error')}")
-        result = reply["result"]
-        self.heartbeat_interval_s = float(result["heartbeat_interval_s"])
-        self.feedback_interval_s = float(result["feedback_interval_s"])
+        body = Register(
+            name=self.config.name, capacity=self.config.capacity, analytics=self._offers(),
+            groups=list(self.config.groups), labels=self.config.labels, agent_id=self.agent_id,
+            host=HostInfo(hostname=os.uname().nodename, pid=os.getpid(), cpus=os.cpu_count() or 1),
+        )  # fmt: skip
+        raw = await self._request(subjects.AGENT_REGISTER, _encode(body))
+        result = msgspec.json.decode(raw, type=Registered)
+        self.heartbeat_interval_s = result.heartbeat_interval_s
+        self.feedback_interval_s = result.feedback_interval_s
         self.registered.set()
         self._poll_now.set()
         log.info("agent %s registered as %s", self.config.name, self.agent_id)
 
     async def _register_loop(self) -> None:
-        while not self.registered.is_set():
+        """Register, and again whenever a manager says it does not know this agent."""
+        while True:
+            if self.registered.is_set():
+                await self._unregistered.wait()
+                self._unregistered.clear()
+                continue
             try:
                 await self.register()
             except (TimeoutError, NatsTimeout, NoRespondersError) as exc:
                 log.info("no manager answered registration yet (%r); retrying", exc)
                 await asyncio.sleep(self.config.register_retry_s)
-            except Exception as exc:
-                log.warning("registration failed: %s; retrying", exc)
+            except Refusal as exc:
+                log.warning("registration refused: %s; retrying", exc)
                 await asyncio.sleep(self.config.register_retry_s * 5)
 
-    async def _on_notify(self, msg: Any) -> None:
+    async def _on_notify(self, msg: Msg) -> None:
         self._poll_now.set()
 
-    def heartbeat_body(self) -> dict[str, Any]:
+    async def _on_refused(self, msg: Msg) -> None:
+        try:
+            notice = decode(msg.data, Refused, decoder=_decode_refused)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        self.refused[notice.reason] = self.refused.get(notice.reason, 0) + 1
+        log.warning("a manager refused feedback #%s (stream %s): %s: %s", notice.seq,
+                    notice.stream_id, notice.reason, notice.message)  # fmt: skip
+
+    def heartbeat_body(self) -> Heartbeat:
         vm = psutil.virtual_memory()
         disk = shutil.disk_usage(self.config.outbox.parent)
-        return {
-            "ts": time.time(), "running": sorted(self.workers),
-            "cpu_percent": psutil.cpu_percent(interval=None), "mem_used": vm.used,
-            "mem_total": vm.total, "disk_used": disk.used, "disk_total": disk.total,
-            "outbox_depth": self.outbox.depth(), "alarms": self.alarms[-10:],
-        }  # fmt: skip
+        return Heartbeat(
+            ts=time.time(), running=sorted(self.workers),
+            cpu_percent=psutil.cpu_percent(interval=None), mem_used=vm.used,
+            mem_total=vm.total, disk_used=disk.used, disk_total=disk.total,
+            outbox_depth=self.outbox.depth(), alarms=self.alarms[-10:],
+        )  # fmt: skip
 
     async def _heartbeat_loop(self) -> None:
         await self.registered.wait()
-        subject = f"vigil.agent.{self.agent_id}.heartbeat"
+        subject = subjects.agent_heartbeat(self.agent_id)
         while True:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(subject, orjson.dumps(self.heartbeat_body()))
+            try:
+                await self.nc.publish(subject, _encode(self.heartbeat_body()))
+            except (ConnectionError, OSError, nats.errors.Error) as exc:  # reconnecting
+                log.debug("heartbeat: %r", exc)
             await asyncio.sleep(self.heartbeat_interval_s)
 
     async def _poll_loop(self) -> None:
@@ -266,32 +322,33 @@ class Agent:
             self._poll_now.clear()
             try:
                 await self.poll()
-            except (NatsTimeout, NoRespondersError) as exc:
+            except (NatsTimeout, NoRespondersError, ConnectionError, nats.errors.Error) as exc:
                 log.debug("poll: %r", exc)
-            except Exception:
-                log.exception("poll failed")
 
     async def poll(self) -> None:
-        reply = await self._request(f"vigil.agent.{self.agent_id}.streams",
-                                    {"running": sorted(self.workers)})  # fmt: skip
-        if not reply.get("ok"):
-            if reply.get("error", {}).get("code") == "not_found":
+        body = _encode(Poll(running=sorted(self.workers)))
+        try:
+            raw = await self._request(subjects.agent_streams(self.agent_id), body)
+        except Refusal as exc:
+            if exc.code == "not_found":
                 log.warning("manager does not know this agent; registering again")
                 self.registered.clear()
-                await self.register()
+                self._unregistered.set()
+            else:
+                log.warning("poll refused: %s", exc)
             return
-        result = reply["result"]
-        for stream_id in result["stop"]:
+        result = msgspec.json.decode(raw, type=PollResult)
+        for stream_id in result.stop:
             self.stop_worker(stream_id)
-        listed = {a["stream_id"]: a["version"] for a in result["start"]}
+        listed = {a.stream_id: a.version for a in result.start}
         # An assignment whose worker already ended stays listed until the manager has folded
         # our final feedback (it is in the outbox): never run it twice.
         self.ended = {k: v for k, v in self.ended.items() if listed.get(k) == v}
-        for assignment in result["start"]:
-            if self.ended.get(assignment["stream_id"]) == assignment["version"]:
+        for assignment in result.start:
+            if self.ended.get(assignment.stream_id) == assignment.version:
                 continue
-            current = self.workers.get(assignment["stream_id"])
-            if current is not None and current.version == assignment["version"]:
+            current = self.workers.get(assignment.stream_id)
+            if current is not None and current.version == assignment.version:
                 continue
             if current is not None:
                 self.stop_worker(current.stream_id)
@@ -299,8 +356,8 @@ class Agent:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    async def start_worker(self, a: dict[str, Any]) -> None:
-        stream_id, version = a["stream_id"], int(a["version"])
+    async def start_worker(self, a: Assignment) -> None:
+        stream_id, version = a.stream_id, a.version
         if len(self.workers) >= self.config.capacity:
             log.warning("over capacity; stream %s not started", stream_id)
             return
@@ -310,12 +367,11 @@ class Agent:
                                           message="the agent's feedback outbox is full"))  # fmt: skip
             return
         job = StreamJob(
-            stream_id=stream_id, agent_id=self.agent_id, url=local_url(a["source"]["url"]),
-            kind=a["kind"],
-            analytics=tuple(AnalyticSpec(name=x["name"], params=x.get("params") or {})
-                            for x in a["analytics"]),
-            stall_timeout_s=float(a.get("stall_timeout_s") or 20.0),
-            spool=self.spool_for(stream_id, a.get("spool")),
+            stream_id=stream_id, agent_id=self.agent_id, url=local_url(a.source.url),
+            kind=a.kind,
+            analytics=tuple(AnalyticSpec(name=x.name, params=x.params) for x in a.analytics),
+            stall_timeout_s=float(a.stall_timeout_s or 20.0),
+            spool=self.spool_for(stream_id, a.spool),
         )  # fmt: skip
         worker = Worker(stream_id, version, job, threading.Event(), StreamCounters())
         self.workers[stream_id] = worker
@@ -330,15 +386,14 @@ class Agent:
         worker.future.add_done_callback(lambda f: self._on_done(worker, f))
         log.info("stream %s v%d started", stream_id, version)
 
-    def spool_for(self, stream_id: str, target: dict[str, Any] | None) -> SpoolConfig | None:
+    def spool_for(self, stream_id: str, target: SpoolOut | None) -> SpoolConfig | None:
         """The stream's record spooler: its own choice, else the agent's default (JetStream)."""
-        kind = (target or {}).get("type", "jetstream")
-        if target is None or kind == "jetstream":
+        if target is None or target.type == "jetstream":
             return self.config.spool
-        if kind == "webhook":
+        if target.type == "webhook":
             queue_dir = self.config.outbox.parent / "spool" / stream_id
-            return WebhookConfig(url=str(target["url"]), queue_dir=str(queue_dir))
-        return DirectoryConfig(path=str(target["path"]))
+            return WebhookConfig(url=str(target.url), queue_dir=str(queue_dir))
+        return DirectoryConfig(path=str(target.path))
 
     def stop_worker(self, stream_id: str) -> None:
         worker = self.workers.get(stream_id)

@@ -40,6 +40,7 @@ from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
 from agent.outbox import Outbox
+from events import subjects
 from events.feedback import Feedback, encode_feedback
 
 __all__ = [
@@ -54,12 +55,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_STREAM = "VIGIL_FEEDBACK"
+FEEDBACK_STREAM = subjects.FEEDBACK_STREAM
 
 
 def feedback_subject(agent_id: str) -> str:
     """The subject an agent publishes its feedback to."""
-    return f"vigil.feedback.{agent_id}"
+    return subjects.feedback(agent_id)
 
 
 def msg_id(fb: Feedback) -> str:

@@ -23,7 +23,7 @@ from events.codec import encode_event
 from events.jetstream import JetStreamStore
 from events.model import Cause, MasterElected, Source, StreamCreated
 from events.store import Append, Fence
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 
 CAUSE = Cause(kind="master", name="bench", epoch=1)
 

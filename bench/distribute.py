@@ -31,7 +31,7 @@ from events.model import (
     StreamCreated,
 )
 from events.store import Append, Fence
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 from projections.agents import AgentsProjection
 from projections.engine import Projector
 from projections.streams import StreamsProjection

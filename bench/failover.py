@@ -21,9 +21,9 @@ import nats
 import orjson
 from nats.aio.client import Client
 
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
 
 
 class SimAgent:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.outbox import FeedbackDraft, Outbox
 from agent.sender import FEEDBACK_STREAM, Backoff, FeedbackSender
 from events.feedback import Feedback, StreamStats, encode_feedback
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 
 
 async def raw_publish_rate(js: nats.js.JetStreamContext, payload: bytes, n: int) -> float:

@@ -29,8 +29,8 @@ from nats.js import api
 from events import model as E
 from events.codec import encode_event, subject_of
 from events.jetstream import EVENTS_STREAM, JetStreamStore
-from ops.natsd import EmbeddedNats
-from ops.replay import fresh_projections, rebuild
+from ops.logtools.replay import fresh_projections, rebuild
+from ops.runtime.natsd import EmbeddedNats
 from projections.engine import Projector
 from projections.snapshot import (
     encode_snapshot,

@@ -12,7 +12,7 @@ offer and makes it ``ready``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -26,6 +26,7 @@ from events.model import (
     AgentRemoved,
     AnalyticOffer,
     Cause,
+    HostInfo,
 )
 
 __all__ = [
@@ -51,7 +52,7 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
     groups: tuple[str, ...]
     labels: dict[str, str]
-    host: dict[str, Any]
+    host: HostInfo
     heartbeat_interval_s: float
     feedback_interval_s: float
     downgrade_s: float
@@ -77,7 +78,7 @@ class RegisterAgent(_Command, frozen=True, kw_only=True):
     capacity: int = 1
     groups: tuple[str, ...] = ()
     labels: dict[str, str] = msgspec.field(default_factory=dict)
-    host: dict[str, Any] = msgspec.field(default_factory=dict)
+    host: HostInfo = msgspec.field(default_factory=HostInfo)
     heartbeat_interval_s: float = 2.0
     feedback_interval_s: float = 2.0
     downgrade_s: float = 10.0

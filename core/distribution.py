@@ -21,7 +21,15 @@ import msgspec
 from core.agent import AgentState
 from core.stream import StreamState
 
-__all__ = ["Assignment", "load_of", "plan"]
+__all__ = [
+    "Assignment",
+    "Requirement",
+    "eligible",
+    "load_of",
+    "place",
+    "plan",
+    "requirement_of",
+]
 
 
 class Assignment(msgspec.Struct, frozen=True):
@@ -38,11 +46,13 @@ def load_of(streams: Iterable[StreamState]) -> Counter[str]:
     return Counter(s.agent_id for s in streams if s.is_live and s.agent_id is not None)
 
 
-def _requirement(stream: StreamState) -> Requirement:
+def requirement_of(stream: StreamState) -> Requirement:
+    """What an agent must offer to run ``stream``: its analytics' names and its group."""
     return frozenset(a.name for a in stream.analytics), stream.group
 
 
-def _eligible(agent: AgentState, req: Requirement) -> bool:
+def eligible(agent: AgentState, req: Requirement) -> bool:
+    """Can ``agent`` run streams of requirement ``req`` (capacity aside)?"""
     names, group = req
     return (
         agent.status == "ready" and agent.offers(names) and (group is None or group in agent.groups)
@@ -69,13 +79,13 @@ def plan(
     heaps: dict[Requirement, list[tuple[tuple[float, int, str], int, str]]] = {}
     out: list[Assignment] = []
     for stream in pending:
-        req = _requirement(stream)
+        req = requirement_of(stream)
         heap = heaps.get(req)
         if heap is None:
             heap = [
                 (_key(a, current[a.agent_id]), current[a.agent_id], a.agent_id)
                 for a in agents.values()
-                if _eligible(a, req) and a.capacity > current[a.agent_id]
+                if eligible(a, req) and a.capacity > current[a.agent_id]
             ]
             heapq.heapify(heap)
             heaps[req] = heap
@@ -95,4 +105,35 @@ def plan(
             if now_load + 1 < agent.capacity:
                 heapq.heappush(heap, (_key(agent, now_load + 1), now_load + 1, agent_id))
             break
+    return out
+
+
+def place(
+    pending: Iterable[tuple[str, int]],
+    candidates: Iterable[AgentState],
+    load: Mapping[str, int],
+    *,
+    limit: int | None = None,
+) -> list[Assignment]:
+    """Assignments for streams of *one* requirement: ``pending`` are ``(stream_id, version)`` in
+    creation order, ``candidates`` the agents eligible for that requirement, ``load`` their
+    current load. Same rule as `plan`; stops after ``limit`` assignments (the caller yields to
+    its event loop between chunks) or when no candidate has a free slot. Pure."""
+    current = dict(load)
+    heap = [
+        (_key(a, current.get(a.agent_id, 0)), a)
+        for a in candidates
+        if a.capacity > current.get(a.agent_id, 0)
+    ]
+    heapq.heapify(heap)
+    out: list[Assignment] = []
+    for stream_id, version in pending:
+        if not heap or (limit is not None and len(out) >= limit):
+            break
+        _, agent = heapq.heappop(heap)
+        used = current.get(agent.agent_id, 0) + 1
+        current[agent.agent_id] = used
+        out.append(Assignment(stream_id, agent.agent_id, version))
+        if used < agent.capacity:
+            heapq.heappush(heap, (_key(agent, used), agent))
     return out

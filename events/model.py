@@ -17,7 +17,7 @@ else bumps ``v`` and adds an upcaster in ``events.upcast``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -35,6 +35,7 @@ __all__ = [
     "Cause",
     "ErrorInfo",
     "Event",
+    "HostInfo",
     "MasterElected",
     "Source",
     "SpoolTarget",
@@ -104,6 +105,14 @@ class SpoolTarget(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     type: Literal["jetstream", "webhook", "directory"] = "jetstream"
     url: str | None = None
     path: str | None = None
+
+
+class HostInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What an agent says about its host (informational; unknown fields are ignored)."""
+
+    hostname: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    pid: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = 0
+    cpus: Annotated[int, msgspec.Meta(ge=0, le=65_536)] = 0
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -217,7 +226,7 @@ class AgentRegistered(AgentEvent, frozen=True, kw_only=True):
     capacity: int = 1
     groups: tuple[str, ...] = ()
     labels: dict[str, str] = msgspec.field(default_factory=dict)
-    host: dict[str, Any] = msgspec.field(default_factory=dict)
+    host: HostInfo = msgspec.field(default_factory=HostInfo)
     heartbeat_interval_s: float = 2.0
     feedback_interval_s: float = 2.0
     downgrade_s: float = 10.0

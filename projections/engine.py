@@ -11,7 +11,10 @@ JetStream with nats-py), remembers the last applied sequence, and lets callers `
 so a command reply can promise read-your-writes. ``start_seq`` resumes after a snapshot;
 ``stop_seq`` makes a bounded replay (``done`` is set once it is reached).
 
-Events this code cannot decode are counted, logged with their sequence, and skipped.
+Events this code cannot decode are counted, logged with their sequence, and skipped. A
+projection that raises while applying an event is a bug: the projector stops at once (it never
+serves state that skipped an event), fails its waiters with `ProjectorFailed`, and ``run`` —
+the supervised part — raises, so the supervisor rebuilds the projections and starts again.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from nats.js import api
 from events.codec import UndecodableEvent, decode_event
 from events.jetstream import EVENTS_STREAM
 from events.model import Event
+from events.store import Unavailable
 
 __all__ = [
     "Projection",
     "Projector",
+    "ProjectorFailed",
     "SnapshotError",
     "Snapshottable",
     "gc_paused",
@@ -71,6 +76,11 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         _resume_gc()
+
+
+class ProjectorFailed(Unavailable):
+    """A projection failed to apply an event: this manager's read models are not trustworthy
+    until they are rebuilt."""
 
 
 class SnapshotError(ValueError):
@@ -147,10 +157,44 @@ class Projector:
         self._sub: object | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._gc_paused = False
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
 
     @property
     def caught_up(self) -> bool:
-        return self._caught_up.is_set()
+        return self._caught_up.is_set() and self.failure is None
+
+    def reset(self, start_seq: int) -> None:
+        """Forget the position (after the projections were reset or restored): the next
+        ``start``/``run`` folds from ``start_seq``."""
+        self.last_seq = start_seq - 1
+        self.start_seq = start_seq
+        self.failure = None
+        self._failed = asyncio.Event()
+        self._caught_up = asyncio.Event()
+        self.done = asyncio.Event()
+
+    def _fail(self, exc: BaseException, seq: int) -> None:
+        if self.failure is not None:
+            return
+        self.failure = exc
+        log.error("projection failed at event seq %d: %r; projector stopped", seq, exc,
+                  exc_info=exc)  # fmt: skip
+        self._failed.set()
+        err = ProjectorFailed(f"projections failed at event seq {seq}: {exc!r}")
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(err)
+        self._waiters.clear()
+
+    async def run(self) -> None:
+        """The supervised part: fold until cancelled; raises `ProjectorFailed` on a failure."""
+        await self.start()
+        try:
+            await self._failed.wait()
+            raise ProjectorFailed(f"projector failed: {self.failure!r}")
+        finally:
+            await self.stop()
 
     def apply(self, seq: int, aggregate: str, data: bytes) -> None:
         """Decode and route one stored event (also used by replay tools)."""
@@ -185,6 +229,8 @@ class Projector:
         self._handle(msg, seq, pending)
 
     def _handle(self, msg: Msg, seq: int, pending: int) -> None:
+        if self.failure is not None:
+            return
         stop = self.stop_seq
         if stop is not None and seq > stop:
             self._finish()
@@ -203,8 +249,12 @@ class Projector:
                 routes = self._routes.get(kind)
                 if routes:
                     aggregate = subject[cut:]
-                    for p in routes:
-                        p.apply(seq, aggregate, event)
+                    try:
+                        for p in routes:
+                            p.apply(seq, aggregate, event)
+                    except Exception as exc:  # a bug in a projection: stop, never skip
+                        self._fail(exc, seq)
+                        return
                 self.applied += 1
             self.last_seq = seq
         if pending == 0 or seq >= self._target:
@@ -367,7 +417,10 @@ class Projector:
         await asyncio.wait_for(self.done.wait(), timeout)
 
     async def wait_for(self, seq: int, timeout: float = 5.0) -> bool:
-        """Wait until the event at ``seq`` is applied; False on timeout."""
+        """Wait until the event at ``seq`` is applied; False on timeout. Raises
+        `ProjectorFailed` if the projector failed."""
+        if self.failure is not None:
+            raise ProjectorFailed(f"projector failed: {self.failure!r}")
         if self.last_seq >= seq:
             return True
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

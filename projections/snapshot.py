@@ -251,16 +251,15 @@ class Snapshotter:
         log.info("snapshot written at seq %d", snap.header.seq)
         return snap.header.seq
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The supervised part: write when due, every ``interval_s``. A failure ends the part
+        (its supervisor logs it and restarts it with backoff)."""
         while True:
             await asyncio.sleep(self.interval_s)
-            try:
-                await self.maybe_write()
-            except Exception:  # a snapshot is an optimisation: log and try again next period
-                log.exception("snapshot not written")
+            await self.maybe_write()
 
     async def __aenter__(self) -> Snapshotter:
-        self._task = asyncio.create_task(self._run(), name="snapshotter")
+        self._task = asyncio.create_task(self.run(), name="snapshotter")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -157,19 +157,21 @@ class DailyStats:
         """Set by the feeder once it has folded what the stream held when it started."""
 
     def apply(self, stream_seq: int, fb: Feedback) -> Outcome:
-        """Count `fb` (stored at `stream_seq`) unless its ``<agent_id>:<seq>`` was counted."""
+        """Count `fb` (stored at `stream_seq`, resolved: ``events.feedback.resolve``) unless
+        its ``<agent_id>:<seq>`` was counted."""
         state = self.state
         state.feedback_seq = max(state.feedback_seq, stream_seq)
-        if not _DAY.match(fb.day):
+        agent_id, day = fb.agent_id, fb.day
+        if agent_id is None or day is None or not _DAY.match(day):
             return "invalid"
-        seqs = state.applied.get(fb.agent_id, AppliedSeqs())
+        seqs = state.applied.get(agent_id, AppliedSeqs())
         if is_applied(seqs, fb.seq):
             return "duplicate"
-        state.applied[fb.agent_id], closed = mark_applied(seqs, fb.seq, max_ranges=self.max_ranges)
+        state.applied[agent_id], closed = mark_applied(seqs, fb.seq, max_ranges=self.max_ranges)
         self.gaps_closed += closed
         if not fb.stats.is_zero():
-            agents = state.days.setdefault(fb.day, {}).setdefault(fb.stream_id, {})
-            agents[fb.agent_id] = add_stats(agents.get(fb.agent_id), fb.stats)
+            agents = state.days.setdefault(day, {}).setdefault(fb.stream_id, {})
+            agents[agent_id] = add_stats(agents.get(agent_id), fb.stats)
         return "applied"
 
     def skip(self, stream_seq: int) -> None:

@@ -1,20 +1,39 @@
-"""Current state of every stream, folded with ``core.stream.evolve``."""
+"""Current state of every stream, folded with ``core.stream.evolve``, with the indexes that keep
+reads and the master O(what they touch):
+
+- ``order``: live streams by (created_at, stream_id) — paged lists without sorting;
+- ``by_agent``: agent_id → streams assigned to it and not finished — load and polls;
+- ``pending``: unassigned ``pending`` streams by placement requirement (analytics, group), in
+  creation order — placement looks only at requirements that have work;
+- ``counts``: streams per status — metrics and the dashboard without a walk.
+
+Every change is also offered to ``listeners`` (``(before, after)``), so the master keeps its own
+due-time indexes without walking all streams.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
+from sortedcontainers import SortedList
 
 from core import stream as core_stream
+from core.distribution import Requirement, requirement_of
 from core.stream import StreamState
 from events.model import Event, StreamEvent
 from projections.blob import decode_blob, encode_blob, entity_dump
 
-__all__ = ["StreamsProjection"]
+__all__ = ["StreamListener", "StreamsProjection"]
 
 _SNAPSHOT_V = 1
+
+StreamListener = Callable[[StreamState | None, StreamState], None]
+"""Called with (before, after) for every stream whose state changed."""
+
+OrderKey = tuple[float, str]
 
 
 class _Snapshot(msgspec.Struct, frozen=True):
@@ -23,17 +42,31 @@ class _Snapshot(msgspec.Struct, frozen=True):
     last_seq: dict[str, int]
 
 
+def _is_pending(s: StreamState) -> bool:
+    return s.status == "pending" and s.agent_id is None
+
+
 class StreamsProjection:
     """stream_id → (state, sequence of the stream's last event). Deleted streams are kept as
     ``deleted`` so ids are never reused."""
 
     name = "streams"
-    kinds = ("stream",)
+    kinds: tuple[str, ...] = ("stream",)
 
     def __init__(self) -> None:
+        self.listeners: list[StreamListener] = []
+        self._clear()
+
+    def _clear(self) -> None:
         self.streams: dict[str, StreamState] = {}
         self.last_seq: dict[str, int] = {}
         self.ignored = 0
+        self.order: SortedList[OrderKey] = SortedList()
+        self.by_agent: dict[str, set[str]] = {}
+        self.pending: dict[Requirement, SortedList[OrderKey]] = {}
+        self.counts: Counter[str] = Counter()
+
+    # ---- fold ----------------------------------------------------------------------------------
 
     def apply(self, seq: int, aggregate: str, event: Event) -> None:
         if not isinstance(event, StreamEvent):
@@ -46,7 +79,63 @@ class StreamsProjection:
         if after is None:
             self.ignored += 1
             return
+        if after is before:
+            return
         self.streams[sid] = after
+        self._index(before, after)
+        for listener in self.listeners:
+            listener(before, after)
+
+    def _index(self, before: StreamState | None, after: StreamState) -> None:
+        sid = after.stream_id
+        if before is None:
+            self.order.add((after.created_at, sid))
+        elif after.status == "deleted" and before.status != "deleted":
+            self.order.discard((after.created_at, sid))
+        if before is not None:
+            self.counts[before.status] -= 1
+        self.counts[after.status] += 1
+        old_agent = before.agent_id if before is not None and before.is_live else None
+        new_agent = after.agent_id if after.is_live else None
+        if old_agent != new_agent:
+            if old_agent is not None:
+                held = self.by_agent.get(old_agent)
+                if held is not None:
+                    held.discard(sid)
+                    if not held:
+                        del self.by_agent[old_agent]
+            if new_agent is not None:
+                self.by_agent.setdefault(new_agent, set()).add(sid)
+        was = before is not None and _is_pending(before)
+        now = _is_pending(after)
+        if was and not now:
+            assert before is not None
+            self._unpend(before)
+        elif now and not was:
+            req = requirement_of(after)
+            self.pending.setdefault(req, SortedList()).add((after.created_at, sid))
+
+    def _unpend(self, state: StreamState) -> None:
+        req = requirement_of(state)
+        queue = self.pending.get(req)
+        if queue is not None:
+            queue.discard((state.created_at, state.stream_id))
+            if not queue:
+                del self.pending[req]
+
+    def _reindex(self) -> None:
+        streams, last_seq = self.streams, self.last_seq
+        listeners = self.listeners
+        self._clear()
+        self.listeners = listeners
+        self.streams, self.last_seq = streams, last_seq
+        for state in streams.values():
+            if state.status == "deleted":
+                self.counts["deleted"] += 1
+            else:
+                self._index(None, state)
+
+    # ---- reads ---------------------------------------------------------------------------------
 
     def get(self, stream_id: str) -> StreamState | None:
         state = self.streams.get(stream_id)
@@ -58,10 +147,21 @@ class StreamsProjection:
     def live(self) -> Iterator[StreamState]:
         return (s for s in self.streams.values() if s.status != "deleted")
 
-    def assigned_to(self, agent_id: str) -> list[StreamState]:
-        return [s for s in self.streams.values() if s.agent_id == agent_id and s.is_live]
+    def ordered(self, after: OrderKey | None = None) -> Iterator[StreamState]:
+        """Live streams in creation order, strictly after ``after``."""
+        start = 0 if after is None else self.order.bisect_right(after)
+        streams = self.streams
+        for i in range(start, len(self.order)):
+            yield streams[self.order[i][1]]
 
-    # ---- snapshots (projections.snapshot) and verify (ops.verify) ------------------------------
+    def assigned_to(self, agent_id: str) -> list[StreamState]:
+        held = self.by_agent.get(agent_id, ())
+        return [self.streams[sid] for sid in sorted(held)]
+
+    def load_of(self, agent_id: str) -> int:
+        return len(self.by_agent.get(agent_id, ()))
+
+    # ---- snapshots (projections.snapshot) and verify (ops.logtools.verify) -------------------------
 
     def snapshot(self) -> bytes:
         return encode_blob(_Snapshot(_SNAPSHOT_V, self.streams, self.last_seq))
@@ -70,9 +170,12 @@ class StreamsProjection:
         """Replace the state by a snapshot blob; ``SnapshotError`` leaves it unchanged."""
         snap = decode_blob(data, _Snapshot, _SNAPSHOT_V)
         self.streams, self.last_seq = dict(snap.streams), dict(snap.last_seq)
+        self._reindex()
 
     def reset(self) -> None:
-        self.streams, self.last_seq, self.ignored = {}, {}, 0
+        listeners = self.listeners
+        self._clear()
+        self.listeners = listeners
 
     def dump(self) -> dict[str, Any]:
         return entity_dump(self.streams, self.last_seq)

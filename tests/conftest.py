@@ -9,7 +9,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 
 
 @pytest.fixture

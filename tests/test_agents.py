@@ -12,9 +12,9 @@ from nats.aio.client import Client
 
 from agent.runtime import Agent, AgentConfig
 from analytics.clips import ClipSpec, write_clip
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
 from tests.helpers import command, eventually, ok
 
 SETTINGS = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=5)

@@ -29,7 +29,7 @@ from analytics.spool import (
 )
 from analytics.spoolrunner import SpoolRunner
 from analytics.worker import AnalyticSpec, StreamJob, run_stream
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 from tests.livesource import ReportLog, free_port, wait_for
 
 

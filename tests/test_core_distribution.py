@@ -7,14 +7,14 @@ import msgspec
 from core.agent import AgentState
 from core.distribution import Assignment, plan
 from core.stream import StreamState
-from events.model import AnalyticOffer, AnalyticRef, Autorestart, Source
+from events.model import AnalyticOffer, AnalyticRef, Autorestart, HostInfo, Source
 
 
 def agent(aid: str, capacity: int, analytics: tuple[str, ...] = ("motion",),
           groups: tuple[str, ...] = (), status: str = "ready") -> AgentState:  # fmt: skip
     return AgentState(
         agent_id=aid, name=aid, analytics=tuple(AnalyticOffer(name=a) for a in analytics),
-        capacity=capacity, groups=groups, labels={}, host={}, heartbeat_interval_s=1,
+        capacity=capacity, groups=groups, labels={}, host=HostInfo(), heartbeat_interval_s=1,
         feedback_interval_s=1, downgrade_s=5, registered_at=0, updated_at=0,
         status=status,  # type: ignore[arg-type]
     )  # fmt: skip

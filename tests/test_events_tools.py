@@ -13,11 +13,11 @@ import msgspec
 from nats.aio.client import Client
 
 from events.jetstream import JetStreamStore
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats, free_port
-from ops.replay import rebuild, seq_at_time
-from ops.verify import digest_dump, dump_projections, verify
+from ops.logtools.replay import rebuild, seq_at_time
+from ops.logtools.verify import digest_dump, dump_projections, verify
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats, free_port
+from ops.settings import ClientSettings, ManagerSettings
 from projections.snapshot import take_snapshot, write_snapshot
 from tests.helpers import eventually, ok
 from tests.test_replay import vigil
@@ -153,7 +153,7 @@ async def test_tail_replay_serve_and_a_tampered_snapshot(
         assert seq >= last
 
         # A snapshot that does not match the log: verify names the entity, exit 1.
-        usable = m.projections()
+        usable = m.fleet.all()
         snap = take_snapshot(m.projector, usable)
         tampered = dict(snap.blobs)
         streams = type(m.streams)()

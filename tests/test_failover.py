@@ -19,7 +19,7 @@ from analytics.clips import ClipSpec, write_clip
 from core import stream as S
 from events.jetstream import JetStreamStore
 from events.model import StreamEvent
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 from tests.helpers import command, eventually, ok
 
 VIGIL = str(Path(sys.executable).parent / "vigil")

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client
 
-from ops.config import ClientSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings
 from tests.helpers import command, count_messages, ok
 
 FILE = {"source": {"url": "file:///tmp/x.mp4"}, "kind": "file"}
@@ -146,8 +146,8 @@ async def test_state_is_rebuilt_from_events_after_restart(
 async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> None:
     from aiohttp import ClientSession
 
-    from ops.natsd import free_port
-    from ops.up import serve_http
+    from ops.runtime.natsd import free_port
+    from ops.runtime.up import serve_http
 
     hostport = f"127.0.0.1:{free_port()}"
     async with serve_http(manager, hostport, "s3cret") as url, ClientSession() as http:

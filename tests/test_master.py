@@ -14,9 +14,9 @@ from agent.runtime import Agent, AgentConfig
 from core import stream as S
 from events.jetstream import JetStreamStore
 from events.model import Cause, MasterElected, StreamEvent
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats, free_port
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats, free_port
+from ops.settings import ClientSettings, ManagerSettings
 from tests.helpers import eventually, ok
 
 FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2, heartbeat_interval_s=0.3,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.natsd import EmbeddedNats, NatsServerError
+from ops.runtime.natsd import EmbeddedNats, NatsServerError
 
 
 async def test_embedded_server_accepts_jetstream_and_stops(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from core import stream as S
 from events.jetstream import JetStreamStore
 from events.model import Cause, Source, StreamCreated, StreamEvent, StreamStopped
 from events.store import Append
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 from projections.engine import CATCH_UP_MIN, Projector
 from projections.streams import StreamsProjection
 

@@ -24,10 +24,10 @@ from nats.aio.client import Client
 from agent.runtime import Agent, AgentConfig
 from analytics.clips import ClipSpec, write_clip
 from events.jetstream import JetStreamStore
-from ops.config import ClientSettings, ManagerSettings
-from ops.http import build_app
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats, free_port
+from ops.http.app import build_app
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats, free_port
+from ops.settings import ClientSettings, ManagerSettings
 from tests.helpers import eventually, ok
 
 VIGIL = str(Path(sys.executable).parent / "vigil")

@@ -23,7 +23,7 @@ from agent.sender import (
     msg_id,
 )
 from events.feedback import Feedback, StreamStats, decode_feedback, encode_feedback
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 
 DAY = "2025-06-01"
 AGENT = "agent-7"

@@ -11,11 +11,11 @@ from nats.aio.client import Client
 
 from events.jetstream import JetStreamStore
 from events.model import Cause, Source, StreamCreated, StreamStopped
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
-from ops.replay import rebuild
-from ops.verify import digest_dump, dump_projections
+from ops.logtools.replay import rebuild
+from ops.logtools.verify import digest_dump, dump_projections
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
 from projections.engine import Projector
 from projections.snapshot import (
     FORMAT,
@@ -80,7 +80,7 @@ async def test_start_from_snapshot_plus_tail_equals_start_from_zero(
     async with Manager(client, FAST, run_master=False) as from_snap:
         assert from_snap.projector.start_seq == seq + 1  # it did start from the snapshot
         assert from_snap.projector.applied == last - seq
-        snap_digests = digest_dump(dump_projections(from_snap.projections()))
+        snap_digests = digest_dump(dump_projections(from_snap.fleet.all()))
         snap_seq = from_snap.projector.last_seq
     zero = await rebuild(nc, snap_seq)
     assert zero.applied == snap_seq
@@ -97,7 +97,7 @@ async def test_start_from_snapshot_plus_tail_equals_start_from_zero(
     with caplog.at_level(logging.WARNING):
         async with Manager(client, FAST, run_master=False) as m2:
             assert m2.projector.start_seq == seq + 1
-            assert digest_dump(dump_projections(m2.projections())) == snap_digests
+            assert digest_dump(dump_projections(m2.fleet.all())) == snap_digests
     assert "checksum mismatch" in caplog.text
 
     # Every snapshot unreadable (wrong format version, garbage): fall back to zero, same state.
@@ -110,7 +110,7 @@ async def test_start_from_snapshot_plus_tail_equals_start_from_zero(
     with caplog.at_level(logging.WARNING):
         async with Manager(client, FAST, run_master=False) as m3:
             assert m3.projector.start_seq == 1
-            assert digest_dump(dump_projections(m3.projections())) == snap_digests
+            assert digest_dump(dump_projections(m3.fleet.all())) == snap_digests
     assert "format 99" in caplog.text and "bad magic" in caplog.text
 
 

@@ -22,10 +22,10 @@ from nats.aio.client import Client
 from agent.runtime import Agent, AgentConfig, utc_day
 from analytics.clips import ClipSpec, Segment, write_clip
 from events.feedback import StreamStats
-from ops.config import ClientSettings, ManagerSettings
-from ops.feedback import FEEDBACK_STREAM
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
+from events.subjects import FEEDBACK_STREAM
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
 from tests.helpers import eventually, ok
 
 OUTAGE_S = float(os.environ.get("VIGIL_CHAOS_OUTAGE_S", "60"))

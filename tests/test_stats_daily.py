@@ -21,12 +21,12 @@ from nats.aio.client import Client
 from agent.runtime import Agent, AgentConfig, utc_day
 from analytics.clips import ClipSpec, write_clip
 from events.feedback import StreamStats
-from ops.config import ClientSettings, ManagerSettings
-from ops.feedback import FEEDBACK_STREAM
-from ops.http import build_app
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats, free_port
-from ops.stats import CSV_COLUMNS
+from events.subjects import FEEDBACK_STREAM
+from ops.http.app import build_app
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats, free_port
+from ops.settings import ClientSettings, ManagerSettings
+from ops.stats.queries import CSV_COLUMNS
 from tests.helpers import command, eventually, ok
 
 WINDOW_S = 1.0

@@ -11,7 +11,7 @@ from events.jetstream import JetStreamStore
 from events.memory import MemoryStore
 from events.model import Cause, MasterElected, Source, StreamCreated, StreamStopped
 from events.store import Append, Conflict, EventStore, Fence, Fenced
-from ops.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats
 
 CAUSE = Cause(kind="command", name="test")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from ops.config import ClientSettings, ManagerSettings
-from ops.manager import Manager
-from ops.natsd import EmbeddedNats
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
 from tests.helpers import eventually, ok
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "minimal_agent.py"

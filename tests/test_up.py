@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from ops.natsd import free_port
+from ops.runtime.natsd import free_port
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 

@@ -1,0 +1,163 @@
+"""The catalogue of every NATS name vigil uses: subjects, JetStream streams, KV/object buckets.
+
+Nothing else in the code spells a ``vigil.…`` subject or a ``VIGIL_…`` stream name: build them
+here, parse them here. The per-role NATS permissions (``ops.security``) are generated from this
+module, so a new subject added here is a subject every role's permissions must account for.
+
+::
+
+    vigil.cmd.<noun>.<verb>                 request/reply, any manager (queue group)
+    vigil.evt.<aggregate>[.<id>]            JetStream VIGIL_EVENTS, written by managers only
+    vigil.agent.register                    request, agents → managers
+    vigil.agent.<agent_id>.heartbeat        publish, agent → every manager
+    vigil.agent.<agent_id>.streams          request, agent → managers (its assignments)
+    vigil.agent.<agent_id>.deregister       request, agent → managers
+    vigil.agent.<agent_id>.notify           publish, master → agent ("poll now")
+    vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
+    vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
+    vigil.records.<stream_id>               JetStream VIGIL_RECORDS, analysis records
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AGENT_DEREGISTER_ALL",
+    "AGENT_HEARTBEAT_ALL",
+    "AGENT_PREFIX",
+    "AGENT_REGISTER",
+    "AGENT_STREAMS_ALL",
+    "CMD_ALL",
+    "CMD_PREFIX",
+    "EVENTS_STREAM",
+    "EVT_ALL",
+    "EVT_PREFIX",
+    "FEEDBACK_ALL",
+    "FEEDBACK_DURABLE",
+    "FEEDBACK_STREAM",
+    "MANAGERS_QUEUE",
+    "MASTER_BUCKET",
+    "RECORDS_ALL",
+    "RECORDS_STREAM",
+    "REQUESTS_BUCKET",
+    "SNAPSHOTS_BUCKET",
+    "SubjectError",
+    "agent_deregister",
+    "agent_heartbeat",
+    "agent_id_of",
+    "agent_notify",
+    "agent_refused",
+    "agent_streams",
+    "aggregate_of_subject",
+    "command",
+    "command_of",
+    "event",
+    "feedback",
+    "feedback_agent_of",
+    "records",
+]
+
+# ---- JetStream streams and buckets -----------------------------------------------------------
+
+EVENTS_STREAM = "VIGIL_EVENTS"
+"""The system of record: every change of a stream, agent, group, schedule, alarm, master."""
+FEEDBACK_STREAM = "VIGIL_FEEDBACK"
+"""Agents' feedback (status + statistics deltas), written through their outboxes."""
+RECORDS_STREAM = "VIGIL_RECORDS"
+"""Analysis records of the default (JetStream) spooler."""
+REQUESTS_BUCKET = "VIGIL_REQUESTS"
+"""KV: replies remembered per request_id."""
+MASTER_BUCKET = "VIGIL_MASTER"
+"""KV: the master lease."""
+SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
+"""Object store: projection snapshots."""
+
+FEEDBACK_DURABLE = "vigil-managers"
+"""The durable pull consumer on VIGIL_FEEDBACK shared by all managers (status changes)."""
+MANAGERS_QUEUE = "vigil-managers"
+"""The queue group every manager serves requests in."""
+
+# ---- subjects --------------------------------------------------------------------------------
+
+CMD_PREFIX = "vigil.cmd"
+CMD_ALL = "vigil.cmd.>"
+EVT_PREFIX = "vigil.evt"
+EVT_ALL = "vigil.evt.>"
+AGENT_PREFIX = "vigil.agent"
+AGENT_REGISTER = "vigil.agent.register"
+AGENT_HEARTBEAT_ALL = "vigil.agent.*.heartbeat"
+AGENT_STREAMS_ALL = "vigil.agent.*.streams"
+AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
+FEEDBACK_ALL = "vigil.feedback.>"
+RECORDS_ALL = "vigil.records.>"
+
+
+class SubjectError(ValueError):
+    """A subject that is not the expected shape (a hostile or misrouted message)."""
+
+
+def command(name: str) -> str:
+    """``vigil.cmd.<noun>.<verb>`` for a command name like ``stream.create``."""
+    return f"{CMD_PREFIX}.{name}"
+
+
+def command_of(subject: str) -> str:
+    """``stream.create`` from ``vigil.cmd.stream.create``."""
+    if not subject.startswith(CMD_PREFIX + "."):
+        raise SubjectError(f"not a command subject: {subject!r}")
+    return subject[len(CMD_PREFIX) + 1 :]
+
+
+def event(aggregate: str) -> str:
+    """``vigil.evt.<aggregate>`` for an aggregate like ``stream.s-1`` or ``master``."""
+    return f"{EVT_PREFIX}.{aggregate}"
+
+
+def aggregate_of_subject(subject: str) -> str:
+    """``stream.s-1`` from ``vigil.evt.stream.s-1``."""
+    if not subject.startswith(EVT_PREFIX + "."):
+        raise SubjectError(f"not an event subject: {subject!r}")
+    return subject[len(EVT_PREFIX) + 1 :]
+
+
+def agent_heartbeat(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.heartbeat"
+
+
+def agent_streams(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.streams"
+
+
+def agent_deregister(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.deregister"
+
+
+def agent_notify(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.notify"
+
+
+def agent_refused(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.refused"
+
+
+def agent_id_of(subject: str) -> str:
+    """The agent id of ``vigil.agent.<agent_id>.<verb>``; ``SubjectError`` otherwise."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != "vigil" or parts[1] != "agent" or not parts[2]:
+        raise SubjectError(f"not an agent subject: {subject!r}")
+    return parts[2]
+
+
+def feedback(agent_id: str) -> str:
+    return f"vigil.feedback.{agent_id}"
+
+
+def feedback_agent_of(subject: str) -> str:
+    """The agent id of ``vigil.feedback.<agent_id>``: the authority on who sent it."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != "vigil" or parts[1] != "feedback" or not parts[2]:
+        raise SubjectError(f"not a feedback subject: {subject!r}")
+    return parts[2]
+
+
+def records(stream_id: str) -> str:
+    return f"vigil.records.{stream_id}"

@@ -1,0 +1,115 @@
+"""Prometheus metrics, read from a manager's state at scrape time (no global registry).
+
+`ManagerCollector` reads a `MetricsSource` (the manager satisfies it); counts come from the
+projections' own indexes, so a scrape never walks every stream.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from events.aio import Supervisor
+from ops.api.router import Router
+from ops.commands.feedback import FeedbackConsumer
+from ops.commands.heartbeats import Heartbeats
+from ops.master.loop import Master
+from projections.agents import AgentsProjection
+from projections.engine import Projector
+from projections.streams import StreamsProjection
+
+__all__ = ["CONTENT_TYPE", "ManagerCollector", "MetricsSource", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+STATUSES = ("pending", "in_progress", "done", "failure", "restarting", "stopped")
+
+
+class MetricsSource(Protocol):
+    streams: StreamsProjection
+    agents: AgentsProjection
+    heartbeats: Heartbeats
+    projector: Projector
+    master: Master
+    feedback: FeedbackConsumer
+    router: Router
+    supervisor: Supervisor
+
+
+class ManagerCollector(Collector):
+    def __init__(self, source: MetricsSource) -> None:
+        self.m = source
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        streams = GaugeMetricFamily("vigil_streams", "Streams by status", labels=["status"])
+        for status in STATUSES:
+            streams.add_metric([status], m.streams.counts.get(status, 0))
+        yield streams
+        agents = GaugeMetricFamily("vigil_agents", "Agents by status", labels=["status"])
+        by_agent: Counter[str] = Counter(a.status for a in m.agents.active().values())
+        for status in ("ready", "not_ready"):
+            agents.add_metric([status], by_agent.get(status, 0))
+        yield agents
+        load = GaugeMetricFamily(
+            "vigil_agent_load", "Streams assigned to an agent", labels=["agent_id"]
+        )
+        capacity = GaugeMetricFamily("vigil_agent_capacity", "Agent capacity", labels=["agent_id"])
+        depth = GaugeMetricFamily("vigil_agent_outbox_depth", "Unsent feedback rows on an agent",
+                                  labels=["agent_id"])  # fmt: skip
+        for agent in m.agents.active().values():
+            load.add_metric([agent.agent_id], m.streams.load_of(agent.agent_id))
+            capacity.add_metric([agent.agent_id], agent.capacity)
+            seen = m.heartbeats.last.get(agent.agent_id)
+            if seen is not None:
+                depth.add_metric([agent.agent_id], seen[1].outbox_depth)
+        yield load
+        yield capacity
+        yield depth
+        yield GaugeMetricFamily(
+            "vigil_event_seq", "Last event sequence applied", value=m.projector.last_seq
+        )
+        yield CounterMetricFamily("vigil_events_undecodable", "Events skipped as undecodable",
+                                  value=m.projector.undecodable)  # fmt: skip
+        yield GaugeMetricFamily(
+            "vigil_master", "1 if this manager is master", value=int(m.master.is_master)
+        )
+        yield GaugeMetricFamily(
+            "vigil_master_epoch", "Epoch of this manager's reign", value=m.master.epoch
+        )
+        yield GaugeMetricFamily("vigil_master_tick_seconds", "Duration of the last master tick",
+                                value=m.master.last_tick_s)  # fmt: skip
+        fb = CounterMetricFamily("vigil_feedback", "Feedback messages handled", labels=["outcome"])
+        for outcome, n in sorted(m.feedback.counts.items()):
+            fb.add_metric([outcome], n)
+        yield fb
+        cmds = CounterMetricFamily(
+            "vigil_commands", "Commands handled", labels=["command", "outcome"]
+        )
+        for key, n in sorted(m.router.counts.items()):
+            command, _, outcome = key.rpartition(".")
+            cmds.add_metric([command or key, outcome], n)
+        yield cmds
+        yield CounterMetricFamily("vigil_heartbeats_invalid", "Heartbeats that did not decode",
+                                  value=m.heartbeats.invalid)  # fmt: skip
+        parts = GaugeMetricFamily("vigil_part_up", "1 if a supervised part of this manager runs",
+                                  labels=["part"])  # fmt: skip
+        restarts = CounterMetricFamily("vigil_part_restarts", "Restarts of a supervised part",
+                                       labels=["part"])  # fmt: skip
+        for name, (state, n, _err) in sorted(m.supervisor.report().items()):
+            parts.add_metric([name], int(state == "running"))
+            restarts.add_metric([name], n)
+        yield parts
+        yield restarts
+
+
+def render(collector: Collector | None) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    if collector is not None:
+        registry.register(collector)
+    return generate_latest(registry)

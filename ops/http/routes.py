@@ -1,0 +1,185 @@
+"""Every HTTP route, in one table (``add_routes``), and their handlers.
+
+::
+
+    GET  /healthz /readyz /metrics /openapi.json /        (ops.http.metrics, .openapi, dashboard)
+    GET  /api/v1/streams            POST /api/v1/streams
+    GET|PATCH|DELETE /api/v1/streams/{id}                 GET /api/v1/streams/{id}/history
+    GET  /api/v1/agents /api/v1/agents/{id} /api/v1/master /api/v1/stats/daily
+
+Handlers build the command's request Struct from the path, the query and the body and call the
+router: the same handler, validation and envelope as over NATS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from core.errors import DomainError
+from events.protocol import ErrorReply
+from ops.api import requests as R
+from ops.api.envelope import HTTP_STATUS, domain_error_body, encode, error_reply
+from ops.api.router import Outcome
+from ops.http.auth import is_authorized
+from ops.http.backend import BACKEND
+from ops.http.history import history
+from ops.http.metrics import CONTENT_TYPE, render
+from ops.http.openapi import document
+from ops.http.stats import daily_stats
+
+__all__ = ["Handler", "add_routes", "json_response", "query_values", "respond"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_NOT_QUERY = ("accessToken", "format")
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def respond(outcome: Outcome) -> web.Response:
+    status = 200 if outcome.code is None else HTTP_STATUS.get(outcome.code, 500)
+    return json_response(outcome.body, status)
+
+
+def invalid(exc: DomainError) -> web.Response:
+    err = domain_error_body(exc)
+    return json_response(encode(ErrorReply(error=err)), HTTP_STATUS.get(err.code, 400))
+
+
+def query_values(request: web.Request) -> dict[str, object]:
+    return {k: v for k, v in request.query.items() if k not in _NOT_QUERY}
+
+
+async def call(request: web.Request, name: str, build: Callable[[], object]) -> web.Response:
+    """Build the request (``Invalid`` → 400 with the path) and run command ``name``."""
+    try:
+        req = build()
+    except DomainError as exc:
+        return invalid(exc)
+    return respond(await request.app[BACKEND].router.call(name, req))
+
+
+def writes(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not is_authorized(request):
+            reply = error_reply(
+                "unauthorized",
+                "writes need 'Authorization: Bearer <token>' (VIGIL_API_TOKEN in .vigil/vigil.env)",
+            )
+            return json_response(reply, 401)
+        return await handler(request)
+
+    return guarded
+
+
+# ---- health and documents --------------------------------------------------------------------
+
+
+class _Health(msgspec.Struct, frozen=True):
+    ok: bool
+    seq: int | None = None
+    manager_id: str | None = None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(encode(_Health(True)))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    why = backend.readiness()
+    if why is None:
+        return json_response(encode(_Health(True, backend.last_seq, backend.manager_id)))
+    return json_response(error_reply("unavailable", f"not ready: {why}"), 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    collector = request.app[BACKEND].collector()
+    return web.Response(body=render(collector), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(encode(document()))
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(Path(__file__).parent / "dashboard.html")
+
+
+# ---- streams, agents, master ------------------------------------------------------------------
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    return await call(request, "stream.list",
+                      lambda: R.convert_request(query_values(request), R.ListStreamsReq))  # fmt: skip
+
+
+async def create_stream(request: web.Request) -> web.Response:
+    raw = await request.read()
+    return await call(request, "stream.create", lambda: R.decode_request(raw, R.CreateStreamReq))
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    sid = request.match_info["id"]
+    return await call(request, "stream.get",
+                      lambda: R.convert_request({"stream_id": sid}, R.GetStreamReq))  # fmt: skip
+
+
+async def patch_stream(request: web.Request) -> web.Response:
+    raw = await request.read()
+    sid = request.match_info["id"]
+
+    def build() -> R.PatchStreamReq:
+        body = R.decode_request(raw, R.PatchBody)
+        return R.convert_request({"stream_id": sid, **msgspec.structs.asdict(body)},
+                                 R.PatchStreamReq)  # fmt: skip
+
+    return await call(request, "stream.patch", build)
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    values: dict[str, object] = {"stream_id": request.match_info["id"]}
+    if "expected_version" in request.query:
+        values["expected_version"] = request.query["expected_version"]
+    return await call(request, "stream.delete",
+                      lambda: R.convert_request(values, R.DeleteStreamReq))  # fmt: skip
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    return await call(request, "agent.list",
+                      lambda: R.convert_request(query_values(request), R.ListAgentsReq))  # fmt: skip
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    aid = request.match_info["id"]
+    return await call(request, "agent.get",
+                      lambda: R.convert_request({"agent_id": aid}, R.AgentIdReq))  # fmt: skip
+
+
+async def get_master(request: web.Request) -> web.Response:
+    return await call(request, "master.get", R.EmptyReq)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/openapi.json", openapi)
+    r.add_get("/", dashboard)
+    r.add_get("/api/v1/streams", list_streams)
+    r.add_post("/api/v1/streams", writes(create_stream))
+    r.add_get("/api/v1/streams/{id}", get_stream)
+    r.add_patch("/api/v1/streams/{id}", writes(patch_stream))
+    r.add_delete("/api/v1/streams/{id}", writes(delete_stream))
+    r.add_get("/api/v1/streams/{id}/history", history)
+    r.add_get("/api/v1/agents", list_agents)
+    r.add_get("/api/v1/agents/{id}", get_agent)
+    r.add_get("/api/v1/master", get_master)
+    r.add_get("/api/v1/stats/daily", daily_stats)

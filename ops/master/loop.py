@@ -1,0 +1,249 @@
+"""The master: one manager at a time (``ops.master.election``), running its duties each tick.
+
+Each tick, while elected, over what changed only (``ops.master.index``):
+
+- ``liveness``: downgrade silent agents, recover returning ones, remove long-gone ones;
+- ``lifecycle``: restarts with backoff, requeues of stale / never-started streams and of the
+  streams of agents that went down, restart-counter resets;
+- ``placement``: pending streams onto agents with free capacity;
+- ``notify``: tell agents whose assignments changed to poll.
+
+Decisions are pure (``core.rules``, ``core.distribution``, ``core.stream``/``core.agent``
+decide), appended in small fenced batches, and the loop yields between batches, so a master
+with 100k streams never stalls its event loop (``bench/master.py``). A deposed master's
+appends are refused by the server (``Fenced``): it steps down at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from core.agent import AgentState
+from core.rules import agent_due, stream_due
+from core.stream import StreamState
+from events.codec import UndecodableEvent, decode_event
+from events.feedback import Feedback, decode_feedback
+from events.jetstream import JetStreamStore
+from events.model import MasterElected
+from events.store import Fence, Fenced, Unavailable
+from ops.api.views import MasterView, ThisManager, iso
+from ops.commands.heartbeats import Heartbeats
+from ops.master.decisions import Decisions
+from ops.master.election import Election, Reign
+from ops.master.index import MasterIndex
+from ops.master.lifecycle import Lifecycle
+from ops.master.liveness import Liveness
+from ops.master.notify import Notify
+from ops.master.placement import Placement
+from ops.settings import ManagerSettings
+from projections.agents import AgentsProjection
+from projections.engine import Projector
+from projections.streams import StreamsProjection
+
+__all__ = ["Master"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200
+"""Decisions per fenced append: small enough that deciding, encoding and folding one chunk keeps
+the event loop free (each costs ~10-20 µs per decision)."""
+BUDGET = 200
+"""Streams a duty decides about per pass; a tick repeats passes (yielding in between) until
+nothing is left."""
+
+
+class Master:
+    """The election loop and, while elected, the duties. ``run`` is a supervised part."""
+
+    def __init__(
+        self,
+        election: Election,
+        store: JetStreamStore,
+        projector: Projector,
+        streams: StreamsProjection,
+        agents: AgentsProjection,
+        heartbeats: Heartbeats,
+        nc: Client,
+        settings: ManagerSettings,
+        *,
+        manager_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.election = election
+        self.store = store
+        self.projector = projector
+        self.settings = settings
+        self.heartbeats = heartbeats
+        self.manager_id = manager_id
+        self.clock = clock
+        self.last_feedback: dict[str, float] = {}
+        self.index = MasterIndex(streams, agents, stream_due=self._stream_due,
+                                 agent_due=self._agent_due, clock=clock)  # fmt: skip
+        heartbeats.listeners.append(self.index.on_heartbeat)
+        self.liveness = Liveness(self.index, agents, heartbeats,
+                                 retention_s=settings.agent_retention_s)  # fmt: skip
+        self.lifecycle = Lifecycle(self.index, streams, agents, self.last_feedback,
+                                   default_staleness_s=settings.stream_staleness_s,
+                                   start_deadline_s=settings.stream_start_deadline_s)  # fmt: skip
+        self.placement = Placement(self.index, streams, agents)
+        self.notify = Notify(self.index, nc)
+        self.decisions = 0
+        self.rejected = 0
+        self.ticks = 0
+        self.last_tick_s = 0.0
+        self._rng = random.Random()
+        self._reindex = False
+
+    # ---- state -------------------------------------------------------------------------------
+
+    @property
+    def is_master(self) -> bool:
+        return self.election.is_master
+
+    @property
+    def epoch(self) -> int:
+        """Epoch of this manager's current or last reign."""
+        return self.election.epoch
+
+    @property
+    def fence(self) -> Fence | None:
+        reign = self.election.reign
+        return None if reign is None else reign.fence
+
+    @property
+    def stepdowns(self) -> int:
+        return self.election.stepdowns
+
+    def this_manager(self) -> ThisManager:
+        reign = self.election.reign
+        return ThisManager(manager_id=self.manager_id, is_master=self.is_master,
+                           epoch=self.epoch, since=iso(reign.since) if reign else None)  # fmt: skip
+
+    async def view(self) -> MasterView:
+        """The current master as recorded in the log (any manager can answer)."""
+        epoch, seq = await self.election.last_election()
+        manager_id, since = None, None
+        if seq:
+            msg = await self.store.js.get_msg(self.store.stream, seq)
+            try:
+                event = decode_event(msg.data or b"")
+            except UndecodableEvent:
+                event = None
+            if isinstance(event, MasterElected):
+                manager_id, since = event.manager_id, iso(event.at)
+        return MasterView(manager_id=manager_id, epoch=epoch, since=since,
+                          election_seq=seq or None, this_manager=self.this_manager())  # fmt: skip
+
+    def note_feedback(self, fb: Feedback) -> None:
+        self.last_feedback[fb.stream_id] = self.clock()
+
+    async def on_feedback_msg(self, msg: Msg) -> None:
+        """Core-NATS view of every feedback publish: liveness only (counting is elsewhere)."""
+        try:
+            fb = decode_feedback(msg.data)
+        except ValueError:
+            return
+        self.last_feedback[fb.stream_id] = self.clock()
+
+    def _stream_due(self, state: StreamState, now: float) -> float:
+        reign = self.election.reign
+        return stream_due(
+            state, now=now, last_feedback=self.last_feedback.get(state.stream_id),
+            reign_since=reign.since if reign else now,
+            default_staleness_s=self.settings.stream_staleness_s,
+            start_deadline_s=self.settings.stream_start_deadline_s,
+        )  # fmt: skip
+
+    def _agent_due(self, agent: AgentState, now: float) -> float:
+        reign = self.election.reign
+        reign_s = 0.0 if reign is None else time.monotonic() - reign.since_mono
+        return agent_due(
+            agent, now=now, silent_s=self.heartbeats.age(agent.agent_id),
+            reign_s=reign_s, retention_s=self.settings.agent_retention_s,
+        )  # fmt: skip
+
+    # ---- the election loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        lease = self.settings.master_lease_s
+        try:
+            while True:
+                if self.election.reign is None:
+                    if await self.election.try_acquire():
+                        reign = await self.election.elect()
+                        if reign is not None:
+                            await self._take_office()
+                    else:
+                        # Standbys try often: a create is ~0.2 ms and decides takeover latency.
+                        await asyncio.sleep(min(lease / 8, 0.25) * (0.8 + 0.4 * self._rng.random()))
+                        continue
+                await self.election.renew()
+                if self.election.is_master:
+                    await self.tick()
+                elif self.index.active:
+                    self._leave_office()
+                await asyncio.sleep(self.settings.master_tick_s)
+        finally:
+            if self.election.reign is not None:
+                self.election.step_down("manager stopping")
+                await self.election.release()
+
+    async def _take_office(self) -> None:
+        self.placement.reset()
+        await self.index.rebuild()
+
+    def _leave_office(self) -> None:
+        self.index.deactivate()
+        self.placement.reset()
+
+    async def tick(self) -> None:
+        """One pass of every duty over what changed; repeats at once while work is left."""
+        t0 = time.perf_counter()
+        reign = self.election.reign
+        if reign is None:
+            return
+        if self._reindex:
+            self._reindex = False
+            await self.index.rebuild()
+        try:
+            more = True
+            while more and self.election.is_master:
+                now = self.clock()
+                d = Decisions(manager_id=self.manager_id, epoch=reign.epoch)
+                self.liveness.decide(d, reign, now)
+                await self._append(d, reign)
+                more = self.lifecycle.decide(d, reign, now, BUDGET)
+                await self._append(d, reign)
+                more = self.placement.decide(d, now, BUDGET) or more
+                await self._append(d, reign)
+                await asyncio.sleep(0)
+            await self.notify.send()
+        except Fenced as exc:
+            self.rejected += 1
+            self.election.step_down(str(exc))
+            self._leave_office()
+            await self.election.release()  # let the rightful master renew or retake it
+        except Unavailable as exc:
+            log.warning("master decisions not stored yet (%s); re-indexing", exc)
+            self._reindex = True
+        finally:
+            self.ticks += 1
+            self.last_tick_s = time.perf_counter() - t0
+
+    async def _append(self, d: Decisions, reign: Reign) -> None:
+        """Append the decided events in fenced chunks, yielding to the loop between chunks, and
+        wait until this manager's projections show them."""
+        items = d.take()
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i : i + CHUNK]
+            seqs = await self.store.append_batch(chunk, fence=reign.fence)
+            self.decisions += len(chunk)
+            await self.projector.wait_for(max(seqs), timeout=10)
+            await asyncio.sleep(0)

@@ -1,0 +1,238 @@
+"""One manager instance: the composition root of the command side, the read side and the master.
+
+Any number of managers share one JetStream. Each serves commands (one NATS queue group) and the
+status API from its own projections; the master role is taken by one of them at a time.
+
+::
+
+    Manager (async context manager)
+    ├── store (VIGIL_EVENTS), buckets (requests, master lease), feedback/records streams
+    ├── Fleet of projections ◄── projector (part "projector": restarts by rebuilding)
+    ├── router ◄── commands (streams, agents), queries (stats, master, projections.dump)
+    └── Supervisor: projector · stats-feed · feedback · master · snapshots
+
+While any part is down, or the projections are not caught up, the router answers
+``unavailable`` and ``/readyz`` says 503 with the reason: never an answer from a dead part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+from prometheus_client.registry import Collector
+
+from events import subjects
+from events.aio import Restart, Supervisor
+from events.connection import connect
+from events.jetstream import JetStreamStore
+from ops.api import requests as R
+from ops.api.router import AnyRoute, Route, Router
+from ops.api.views import MasterView, StreamList, StreamView
+from ops.commands.agents import AgentCommands, agent_routes, serve_agent_protocol
+from ops.commands.analytics import AnalyticsRegistry
+from ops.commands.executor import Executor
+from ops.commands.feedback import FeedbackConsumer
+from ops.commands.heartbeats import Heartbeats
+from ops.commands.streams import StreamCommands
+from ops.http.metrics import ManagerCollector
+from ops.logtools.verify import DumpResult, dump_handler
+from ops.master.election import Election
+from ops.master.loop import Master
+from ops.runtime.storage import ensure_all
+from ops.settings import ClientSettings, ManagerSettings
+from ops.stats.feed import StatsFeed
+from ops.stats.queries import DailyStatsView, StatsQueries
+from projections.engine import Projector
+from projections.fleet import Fleet
+from projections.snapshot import Snapshotter, restore_latest
+from projections.stats import DailyStats
+
+__all__ = ["Manager"]
+
+log = logging.getLogger(__name__)
+
+PARTS = ("projector", "stats-feed", "feedback", "master", "snapshots")
+
+
+class Manager:
+    def __init__(
+        self,
+        client: ClientSettings,
+        settings: ManagerSettings | None = None,
+        *,
+        manager_id: str | None = None,
+        run_master: bool = True,
+    ) -> None:
+        self.run_master = run_master
+        self.client = client
+        self.settings = settings or ManagerSettings()
+        self.manager_id = manager_id or f"m-{uuid.uuid4().hex[:8]}"
+        self.started_at = time.time()
+        self.fleet = Fleet()
+        self.streams = self.fleet.streams
+        self.agents = self.fleet.agents
+        self.daily_stats = DailyStats()  # folded from VIGIL_FEEDBACK by self.stats_feed
+        self.as_of_seq: int | None = None
+        self._stack = AsyncExitStack()
+        self.nc: Client
+        self.store: JetStreamStore
+        self.projector: Projector
+        self.router: Router
+        self.supervisor: Supervisor
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Manager:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.nc = await connect(self.client, name=f"vigil-manager-{self.manager_id}")
+        self._stack.push_async_callback(self._close_nc)
+        self.store = JetStreamStore(self.nc, duplicate_window=s.duplicate_window_s,
+                                    replicas=s.replicas)  # fmt: skip
+        await self.store.ensure()
+        requests_kv, lease_kv = await ensure_all(self.nc, s)
+        start_seq = await restore_latest(self.nc, self.fleet.all(), self.store.stream)
+        self.projector = Projector(self.nc, self.fleet.all(), start_seq=start_seq)
+        self.heartbeats = Heartbeats()
+        executor = Executor(self.store, self.projector)
+        self.analytics = AnalyticsRegistry(self.agents)
+        self.stream_commands = StreamCommands(
+            executor, self.projector, self.streams, manager_id=self.manager_id,
+            validate_analytics=self.analytics.validate,
+        )  # fmt: skip
+        self.stats_feed = StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
+        self.agent_commands = AgentCommands(
+            executor, self.projector, self.agents, self.streams, s, manager_id=self.manager_id,
+            heartbeats=self.heartbeats, refused=self.stats_feed.refused_for,
+        )  # fmt: skip
+        election = Election(lease_kv, self.store, self.projector, manager_id=self.manager_id,
+                            lease_s=s.master_lease_s)  # fmt: skip
+        self.master = Master(election, self.store, self.projector, self.streams, self.agents,
+                             self.heartbeats, self.nc, s, manager_id=self.manager_id)  # fmt: skip
+        self.feedback = FeedbackConsumer(self.nc, self.stream_commands, self.agents,
+                                         on_feedback=self.master.note_feedback)  # fmt: skip
+        self.snapshots = Snapshotter(self.nc, self.projector, self.fleet.all(),
+                                     is_writer=lambda: self.master.is_master,
+                                     manager_id=self.manager_id, interval_s=s.snapshot_interval_s,
+                                     min_events=s.snapshot_min_events)  # fmt: skip
+        self.router = Router(self.routes(), requests_kv=requests_kv, gate=self.readiness)
+        self.stats = StatsQueries(self.daily_stats, self.streams, self.projector)
+
+        self.supervisor = await self._stack.enter_async_context(
+            Supervisor(f"manager {self.manager_id}")
+        )
+        restart = Restart()
+        self.supervisor.spawn("projector", self.projector.run, restart=restart,
+                              on_failure=self._rebuild)  # fmt: skip
+        await self.projector.wait_caught_up(timeout=600)
+        self.supervisor.spawn("stats-feed", self.stats_feed.run, restart=restart)
+        self.supervisor.spawn("feedback", self.feedback.run, restart=restart)
+        if self.run_master:
+            self.supervisor.spawn("master", self.master.run, restart=restart)
+        self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
+
+        self._stack.push_async_callback(self.router.drain)  # after the unsubscribes below
+        subs: list[Subscription] = [await self.router.serve(self.nc)]
+        subs += await serve_agent_protocol(self.nc, self.router, self.heartbeats)
+        subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.master.on_feedback_msg))
+        for sub in subs:
+            self._stack.push_async_callback(_unsubscribe, sub)
+        log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
+
+    async def _rebuild(self, _exc: BaseException) -> None:
+        """The projector died: throw its state away, restore the newest snapshot, fold the tail
+        again (the part restarts after this)."""
+        self.fleet.reset()
+        try:
+            start_seq = await restore_latest(self.nc, self.fleet.all(), self.store.stream)
+        except Exception as exc:  # NATS down: fold from zero once it is back
+            log.warning("no snapshot for the rebuild (%r); folding from zero", exc)
+            self.fleet.reset()
+            start_seq = 1
+        self.projector.reset(start_seq)
+
+    async def _close_nc(self) -> None:
+        """Everything above has stopped and replied; flush what is buffered and close."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.flush(), 2)
+        with contextlib.suppress(ConnectionError):  # nats-py raises if closed while disconnected
+            await self.nc.close()
+
+    # ---- routes ------------------------------------------------------------------------------
+
+    def routes(self) -> list[AnyRoute]:
+        svc = self.stream_commands
+        routes: list[AnyRoute] = [
+            Route("stream.create", R.CreateStreamReq, svc.create, result=StreamView),
+            Route("stream.get", R.GetStreamReq, svc.get, writes=False, result=StreamView),
+            Route("stream.list", R.ListStreamsReq, svc.list_streams, writes=False,
+                  result=StreamList),
+            Route("stream.patch", R.PatchStreamReq, svc.patch, result=StreamView),
+            Route("stream.delete", R.DeleteStreamReq, svc.delete),
+            Route("master.get", R.EmptyReq, self.master_info, writes=False, result=MasterView),
+            Route("projections.dump", R.DumpReq, dump_handler(self.fleet, self.projector,
+                                                              self.manager_id),
+                  writes=False, result=DumpResult),
+            Route("stats.daily", R.DailyStatsReq, self._stats_daily, writes=False,
+                  result=DailyStatsView),
+        ]  # fmt: skip
+        return routes + agent_routes(self.agent_commands)
+
+    async def _stats_daily(self, req: R.DailyStatsReq) -> tuple[DailyStatsView, int]:
+        return await self.stats.daily(req)
+
+    async def master_info(self, _req: R.EmptyReq) -> tuple[MasterView, int]:
+        try:
+            view = await self.master.view()
+        except Exception as exc:  # the log cannot be read: say who this manager is at least
+            log.debug("master view: %r", exc)
+            view = MasterView(this_manager=self.master.this_manager())
+        return view, self.projector.last_seq
+
+    # ---- health ------------------------------------------------------------------------------
+
+    def readiness(self) -> str | None:
+        """Why this manager cannot serve right now, or None when it can."""
+        if not self.nc.is_connected:
+            return "not connected to NATS"
+        for name, (state, _restarts, error) in self.supervisor.report().items():
+            if state != "running":
+                return f"part {name} is {state}" + (f" ({error})" if error else "")
+        if not self.projector.caught_up:
+            return "projections are catching up with the event log"
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness() is None
+
+    @property
+    def last_seq(self) -> int:
+        return self.projector.last_seq
+
+    def collector(self) -> Collector:
+        return ManagerCollector(self)
+
+
+async def _unsubscribe(sub: Subscription) -> None:
+    try:
+        await sub.unsubscribe()
+    except Exception as exc:  # connection already closed: nothing to release
+        log.debug("unsubscribe: %r", exc)

@@ -1,0 +1,69 @@
+"""Every JetStream stream and bucket vigil uses, created or brought to our config at start.
+
+Safe when many managers start at once (create, else update to the same config). Names come from
+``events.subjects``; ``replicas`` and retention from ``ManagerSettings``.
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+from nats.js import api
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from events import subjects
+from events.jetstream import ensure_stream
+from ops.settings import ManagerSettings
+
+__all__ = ["ensure_feedback_stream", "ensure_records_stream", "key_value"]
+
+
+async def ensure_feedback_stream(
+    nc: Client, *, duplicate_window: float = 120.0, replicas: int = 1, max_age: float = 40 * 86400
+) -> None:
+    config = api.StreamConfig(
+        name=subjects.FEEDBACK_STREAM,
+        subjects=[subjects.FEEDBACK_ALL],
+        storage=api.StorageType.FILE,
+        duplicate_window=duplicate_window,
+        num_replicas=replicas,
+        max_age=max_age,
+    )
+    await ensure_stream(nc, config)
+
+
+async def ensure_records_stream(
+    nc: Client, *, replicas: int = 1, max_age: float = 30 * 86400
+) -> None:
+    """``VIGIL_RECORDS`` (``vigil.records.<stream_id>``) for the agents' analysis records."""
+    config = api.StreamConfig(
+        name=subjects.RECORDS_STREAM, subjects=[subjects.RECORDS_ALL],
+        storage=api.StorageType.FILE, num_replicas=replicas, max_age=max_age,
+        duplicate_window=120.0,
+    )  # fmt: skip
+    await ensure_stream(nc, config)
+
+
+async def key_value(
+    nc: Client, bucket: str, *, ttl: float, replicas: int, history: int = 1
+) -> KeyValue:
+    js = nc.jetstream()
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    config = api.KeyValueConfig(
+        bucket=bucket, history=history, ttl=ttl, storage=api.StorageType.FILE, replicas=replicas
+    )
+    return await js.create_key_value(config)
+
+
+async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, KeyValue]:
+    """Feedback and records streams; the request-cache and master-lease buckets (returned)."""
+    s = settings
+    await ensure_feedback_stream(nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas)
+    await ensure_records_stream(nc, replicas=s.replicas)
+    requests = await key_value(nc, subjects.REQUESTS_BUCKET, ttl=s.request_ttl_s,
+                               replicas=s.replicas)  # fmt: skip
+    lease = await key_value(nc, subjects.MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
+    return requests, lease

@@ -1,0 +1,144 @@
+"""Settings: one Struct per concern, and the one place that reads the environment.
+
+Every ``vigil`` command reads ``VIGIL_*`` variables from the environment, else from
+``./.vigil/vigil.env`` (written by ``vigil up``, mode 0600), so a second terminal just works.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from events.connection import ConnectionSettings
+
+__all__ = [
+    "ClientSettings",
+    "ManagerSettings",
+    "load_client_settings",
+    "load_manager_settings",
+    "read_env_file",
+    "write_env_file",
+]
+
+ENV_FILE = "vigil.env"
+DEFAULT_DATA_DIR = ".vigil"
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400 * 30)]
+
+
+class ClientSettings(ConnectionSettings, frozen=True, kw_only=True):
+    """How a client (CLI, manager) reaches NATS (`ConnectionSettings`) and the HTTP API."""
+
+    api_token: str | None = None
+    http: str = "127.0.0.1:8080"
+
+
+class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Manager timings. Agents are told their intervals at registration."""
+
+    heartbeat_interval_s: Annotated[Seconds, msgspec.Meta(description="agent heartbeat period")] = (
+        2.0
+    )
+    feedback_interval_s: Annotated[Seconds, msgspec.Meta(description="agent stats period")] = 2.0
+    agent_downgrade_s: Annotated[
+        Seconds, msgspec.Meta(description="no heartbeat for this long: agent becomes not_ready")
+    ] = 10.0
+    agent_retention_s: Annotated[
+        Seconds, msgspec.Meta(description="not_ready for this long: agent is removed")
+    ] = 24 * 3600.0
+    stream_staleness_s: Annotated[
+        Seconds, msgspec.Meta(description="default: no feedback for this long requeues a stream")
+    ] = 30.0
+    stream_start_deadline_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="an assigned stream not reported running (or failed) by its"
+            " agent within this long is requeued"
+        ),
+    ] = 60.0
+    master_lease_s: Annotated[Seconds, msgspec.Meta(description="master lease TTL")] = 5.0
+    master_tick_s: Annotated[Seconds, msgspec.Meta(description="master loop period")] = 0.5
+    request_ttl_s: Annotated[
+        Seconds, msgspec.Meta(description="how long a request_id's reply is remembered")
+    ] = 24 * 3600.0
+    duplicate_window_s: Annotated[Seconds, msgspec.Meta(description="JetStream dedup window")] = (
+        120.0
+    )
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5, description="JetStream replicas")] = 1
+    snapshot_interval_s: Annotated[
+        Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
+    ] = 60.0
+    snapshot_min_events: Annotated[
+        int, msgspec.Meta(ge=1, description="... and only after this many new events")
+    ] = 1000
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines and ``#`` comments ignored."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Write atomically with mode 0600 (it holds credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# written by `vigil up`; read by every vigil command\n")
+        for k, v in values.items():
+            f.write(f"{k}={v}\n")
+    os.replace(tmp, path)
+
+
+def _env(data_dir: str | None = None) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    base = Path(data_dir or os.environ.get("VIGIL_DATA_DIR", DEFAULT_DATA_DIR))
+    env_file = base / ENV_FILE
+    if env_file.is_file():
+        merged.update(read_env_file(env_file))
+    merged.update({k: v for k, v in os.environ.items() if k.startswith("VIGIL_")})
+    return merged
+
+
+def load_client_settings(
+    *, data_dir: str | None = None, nats_url: str | None = None
+) -> ClientSettings:
+    env = _env(data_dir)
+    defaults = ClientSettings()
+    return ClientSettings(
+        nats_url=nats_url or env.get("VIGIL_NATS_URL", defaults.nats_url),
+        nats_user=env.get("VIGIL_NATS_USER") or None,
+        nats_password=env.get("VIGIL_NATS_PASSWORD") or None,
+        api_token=env.get("VIGIL_API_TOKEN") or None,
+        http=env.get("VIGIL_HTTP", defaults.http),
+    )
+
+
+def load_manager_settings(*, data_dir: str | None = None) -> ManagerSettings:
+    """``ManagerSettings`` with each field overridable as ``VIGIL_<FIELD>`` (e.g.
+    ``VIGIL_AGENT_DOWNGRADE_S=20``); bad values fail with the field's name."""
+    env = _env(data_dir)
+    values: dict[str, str] = {}
+    for name in ManagerSettings.__struct_fields__:
+        key = f"VIGIL_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    try:
+        return msgspec.convert(values, ManagerSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"invalid manager setting: {exc} (from VIGIL_* variables)") from None
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(24)

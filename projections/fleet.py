@@ -1,0 +1,27 @@
+"""Every read model a manager folds from ``VIGIL_EVENTS``, in one place.
+
+The manager, the replay tools (``ops.logtools``) and ``verify`` all build their projections
+here, so a new aggregate's projection added to `Fleet` is snapshotted, replayed and verified
+everywhere at once.
+"""
+
+from __future__ import annotations
+
+from projections.agents import AgentsProjection
+from projections.engine import Snapshottable
+from projections.streams import StreamsProjection
+
+__all__ = ["Fleet"]
+
+
+class Fleet:
+    def __init__(self) -> None:
+        self.streams = StreamsProjection()
+        self.agents = AgentsProjection()
+
+    def all(self) -> list[Snapshottable]:
+        return [self.streams, self.agents]
+
+    def reset(self) -> None:
+        for p in self.all():
+            p.reset()
