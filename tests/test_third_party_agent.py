@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -58,3 +60,39 @@ async def test_example_agent_runs_a_stream_to_done(
 async def _agents(nc: Client) -> list[dict]:  # type: ignore[type-arg]
     agents: list[dict] = (await ok(nc, "agent.list", {}))["agents"]  # type: ignore[type-arg]
     return agents
+
+
+async def test_feedback_naming_another_agent_is_refused_and_the_agent_is_told(
+    manager: Manager, nc: Client
+) -> None:
+    """The subject says who speaks: a body that names another agent changes nothing, and the
+    sender hears why (a push on vigil.agent.<id>.refused, and the counts on poll and agent.get)."""
+    me = (await ok(nc, "agent.register", {"name": "me", "capacity": 1}))["agent_id"]
+    other = (await ok(nc, "agent.register", {"name": "other", "capacity": 1}))["agent_id"]
+    view = await ok(nc, "stream.create", {"source": {"url": "rtsp://cam/x"}})
+    await eventually(lambda: manager.streams.streams[view["stream_id"]].agent_id is not None,
+                     what="stream assigned")  # fmt: skip
+    state = manager.streams.streams[view["stream_id"]]
+    holder = state.agent_id
+    assert holder in (me, other)
+    speaker = other if holder == me else me  # speaks on its own subject, claims to be the holder
+    notices = await nc.subscribe(f"vigil.agent.{speaker}.refused")
+    body = {"seq": 1, "agent_id": holder, "stream_id": view["stream_id"],
+            "version": state.assignment_version, "status": "in_progress", "ts": time.time(),
+            "stats": {"frames_decoded": 5_000_000}}  # fmt: skip
+    await nc.jetstream().publish(f"vigil.feedback.{speaker}", json.dumps(body).encode())
+    notice = json.loads((await notices.next_msg(timeout=10)).data)
+    assert notice["reason"] == "agent_mismatch" and notice["seq"] == 1
+    assert holder in notice["message"]
+    got = await ok(nc, "stream.get", {"stream_id": view["stream_id"]})
+    assert got["status"] == "pending"  # the forged in_progress changed nothing
+
+    async def counted() -> bool:
+        agent = await ok(nc, "agent.get", {"agent_id": speaker})
+        return bool(agent["feedback_refused"] == {"agent_mismatch": 1})
+
+    await eventually(counted, what="refusal counted on agent.get")
+    poll = json.loads((await nc.request(f"vigil.agent.{speaker}.streams", b"{}", timeout=5)).data)
+    assert poll["result"]["refused"] == {"agent_mismatch": 1}
+    stats = await ok(nc, "stats.daily", {"date": time.strftime("%Y-%m-%d", time.gmtime())})
+    assert stats["total"]["frames_decoded"] == 0

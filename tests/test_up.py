@@ -73,6 +73,20 @@ def test_up_serves_cli_and_http_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         assert view["status"] == "pending"
         status, body = _get(f"http://{http}/api/v1/streams/{view['stream_id']}")
         assert status == 200 and body["result"] == view
+
+        # A second `vigil up` on the same data dir is refused at once, and changes nothing.
+        before = env_file.read_bytes()
+        second = subprocess.run(
+            [VIGIL, "up", "--data-dir", str(tmp_path / ".vigil"), "--http",
+             f"127.0.0.1:{free_port()}", "--agents", "0"],
+            cwd=tmp_path, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert b"in use by another `vigil up`" in second.stderr, second.stderr
+        assert env_file.read_bytes() == before
+        assert proc.poll() is None
+        listed = _cli(tmp_path, "stream", "list")
+        assert [s["stream_id"] for s in listed["streams"]] == [view["stream_id"]]
     finally:
         children = _stop(proc)
     assert proc.returncode == 0

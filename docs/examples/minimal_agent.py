@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -94,14 +93,13 @@ async def main() -> None:
         state.seq += 1
         state.save()
         now = time.time()
+        # agent_id is the one in the subject and day is the UTC day of ts: no need to send them.
         msg = {
             "seq": state.seq,
-            "agent_id": agent_id,
             "stream_id": stream_id,
             "version": version,
             "status": status,
             "ts": now,
-            "day": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"),
             **extra,
         }
         headers = {"Nats-Msg-Id": f"{agent_id}:{state.seq}"}
@@ -143,8 +141,13 @@ async def main() -> None:
     async def on_notify(msg: object) -> None:
         poll_now.set()
 
+    async def on_refused(msg: object) -> None:
+        # A manager refused one of our feedback messages (it will not be retried): say so.
+        print(f"feedback refused: {json.loads(msg.data)}", flush=True)  # type: ignore[attr-defined]
+
     # 3. get streams: on a notify push, or every few seconds anyway.
     await nc.subscribe(f"vigil.agent.{agent_id}.notify", cb=on_notify)
+    await nc.subscribe(f"vigil.agent.{agent_id}.refused", cb=on_refused)
     beat = asyncio.create_task(heartbeats())
     poll_now.set()
     while not stop.is_set():

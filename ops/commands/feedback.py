@@ -157,11 +157,13 @@ class FeedbackConsumer:
         except ValueError as exc:
             raise _Refusal("invalid", str(exc)) from None
         try:
-            fb = resolve(decode_feedback(data), agent_id)
+            raw = decode_feedback(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise _Refusal("invalid", f"feedback does not decode: {exc}") from None
+        try:
+            fb = resolve(raw, agent_id)
         except ForeignFeedback as exc:
-            raise _Refusal("agent_mismatch", str(exc)) from None
+            raise _Refusal("agent_mismatch", str(exc), raw) from None
         if agent_id not in self.agents.agents:  # deregistered agents are still known
             raise _Refusal("unknown_agent", f"agent {agent_id} never registered", fb)
         stream = self.streams.streams.get(fb.stream_id)
