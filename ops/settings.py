@@ -72,6 +72,11 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval_s: Annotated[
         Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
     ] = 60.0
+    gc_freeze_interval_s: Annotated[
+        Seconds,
+        msgspec.Meta(description="long-lived state is moved out of the cyclic GC this often"
+                     " (a full collection over 100k streams stalls the loop ~30 ms)"),
+    ] = 60.0
     snapshot_min_events: Annotated[
         int, msgspec.Meta(ge=1, description="... and only after this many new events")
     ] = 1000

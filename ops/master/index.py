@@ -29,6 +29,7 @@ from core.agent import AgentState
 from core.distribution import Requirement, requirement_of
 from core.stream import StreamState
 from projections.agents import AgentsProjection
+from projections.engine import freeze_heap
 from projections.streams import StreamsProjection
 
 __all__ = ["MasterIndex"]
@@ -36,7 +37,7 @@ __all__ = ["MasterIndex"]
 StreamDue = Callable[[StreamState, float], float]
 AgentDue = Callable[[AgentState, float], float]
 
-CHUNK = 1000
+CHUNK = 250
 
 
 class MasterIndex:
@@ -152,6 +153,7 @@ class MasterIndex:
 
     async def rebuild(self) -> None:
         """Index every stream and agent (chunked: yields to the loop every `CHUNK` items)."""
+        freeze_heap()
         self._reset()
         self.active = True
         now = self.clock()
@@ -173,6 +175,7 @@ class MasterIndex:
             await asyncio.sleep(0)
         self.placement = set(self.streams.pending)
         self.notify = set(self.streams.by_agent)
+        freeze_heap()
 
     def deactivate(self) -> None:
         self.active = False

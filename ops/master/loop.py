@@ -51,10 +51,10 @@ __all__ = ["Master"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200
+CHUNK = 50
 """Decisions per fenced append: small enough that deciding, encoding and folding one chunk keeps
 the event loop free (each costs ~10-20 µs per decision)."""
-BUDGET = 200
+BUDGET = 50
 """Streams a duty decides about per pass; a tick repeats passes (yielding in between) until
 nothing is left."""
 

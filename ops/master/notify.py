@@ -5,6 +5,7 @@ A push is a hint: agents also poll every few seconds, so a lost notify costs lat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.aio.client import Client
@@ -24,9 +25,11 @@ class Notify:
 
     async def send(self) -> int:
         agents, self.index.notify = self.index.notify, set()
-        for agent_id in sorted(agents):
+        for i, agent_id in enumerate(sorted(agents)):
             try:
                 await self.nc.publish(subjects.agent_notify(agent_id), b"{}")
             except Exception as exc:  # disconnected: agents poll anyway
                 log.debug("notify %s: %r", agent_id, exc)
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # a publish does not yield: thousands would stall the loop
         return len(agents)

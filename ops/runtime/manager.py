@@ -9,7 +9,7 @@ status API from its own projections; the master role is taken by one of them at 
     ├── store (VIGIL_EVENTS), buckets (requests, master lease), feedback/records streams
     ├── Fleet of projections ◄── projector (part "projector": restarts by rebuilding)
     ├── router ◄── commands (streams, agents), queries (stats, master, projections.dump)
-    └── Supervisor: projector · stats-feed · feedback · master · snapshots
+    └── Supervisor: projector · stats-feed · feedback · master · snapshots · housekeeping
 
 While any part is down, or the projections are not caught up, the router answers
 ``unavailable`` and ``/readyz`` says 503 with the reason: never an answer from a dead part.
@@ -49,7 +49,7 @@ from ops.runtime.storage import ensure_all
 from ops.settings import ClientSettings, ManagerSettings
 from ops.stats.feed import StatsFeed
 from ops.stats.queries import DailyStatsView, StatsQueries
-from projections.engine import Projector
+from projections.engine import Projector, freeze_heap
 from projections.fleet import Fleet
 from projections.snapshot import Snapshotter, restore_latest
 from projections.stats import DailyStats
@@ -58,7 +58,7 @@ __all__ = ["Manager"]
 
 log = logging.getLogger(__name__)
 
-PARTS = ("projector", "stats-feed", "feedback", "master", "snapshots")
+PARTS = ("projector", "stats-feed", "feedback", "master", "snapshots", "housekeeping")
 
 
 class Manager:
@@ -147,6 +147,7 @@ class Manager:
         if self.run_master:
             self.supervisor.spawn("master", self.master.run, restart=restart)
         self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
+        self.supervisor.spawn("housekeeping", self._housekeeping, restart=restart)
 
         self._stack.push_async_callback(self.router.drain)  # after the unsubscribes below
         subs: list[Subscription] = [await self.router.serve(self.nc)]
@@ -167,6 +168,12 @@ class Manager:
             self.fleet.reset()
             start_seq = 1
         self.projector.reset(start_seq)
+
+    async def _housekeeping(self) -> None:
+        """Keep long-lived state out of the cyclic GC's full collections (``freeze_heap``)."""
+        while True:
+            await asyncio.sleep(self.settings.gc_freeze_interval_s)
+            freeze_heap()
 
     async def _close_nc(self) -> None:
         """Everything above has stopped and replied; flush what is buffered and close."""
