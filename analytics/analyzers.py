@@ -7,6 +7,7 @@ schemas in :mod:`analytics.registry` before they get here.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import msgspec
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 
 
 class Analyzer(Protocol):
@@ -84,40 +86,57 @@ class Motion:
 
 
 class SceneChangeParams(msgspec.Struct, frozen=True, kw_only=True):
-    threshold: float = 0.4
-    bins: int = 32
-    black_threshold: int = 32
+    threshold: float = 0.1
+    level_scale: float = 64.0
+    min_contrast: float = 4.0
 
 
 class SceneChange:
-    """A cut: half the change of the luma histogram plus half the mean pixel change (scaled to
-    [0, 1] at 64 levels) reaches ``threshold``. Cuts to or from black are left to black_frame."""
+    """A cut: the picture changes much more from the previous frame than in the frames around.
+
+    The change of a frame is ``1 - r``, the decorrelation of its luma with the previous frame's
+    (on every other row and column), or its mean level change over ``level_scale`` levels if
+    that is larger. Correlation ignores gain and offset, so a fade changes little from frame to
+    frame; a whole picture that changes steadily (a pan, a busy scene) changes as much before and
+    after. A frame is a cut when its change exceeds both neighbours' by ``threshold``: the
+    trigger is dated at the cut and emitted one frame later, once the next change is known.
+    Frames flatter than ``min_contrast`` (luma standard deviation, levels) are not judged: cuts
+    to and from black or a covered lens are black_frame's and tamper's."""
 
     name = "scene_change"
 
     def __init__(self, params: SceneChangeParams) -> None:
         self.params = params
-        self._previous: tuple[U8, npt.NDArray[np.float64], bool] | None = None
+        self._previous: d.Profile | None = None
+        # The last frame, not judged yet: its timestamp, its change and the change before it.
+        self._pending: tuple[float, float | None, float | None] | None = None
+
+    def _change(self, current: d.Profile) -> float | None:
+        previous = self._previous
+        if previous is None or previous.values.shape != current.values.shape:
+            return None
+        if min(previous.std, current.std) < self.params.min_contrast:
+            return None
+        level = abs(current.mean - previous.mean) / self.params.level_scale
+        return max(d.decorrelation(previous, current), level)
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        hist = d.histogram(gray, self.params.bins)
-        dark = d.black_ratio(gray, self.params.black_threshold) > 0.9
-        previous, self._previous = self._previous, (gray, hist, dark)
-        if previous is None or previous[0].shape != gray.shape or dark or previous[2]:
+        current = d.profile(gray)
+        change = self._change(current)
+        self._previous = current
+        pending, self._pending = self._pending, (ts, change, None)
+        if pending is None:
             return []
-        distance = d.histogram_distance(hist, previous[1])
-        change = min(1.0, d.mean_abs_diff(gray, previous[0]) / 64.0)
-        score = 0.5 * distance + 0.5 * change
-        if score < self.params.threshold:
+        self._pending = (ts, change, pending[1])
+        cut_ts, cut, before = pending
+        if cut is None:
             return []
-        return [
-            Trigger(
-                name=self.name,
-                ts=ts,
-                score=score,
-                details={"histogram": distance, "pixels": change},
-            )
-        ]
+        around = max(before or 0.0, change or 0.0)
+        jump = cut - around
+        if jump < self.params.threshold:
+            return []
+        details = {"change": cut, "before": before or 0.0, "after": change or 0.0}
+        return [Trigger(name=self.name, ts=cut_ts, score=min(1.0, jump), details=details)]
 
 
 class BlackFrameParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,51 +160,103 @@ class BlackFrame:
 
 
 class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
-    max_difference: float = 0.5
+    pixel_levels: int = 2
+    max_changed: float = 0.005
+    block_size: int = 8
+    max_refresh: float = 3.0
+    refresh_interval_s: float = 1.0
+    max_drift: float = 6.0
     min_still_s: float = 0.4
     ignore_black: bool = True
     black_threshold: int = 32
 
 
+class _StillRun:
+    """A run of still frames: its first frame's time and block means, triggers held back."""
+
+    def __init__(self, started_at: float, reference: F32, first: Trigger) -> None:
+        self.started_at = started_at
+        self.reference = reference
+        self.pending: list[Trigger] = [first]
+        self.released = False
+
+
 class FrozenFrame:
-    """The picture stopped changing: consecutive frames differ by at most ``max_difference``
-    levels (mean absolute difference; sensor noise keeps a live scene above ~1). A still run must
-    last ``min_still_s``: shorter runs are an encoder skipping frames of a static scene at a tight
-    bitrate, not a freeze. Once a run is long enough its frames are reported, back-dated to the
-    run's start. Black frames are left to black_frame unless ``ignore_black`` is false."""
+    """The picture stopped changing: a run of frames that each **hold** the previous one — at most
+    ``max_changed`` of their pixels differ by more than ``pixel_levels`` levels (a live camera's
+    noise changes far more; a decoder repeating a picture changes nothing).
+
+    Encoders re-encode a still picture at every keyframe: that frame changes many pixels by a
+    few levels but no ``block_size`` block mean by more than ``max_refresh`` levels, and the
+    frames after it hold it again. Such a **refresh** continues the run, at most once per
+    ``refresh_interval_s`` (an encoder skipping frames of a live static scene refreshes several
+    times a second; the run ends there). The run ends when a block mean drifts more than
+    ``max_drift`` levels from the run's first frame (a very slow change is not a freeze). It
+    starts at its first frame (the one the next frame holds) and is reported once it lasted
+    ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
+    reported) one frame late. A trigger's score is the fraction of pixels that held. Black
+    frames are left to black_frame unless ``ignore_black`` is false."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
-        self._reference: U8 | None = None
-        self._since = 0.0
-        self._pending: list[Trigger] = []
+        self._previous: tuple[float, U8, F32] | None = None
+        self._run: _StillRun | None = None
+        self._refresh: Trigger | None = None  # a refresh waiting for the next frame to hold it
+        self._last_refresh = -math.inf
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        reference = self._reference
-        if reference is None or reference.shape != gray.shape:
-            self._restart(ts, gray)
+        p = self.params
+        if p.ignore_black and d.black_ratio(gray, p.black_threshold) > 0.9:
+            self._previous, self._run, self._refresh = None, None, None
             return []
-        if self.params.ignore_black and d.black_ratio(gray, self.params.black_threshold) > 0.9:
-            self._restart(ts, gray)
+        blocks = d.block_means(gray, p.block_size)
+        previous, self._previous = self._previous, (ts, gray, blocks)
+        if previous is None or previous[1].shape != gray.shape:
+            self._run, self._refresh = None, None
             return []
-        difference = d.mean_abs_diff(gray, reference)
-        self._reference = gray
-        if difference > self.params.max_difference:
-            self._restart(ts, gray)
-            return []
-        score = 1.0 - difference / 255.0
-        self._pending.append(
-            Trigger(name=self.name, ts=ts, score=score, details={"difference": difference})
-        )
-        if ts - self._since < self.params.min_still_s:
-            return []
-        found, self._pending = self._pending, []
+        held = 1.0 - d.changed_fraction(gray, previous[1], p.pixel_levels)
+        holds = held >= 1.0 - p.max_changed
+        found: list[Trigger] = []
+        refresh, self._refresh = self._refresh, None
+        if refresh is not None:
+            if not holds:  # the scene moves on: the run ended before the supposed refresh
+                self._run = None
+                return []
+            self._last_refresh = refresh.ts
+            found += self._still(refresh)
+        run = self._run
+        if holds:
+            if run is not None and d.max_abs_diff(blocks, run.reference) > p.max_drift:
+                run = None
+            if run is None:
+                first = Trigger(name=self.name, ts=previous[0], score=1.0)
+                self._run = _StillRun(previous[0], previous[2], first)
+            found += self._still(Trigger(name=self.name, ts=ts, score=held))
+        elif (
+            run is not None
+            and ts - self._last_refresh >= p.refresh_interval_s
+            and d.max_abs_diff(blocks, previous[2]) <= p.max_refresh
+            and d.max_abs_diff(blocks, run.reference) <= p.max_drift
+        ):
+            self._refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
+        else:
+            self._run = None
         return found
 
-    def _restart(self, ts: float, gray: U8) -> None:
-        self._reference, self._since, self._pending = gray, ts, []
+    def _still(self, trigger: Trigger) -> list[Trigger]:
+        run = self._run
+        if run is None:
+            return []
+        if run.released:
+            return [trigger]
+        run.pending.append(trigger)
+        if trigger.ts - run.started_at < self.params.min_still_s:
+            return []
+        run.released = True
+        found, run.pending = run.pending, []
+        return found
 
 
 class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -195,7 +266,9 @@ class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):
 
 class Brightness:
     """Too dark or too bright: the mean level (0 = black 16, 1 = white 235) leaves
-    ``[min_level, max_level]``. ``details.level`` has the level, ``details.dark`` 1 or 0."""
+    ``[min_level, max_level]``. The score is how far out, as a fraction of the way to black (or
+    white): ``(min_level - level) / min_level`` when dark, so an event's score is its darkest
+    frame. ``details.level`` has the level, ``details.dark`` 1 or 0."""
 
     name = "brightness"
 
@@ -206,9 +279,8 @@ class Brightness:
         level = d.luma_level(gray)
         if self.params.min_level <= level <= self.params.max_level:
             return []
-        dark = level < self.params.min_level
-        return [
-            Trigger(
-                name=self.name, ts=ts, score=level, details={"level": level, "dark": float(dark)}
-            )
-        ]
+        lo, hi = self.params.min_level, self.params.max_level
+        dark = level < lo
+        score = (lo - level) / lo if dark else (level - hi) / max(1e-9, 1.0 - hi)
+        details = {"level": level, "dark": float(dark)}
+        return [Trigger(name=self.name, ts=ts, score=min(1.0, score), details=details)]

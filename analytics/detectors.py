@@ -12,17 +12,25 @@ import numpy.typing as npt
 __all__ = [
     "LUMA_BLACK",
     "LUMA_WHITE",
+    "Profile",
     "abs_diff",
     "active_cells",
     "black_ratio",
+    "block_means",
+    "changed_fraction",
+    "decorrelation",
     "histogram",
     "histogram_distance",
     "luma_level",
+    "max_abs_diff",
     "mean_abs_diff",
+    "mean_level",
     "pixel_threshold",
+    "profile",
 ]
 
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
@@ -44,6 +52,23 @@ def pixel_threshold(sensitivity: float) -> int:
     return round(10 + 50 * (1.0 - sensitivity))
 
 
+def changed_fraction(a: U8, b: U8, levels: int) -> float:
+    """Fraction of pixels that differ by more than ``levels``."""
+    return float(np.count_nonzero(abs_diff(a, b) > levels)) / max(1, a.size)
+
+
+def _block_sums(values: U8, rows: int, cols: int) -> npt.NDArray[np.uint32]:
+    """Sums over a ``rows x cols`` grid of equal blocks (the picture cropped to fit): rows of
+    blocks first (contiguous adds), then columns, which is 5x faster than one 4-d reduction."""
+    height, width = values.shape
+    bh, bw = height // rows, width // cols
+    strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=np.uint32)
+    sums: npt.NDArray[np.uint32] = (
+        strips[:, : cols * bw].reshape(rows, cols, bw).sum(axis=2, dtype=np.uint32)
+    )
+    return sums
+
+
 def active_cells(diff: U8, threshold: int, grid: tuple[int, int], cell_fraction: float) -> Bools:
     """Cells of a ``(cols, rows)`` grid where at least ``cell_fraction`` of pixels changed by more
     than ``threshold``. The picture is cropped to a multiple of the grid."""
@@ -51,10 +76,58 @@ def active_cells(diff: U8, threshold: int, grid: tuple[int, int], cell_fraction:
     height, width = diff.shape
     ch, cw = max(1, height // rows), max(1, width // cols)
     rows, cols = min(rows, height), min(cols, width)
-    changed = diff[: rows * ch, : cols * cw] > threshold
-    fraction = changed.reshape(rows, ch, cols, cw).mean(axis=(1, 3))
-    active: Bools = fraction >= cell_fraction
+    changed = (diff > threshold).view(np.uint8)
+    counts = _block_sums(changed, rows, cols)
+    active: Bools = counts >= cell_fraction * ch * cw
     return active
+
+
+def block_means(gray: U8, size: int) -> F32:
+    """Mean luma of each ``size`` x ``size`` block (the picture cropped to whole blocks).
+
+    Block means keep what a scene is made of and average away pixel noise and the requantisation
+    of an encoder re-encoding the same picture."""
+    rows, cols = max(1, gray.shape[0] // size), max(1, gray.shape[1] // size)
+    means: F32 = _block_sums(gray, rows, cols).astype(np.float32)
+    means /= float(min(size, gray.shape[0]) * min(size, gray.shape[1]))
+    return means
+
+
+def max_abs_diff(a: F32, b: F32) -> float:
+    """Largest absolute difference of two arrays of the same shape."""
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+class Profile:
+    """A picture reduced for correlation: the luma of every other row and column, centred.
+
+    ``norm`` is the Euclidean norm of the centred values, ``std`` their standard deviation (the
+    picture's contrast in luma levels) and ``mean`` its mean level."""
+
+    __slots__ = ("mean", "norm", "std", "values")
+
+    def __init__(self, values: F32, mean: float) -> None:
+        self.values = values
+        self.mean = mean
+        self.norm = float(np.sqrt(values @ values))
+        self.std = self.norm / max(1.0, float(np.sqrt(values.size)))
+
+
+def profile(gray: U8) -> Profile:
+    """The :class:`Profile` of ``gray`` (every other row and column)."""
+    values = np.ascontiguousarray(gray[::2, ::2]).astype(np.float32).ravel()
+    mean = float(values.mean())
+    values -= mean
+    return Profile(values, mean)
+
+
+def decorrelation(a: Profile, b: Profile) -> float:
+    """``1 - r`` for the Pearson correlation ``r`` of two profiles: 0 for the same picture, also
+    under any gain or offset of its luma (a fade); about 1 for unrelated pictures; 0 if either
+    picture is flat."""
+    if a.norm == 0.0 or b.norm == 0.0 or a.values.shape != b.values.shape:
+        return 0.0
+    return 1.0 - float(a.values @ b.values) / (a.norm * b.norm)
 
 
 def histogram(gray: U8, bins: int) -> F64:
@@ -73,7 +146,12 @@ def black_ratio(gray: U8, threshold: int) -> float:
     return float(np.count_nonzero(gray <= threshold)) / max(1, gray.size)
 
 
+def mean_level(gray: U8) -> float:
+    """Mean luma (an integer sum: 2x faster than ``gray.mean()``)."""
+    return float(gray.sum(dtype=np.uint64)) / max(1, gray.size)
+
+
 def luma_level(gray: U8) -> float:
     """Mean brightness mapped from limited range to [0, 1] (16 → 0, 235 → 1), clipped."""
-    mean = float(gray.mean())
+    mean = mean_level(gray)
     return min(1.0, max(0.0, (mean - LUMA_BLACK) / (LUMA_WHITE - LUMA_BLACK)))

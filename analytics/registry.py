@@ -184,10 +184,26 @@ ANALYTICS: dict[str, Analytic] = {
             _schema(
                 "scene_change",
                 {
-                    "threshold": _number(0, 1, 0.4, "Change score (histogram + pixels) of a cut."),
-                    "bins": _integer(4, 256, 32, "Luma histogram bins."),
-                    "black_threshold": _integer(
-                        16, 255, 32, "Luma of black (cuts to black are ignored)."
+                    "threshold": _number(
+                        0,
+                        2,
+                        0.1,
+                        "Decorrelation (1 - r, 0..2) by which a cut's change must exceed the "
+                        "changes of the frames before and after it.",
+                    ),
+                    "level_scale": _number(
+                        1,
+                        255,
+                        64.0,
+                        "Luma levels of mean-level change that count as a change of 1 (a light "
+                        "switched on is a cut, a fade over several frames is not).",
+                    ),
+                    "min_contrast": _number(
+                        0,
+                        128,
+                        4.0,
+                        "Luma standard deviation (levels) under which a frame is flat and not "
+                        "judged (black, covered lens).",
                     ),
                 },
             ),
@@ -225,16 +241,44 @@ ANALYTICS: dict[str, Analytic] = {
             _schema(
                 "frozen_frame",
                 {
-                    "max_difference": _number(
-                        0, 255, 0.5, "Mean luma change at most this is frozen."
+                    "pixel_levels": _integer(
+                        0, 255, 2, "Luma levels by which a pixel must change to count as changed."
                     ),
-                    "min_still_s": _number(0, 60, 0.4, "Shorter still runs are not frozen."),
+                    "max_changed": _number(
+                        0,
+                        1,
+                        0.005,
+                        "Fraction of changed pixels up to which a frame holds the previous one.",
+                    ),
+                    "block_size": _integer(
+                        2, 64, 8, "Side (pixels of the analysis picture) of the averaged blocks."
+                    ),
+                    "max_refresh": _number(
+                        0,
+                        255,
+                        3.0,
+                        "Luma levels a block mean may change in an encoder refresh (keyframe).",
+                    ),
+                    "refresh_interval_s": _number(
+                        0, 3600, 1.0, "Seconds: at most one refresh per interval continues a run."
+                    ),
+                    "max_drift": _number(
+                        0,
+                        255,
+                        6.0,
+                        "Luma levels a block mean may drift from the run's first frame.",
+                    ),
+                    "min_still_s": _number(
+                        0, 60, 0.4, "Seconds a run lasts before its frames are reported."
+                    ),
                     "ignore_black": {
                         "type": "boolean",
                         "default": True,
-                        "description": "Black is not frozen.",
+                        "description": "Black is not frozen (left to black_frame).",
                     },
-                    "black_threshold": _integer(16, 255, 32, "Luma of black."),
+                    "black_threshold": _integer(
+                        16, 255, 32, "Luma at or below which a pixel is black (limited range)."
+                    ),
                 },
             ),
             _builder(a.FrozenFrame, a.FrozenFrameParams),  # type: ignore[arg-type]

@@ -104,8 +104,10 @@ def test_scene_change_fires_on_a_cut_only() -> None:
         scene(180, 4),
     ]
     found = [cuts.process(i * 0.04, f) for i, f in enumerate(frames)]
-    assert [len(f) for f in found] == [0, 0, 0, 1, 0]
-    assert found[3][0].score > 0.5
+    # A cut is judged once the next frame shows the new scene goes on: one frame late, dated
+    # at the cut.
+    assert [len(f) for f in found] == [0, 0, 0, 0, 1]
+    assert found[4][0].ts == pytest.approx(0.12) and found[4][0].score > 0.5
 
 
 def test_scene_change_leaves_cuts_to_black_alone() -> None:
@@ -131,7 +133,8 @@ def test_frozen_frame_reports_a_long_still_run_back_dated_to_its_start() -> None
     assert frozen.process(0.0, scene(120, seed=9)) == []
     found = [frozen.process(0.04 * i, still.copy()) for i in range(1, 13)]
     assert [len(f) for f in found[:10]] == [0] * 10  # still for less than 0.4 s
-    assert [t.ts for t in found[10]] == pytest.approx([0.08 + 0.04 * i for i in range(10)])
+    # The freeze starts at the first frame of the still run (0.04), like ffmpeg's freezedetect.
+    assert [t.ts for t in found[10]] == pytest.approx([0.04 + 0.04 * i for i in range(11)])
     assert len(found[11]) == 1  # from now on, frame by frame
     assert frozen.process(0.52, scene(120, seed=5)) == []  # live noise again
 
@@ -151,7 +154,7 @@ def test_frozen_frame_ignores_black_unless_asked() -> None:
     default = FrozenFrame(FrozenFrameParams(min_still_s=0))
     strict = FrozenFrame(FrozenFrameParams(ignore_black=False, min_still_s=0))
     assert [len(default.process(t, black)) for t in (0, 0.04)] == [0, 0]
-    assert [len(strict.process(t, black)) for t in (0, 0.04)] == [0, 1]
+    assert [len(strict.process(t, black)) for t in (0, 0.04)] == [0, 2]  # from the first frame
 
 
 @pytest.mark.parametrize(("level", "dark"), [(17, 1.0), (234, 0.0)])

@@ -24,9 +24,10 @@ def triggers(name: str, start: float, end: float, step: float = 0.04) -> list[Tr
 
 
 def run_actions(analyzer: ActionAnalyzer, items: list[Trigger], until: float) -> list[ActionHit]:
+    """Each trigger comes with its own frame; then no frame until ``until``."""
     hits: list[ActionHit] = []
     for trigger in items:
-        hits += analyzer.tick(trigger.ts)
+        hits += analyzer.frame(trigger.ts)
         hits += analyzer.feed(trigger)
     hits += analyzer.tick(until)
     return hits
@@ -36,8 +37,8 @@ def test_an_action_spans_its_dense_run_and_closes_after_the_gap() -> None:
     analyzer = ActionAnalyzer([ActionRule(name="m", triggers=("motion",), threshold=3, gap_s=1.0)])
     hits = run_actions(analyzer, triggers("motion", 2.0, 5.0), until=6.5)
 
-    assert len(hits) == 1
-    assert (hits[0].started_at, round(hits[0].ended_at, 6)) == (2.0, 5.0)
+    assert len(hits) == 1  # [first trigger, one frame after the last): half-open
+    assert (hits[0].started_at, round(hits[0].ended_at, 6)) == (2.0, 5.04)
     assert hits[0].trigger_count == 76
 
 
@@ -55,7 +56,7 @@ def test_min_duration_drops_short_runs() -> None:
     analyzer = ActionAnalyzer([rule])
     short = triggers("frozen", 1.0, 1.6) + triggers("frozen", 3.0, 4.6)
     hits = run_actions(analyzer, short, until=6.0)
-    assert [(h.started_at, round(h.ended_at, 6)) for h in hits] == [(3.0, 4.6)]
+    assert [(h.started_at, round(h.ended_at, 6)) for h in hits] == [(3.0, 4.64)]
 
 
 def test_flush_closes_an_open_action() -> None:

@@ -358,6 +358,7 @@ def _part_labels(part: Part, fps: int) -> dict[Kind, I8]:
         frozen[freeze.at : freeze.at + freeze.frames] = 1
     if part.hold:
         frozen[n - part.hold - 1 :] = 1
+    frozen[black != 0] = -1  # a (nearly) black picture is still, and black_frame's business
     # Motion is only scored on still scenes: the box, from the frame it enters to the frame
     # after it left (that frame differs from the previous one too).
     if part.scene != "still":
@@ -396,7 +397,9 @@ def truth(clip: Clip) -> Truth:
         motion = labels["motion"]
         motion[max(0, start - 1) : start + 1] = -1  # the cut itself changes the whole picture
         near_black = _is_black(left) or _is_black(right) or left.fade_out or right.fade_in
-        labels["scene_change"][start] = -1 if near_black else 1
+        # The same source again (e.g. darkened) continues the same picture: either.
+        same = left.scene == right.scene and left.seed == right.seed
+        labels["scene_change"][start] = -1 if near_black or same else 1
     for kind in KINDS:
         _drop_short(labels[kind], max(1, round(_MIN_FRAMES_S[kind] * clip.fps)))
     return Truth(fps=clip.fps, frames=clip.frames, labels=labels)
