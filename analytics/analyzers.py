@@ -49,26 +49,42 @@ class MotionParams(msgspec.Struct, frozen=True, kw_only=True):
     max_area: float = 0.6
     grid: tuple[int, int] = (16, 9)
     cell_fraction: float = 0.02
+    dark_level: float = 0.25
+    noise_levels: int = 10
 
 
 class Motion:
-    """Previous-frame difference over a grid. A frame triggers when the changed cells cover at
-    least ``min_area`` of the grid; above ``max_area`` the whole picture changed (a cut, lights)
-    and that is not motion."""
+    """Previous-frame difference over a grid. A pixel changed when it moved by more than the
+    sensitivity's threshold (0.5 → 35 luma levels), scaled down in a dark scene (mean level
+    under ``dark_level``: a dark scene spans few levels) but never under ``noise_levels``
+    (sensor and codec noise). A cell is active when ``cell_fraction`` of its pixels changed; a
+    frame triggers when the active cells cover at least ``min_area`` of the grid. Above
+    ``max_area`` the whole picture changed (a cut, lights, a pan) and that is not motion."""
 
     name = "motion"
 
     def __init__(self, params: MotionParams) -> None:
         self.params = params
-        self._threshold = d.pixel_threshold(params.sensitivity)
         self._previous: U8 | None = None
+
+    def threshold(self, gray: U8) -> int:
+        """The per-pixel threshold (levels) for a picture like ``gray``."""
+        p = self.params
+        level = d.level_of(d.mean_level(gray[::4, ::4]))
+        return max(
+            min(p.noise_levels, d.pixel_threshold(p.sensitivity)),
+            d.pixel_threshold(p.sensitivity, level, p.dark_level),
+        )
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         previous, self._previous = self._previous, gray
         if previous is None or previous.shape != gray.shape:
             return []
         cells = d.active_cells(
-            d.abs_diff(gray, previous), self._threshold, self.params.grid, self.params.cell_fraction
+            d.abs_diff(gray, previous),
+            self.threshold(gray),
+            self.params.grid,
+            self.params.cell_fraction,
         )
         area = float(cells.mean())
         if area < self.params.min_area or area > self.params.max_area:
@@ -171,13 +187,30 @@ class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     black_threshold: int = 32
 
 
+class _Picture:
+    """A frame with its block means, computed only when a test needs them."""
+
+    __slots__ = ("_blocks", "block_size", "gray", "ts")
+
+    def __init__(self, ts: float, gray: U8, block_size: int) -> None:
+        self.ts = ts
+        self.gray = gray
+        self.block_size = block_size
+        self._blocks: F32 | None = None
+
+    def blocks(self) -> F32:
+        if self._blocks is None:
+            self._blocks = d.block_means(self.gray, self.block_size)
+        return self._blocks
+
+
 class _StillRun:
     """A run of still frames: its first frame's time and block means, triggers held back."""
 
-    def __init__(self, started_at: float, reference: F32, first: Trigger) -> None:
-        self.started_at = started_at
-        self.reference = reference
-        self.pending: list[Trigger] = [first]
+    def __init__(self, first: _Picture, trigger: Trigger) -> None:
+        self.started_at = first.ts
+        self.reference = first.blocks()
+        self.pending: list[Trigger] = [trigger]
         self.released = False
 
 
@@ -195,13 +228,14 @@ class FrozenFrame:
     starts at its first frame (the one the next frame holds) and is reported once it lasted
     ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
     reported) one frame late. A trigger's score is the fraction of pixels that held. Black
-    frames are left to black_frame unless ``ignore_black`` is false."""
+    frames are left to black_frame unless ``ignore_black`` is false. Block means are computed
+    only inside a run and only for frames that are not exact repeats."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
-        self._previous: tuple[float, U8, F32] | None = None
+        self._previous: _Picture | None = None
         self._run: _StillRun | None = None
         self._refresh: Trigger | None = None  # a refresh waiting for the next frame to hold it
         self._last_refresh = -math.inf
@@ -211,12 +245,16 @@ class FrozenFrame:
         if p.ignore_black and d.black_ratio(gray, p.black_threshold) > 0.9:
             self._previous, self._run, self._refresh = None, None, None
             return []
-        blocks = d.block_means(gray, p.block_size)
-        previous, self._previous = self._previous, (ts, gray, blocks)
-        if previous is None or previous[1].shape != gray.shape:
+        current = _Picture(ts, gray, p.block_size)
+        previous, self._previous = self._previous, current
+        if previous is None or previous.gray.shape != gray.shape:
             self._run, self._refresh = None, None
             return []
-        held = 1.0 - d.changed_fraction(gray, previous[1], p.pixel_levels)
+        diff = d.abs_diff(gray, previous.gray)
+        repeat = not np.any(diff)  # an exact repeat cannot drift
+        if repeat:
+            current._blocks = previous._blocks
+        held = 1.0 - float(np.count_nonzero(diff > p.pixel_levels)) / diff.size
         holds = held >= 1.0 - p.max_changed
         found: list[Trigger] = []
         refresh, self._refresh = self._refresh, None
@@ -228,22 +266,24 @@ class FrozenFrame:
             found += self._still(refresh)
         run = self._run
         if holds:
-            if run is not None and d.max_abs_diff(blocks, run.reference) > p.max_drift:
+            if run is not None and not repeat and self._drifted(current, run):
                 run = None
             if run is None:
-                first = Trigger(name=self.name, ts=previous[0], score=1.0)
-                self._run = _StillRun(previous[0], previous[2], first)
+                self._run = _StillRun(previous, Trigger(name=self.name, ts=previous.ts, score=1.0))
             found += self._still(Trigger(name=self.name, ts=ts, score=held))
         elif (
             run is not None
             and ts - self._last_refresh >= p.refresh_interval_s
-            and d.max_abs_diff(blocks, previous[2]) <= p.max_refresh
-            and d.max_abs_diff(blocks, run.reference) <= p.max_drift
+            and d.max_abs_diff(current.blocks(), previous.blocks()) <= p.max_refresh
+            and not self._drifted(current, run)
         ):
             self._refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
         else:
             self._run = None
         return found
+
+    def _drifted(self, picture: _Picture, run: _StillRun) -> bool:
+        return d.max_abs_diff(picture.blocks(), run.reference) > self.params.max_drift
 
     def _still(self, trigger: Trigger) -> list[Trigger]:
         run = self._run
@@ -276,7 +316,7 @@ class Brightness:
         self.params = params
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        level = d.luma_level(gray)
+        level = d.luma_level(gray[::2, ::2])
         if self.params.min_level <= level <= self.params.max_level:
             return []
         lo, hi = self.params.min_level, self.params.max_level

@@ -21,6 +21,7 @@ __all__ = [
     "decorrelation",
     "histogram",
     "histogram_distance",
+    "level_of",
     "luma_level",
     "max_abs_diff",
     "mean_abs_diff",
@@ -47,9 +48,14 @@ def mean_abs_diff(a: U8, b: U8) -> float:
     return float(abs_diff(a, b).mean())
 
 
-def pixel_threshold(sensitivity: float) -> int:
-    """Per-pixel change threshold for a sensitivity in [0, 1]: 0.5 → 35 levels, 1 → 10."""
-    return round(10 + 50 * (1.0 - sensitivity))
+def pixel_threshold(sensitivity: float, level: float = 1.0, dark_level: float = 0.0) -> int:
+    """Per-pixel change threshold for a sensitivity in [0, 1]: 0.5 → 35 levels, 1 → 10; scaled
+    down in proportion in a scene whose mean ``level`` (0 black, 1 white) is under
+    ``dark_level``, where everything spans fewer levels."""
+    base = 10 + 50 * (1.0 - sensitivity)
+    if level < dark_level:
+        base *= level / dark_level
+    return round(base)
 
 
 def changed_fraction(a: U8, b: U8, levels: int) -> float:
@@ -57,15 +63,16 @@ def changed_fraction(a: U8, b: U8, levels: int) -> float:
     return float(np.count_nonzero(abs_diff(a, b) > levels)) / max(1, a.size)
 
 
-def _block_sums(values: U8, rows: int, cols: int) -> npt.NDArray[np.uint32]:
-    """Sums over a ``rows x cols`` grid of equal blocks (the picture cropped to fit): rows of
-    blocks first (contiguous adds), then columns, which is 5x faster than one 4-d reduction."""
+def _block_sums(values: U8, rows: int, cols: int, peak: int = 255) -> npt.NDArray[np.uint32]:
+    """Sums over a ``rows x cols`` grid of equal blocks (the picture cropped to fit) of values
+    at most ``peak``: rows of blocks first (contiguous adds), then columns with ``reduceat``, in
+    16 bits when they fit; 3x faster than one 4-d reduction."""
     height, width = values.shape
     bh, bw = height // rows, width // cols
-    strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=np.uint32)
-    sums: npt.NDArray[np.uint32] = (
-        strips[:, : cols * bw].reshape(rows, cols, bw).sum(axis=2, dtype=np.uint32)
-    )
+    dtype = np.uint16 if bh * bw * peak < 2**16 else np.uint32
+    strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=dtype)
+    starts = np.arange(0, cols * bw, bw)
+    sums: npt.NDArray[np.uint32] = np.add.reduceat(strips[:, : cols * bw], starts, axis=1)
     return sums
 
 
@@ -77,7 +84,7 @@ def active_cells(diff: U8, threshold: int, grid: tuple[int, int], cell_fraction:
     ch, cw = max(1, height // rows), max(1, width // cols)
     rows, cols = min(rows, height), min(cols, width)
     changed = (diff > threshold).view(np.uint8)
-    counts = _block_sums(changed, rows, cols)
+    counts = _block_sums(changed, rows, cols, peak=1)
     active: Bools = counts >= cell_fraction * ch * cw
     return active
 
@@ -148,10 +155,15 @@ def black_ratio(gray: U8, threshold: int) -> float:
 
 def mean_level(gray: U8) -> float:
     """Mean luma (an integer sum: 2x faster than ``gray.mean()``)."""
-    return float(gray.sum(dtype=np.uint64)) / max(1, gray.size)
+    dtype = np.uint32 if gray.size < 2**24 else np.uint64
+    return float(gray.sum(dtype=dtype)) / max(1, gray.size)
 
 
 def luma_level(gray: U8) -> float:
     """Mean brightness mapped from limited range to [0, 1] (16 → 0, 235 → 1), clipped."""
-    mean = mean_level(gray)
+    return level_of(mean_level(gray))
+
+
+def level_of(mean: float) -> float:
+    """A mean luma mapped from limited range to [0, 1] (16 → 0, 235 → 1), clipped."""
     return min(1.0, max(0.0, (mean - LUMA_BLACK) / (LUMA_WHITE - LUMA_BLACK)))

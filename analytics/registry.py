@@ -156,13 +156,21 @@ ANALYTICS: dict[str, Analytic] = {
                 "motion",
                 {
                     "sensitivity": _number(
-                        0, 1, 0.5, "0 ignores all but big changes, 1 sees small ones."
+                        0,
+                        1,
+                        0.5,
+                        "0 ignores all but big changes, 1 sees small ones: a pixel changed when "
+                        "it moved by more than 10 + 50 * (1 - sensitivity) luma levels.",
                     ),
                     "min_area": _number(
-                        0, 1, 0.005, "Changed fraction of grid cells that is motion."
+                        0, 1, 0.005, "Fraction of grid cells that must be active for motion."
                     ),
                     "max_area": _number(
-                        0, 1, 0.6, "Above this the whole picture changed: not motion."
+                        0,
+                        1,
+                        0.6,
+                        "Fraction of active cells above which the whole picture changed (a cut, "
+                        "lights, a pan): not motion.",
                     ),
                     "grid": {
                         "type": "array",
@@ -172,7 +180,22 @@ ANALYTICS: dict[str, Analytic] = {
                         "maxItems": 2,
                         "default": [16, 9],
                     },
-                    "cell_fraction": _number(0, 1, 0.02, "Changed pixels that make a cell active."),
+                    "cell_fraction": _number(
+                        0, 1, 0.02, "Fraction of a cell's pixels that must change to activate it."
+                    ),
+                    "dark_level": _number(
+                        0,
+                        1,
+                        0.25,
+                        "Mean level (0 black, 1 white) under which the pixel threshold shrinks "
+                        "in proportion (a dark scene spans few levels).",
+                    ),
+                    "noise_levels": _integer(
+                        0,
+                        255,
+                        10,
+                        "Luma levels under which a change is noise, however dark the scene.",
+                    ),
                 },
             ),
             _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]

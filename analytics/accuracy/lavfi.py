@@ -322,6 +322,12 @@ def _fade_factors(part: Part) -> npt.NDArray[np.float64]:
     return factors
 
 
+def _family(part: Part) -> tuple[str, int]:
+    """Parts showing the same picture: a still testsrc2 frame is testsrc2; life by its seed."""
+    scene = "testsrc2" if part.scene == "still" else part.scene
+    return (scene, part.seed if scene == "life" else 0)
+
+
 def _is_black(part: Part) -> bool:
     return part.scene == "black" or part.gain <= 0.02
 
@@ -354,8 +360,9 @@ def _part_labels(part: Part, fps: int) -> dict[Kind, I8]:
     # Frozen: scripted freezes; black or a noiseless still picture is "either".
     if _is_black(part) or (part.scene == "still" and not part.noise):
         frozen[:] = -1
-    for freeze in part.freezes:
-        frozen[freeze.at : freeze.at + freeze.frames] = 1
+    for freeze in part.freezes:  # a still run under 0.6 s is no freeze; up to 1 s, either
+        if freeze.frames >= 0.6 * fps:
+            frozen[freeze.at : freeze.at + freeze.frames] = 1
     if part.hold:
         frozen[n - part.hold - 1 :] = 1
     frozen[black != 0] = -1  # a (nearly) black picture is still, and black_frame's business
@@ -398,7 +405,7 @@ def truth(clip: Clip) -> Truth:
         motion[max(0, start - 1) : start + 1] = -1  # the cut itself changes the whole picture
         near_black = _is_black(left) or _is_black(right) or left.fade_out or right.fade_in
         # The same source again (e.g. darkened) continues the same picture: either.
-        same = left.scene == right.scene and left.seed == right.seed
+        same = _family(left) == _family(right)
         labels["scene_change"][start] = -1 if near_black or same else 1
     for kind in KINDS:
         _drop_short(labels[kind], max(1, round(_MIN_FRAMES_S[kind] * clip.fps)))
