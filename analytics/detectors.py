@@ -26,9 +26,15 @@ __all__ = [
     "max_abs_diff",
     "mean_abs_diff",
     "mean_level",
+    "overlap_correlation",
+    "phase_shift",
     "pixel_threshold",
     "profile",
+    "sharpness",
+    "spectrum",
 ]
+
+C64 = npt.NDArray[np.complex64]
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -167,3 +173,48 @@ def luma_level(gray: U8) -> float:
 def level_of(mean: float) -> float:
     """A mean luma mapped from limited range to [0, 1] (16 → 0, 235 → 1), clipped."""
     return min(1.0, max(0.0, (mean - LUMA_BLACK) / (LUMA_WHITE - LUMA_BLACK)))
+
+
+def sharpness(gray: U8, quantile: float = 0.995) -> float:
+    """Edge strength: the ``quantile`` of the larger of the horizontal and vertical luma steps
+    between neighbouring pixels (levels). Defocus flattens edges; noise and a few moving things
+    barely move a high quantile."""
+    dx = abs_diff(gray[:-1, 1:], gray[:-1, :-1])
+    dy = abs_diff(gray[1:, :-1], gray[:-1, :-1])
+    counts = np.bincount(np.maximum(dx, dy).ravel(), minlength=256)
+    rank = quantile * max(1, int(counts.sum()) - 1)
+    return float(np.searchsorted(np.cumsum(counts), rank, side="right"))
+
+
+def spectrum(small: F32) -> C64:
+    """The windowed Fourier spectrum of a small picture, for :func:`phase_shift`."""
+    height, width = small.shape
+    window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
+    result: C64 = np.fft.rfft2((small - small.mean()) * window).astype(np.complex64)
+    return result
+
+
+def phase_shift(current: C64, reference: C64, shape: tuple[int, int]) -> tuple[int, int]:
+    """``(dx, dy)`` in pixels that moves the reference picture onto the current one, by phase
+    correlation of their spectra (pictures of ``shape``)."""
+    cross = current * np.conj(reference)
+    cross /= np.abs(cross) + 1e-6
+    surface = np.fft.irfft2(cross, s=shape)
+    row, col = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    dy = int(row) if row <= shape[0] // 2 else int(row) - shape[0]
+    dx = int(col) if col <= shape[1] // 2 else int(col) - shape[1]
+    return dx, dy
+
+
+def overlap_correlation(current: F32, reference: F32, dx: int, dy: int) -> float:
+    """Pearson correlation of ``current`` with ``reference`` moved by ``(dx, dy)``, over the part
+    they share (``current[y, x]`` against ``reference[y - dy, x - dx]``); 0 if either is flat."""
+    height, width = current.shape
+    if abs(dx) >= width or abs(dy) >= height:
+        return 0.0
+    ours = current[max(0, dy) : height + min(0, dy), max(0, dx) : width + min(0, dx)]
+    theirs = reference[max(0, -dy) : height + min(0, -dy), max(0, -dx) : width + min(0, -dx)]
+    a = ours - ours.mean()
+    b = theirs - theirs.mean()
+    norm = float(np.sqrt(float((a * a).sum()) * float((b * b).sum())))
+    return float((a * b).sum()) / norm if norm > 0 else 0.0

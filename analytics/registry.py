@@ -21,6 +21,7 @@ import msgspec
 from analytics import analyzers as a
 from analytics.errors import InvalidParams, UnknownAnalytic
 from analytics.rules import ActionRule, EventRule, RuleSet
+from analytics.tamper import TRIGGERS, Tamper, TamperParams
 
 __all__ = [
     "ANALYTICS",
@@ -70,9 +71,16 @@ _ACTION_SCHEMA: Schema = {
     "additionalProperties": False,
     "properties": {
         "threshold": _integer(1, 100_000, 1, "Triggers needed within window_s."),
-        "window_s": _number(0.01, 3600, 1.0, "Window in which threshold triggers must fall."),
-        "gap_s": _number(0, 3600, 1.0, "Quiet time that ends the action."),
-        "min_duration_s": _number(0, 3600, 0.0, "Minimum duration of an action."),
+        "window_s": _number(
+            0.01, 3600, 1.0, "Seconds in which threshold triggers must fall to open the action."
+        ),
+        "gap_s": _number(0, 3600, 1.0, "Seconds without a trigger that end the action."),
+        "min_duration_s": _number(
+            0,
+            3600,
+            0.0,
+            "Seconds an action must last, after merging pieces that the event's gap_s joins.",
+        ),
     },
 }
 _EVENT_SCHEMA: Schema = {
@@ -81,7 +89,7 @@ _EVENT_SCHEMA: Schema = {
     "additionalProperties": False,
     "properties": {
         "threshold": _integer(1, 10_000, 1, "Actions needed for an event."),
-        "gap_s": _number(0, 3600, 0.0, "Actions at most this far apart form one event."),
+        "gap_s": _number(0, 3600, 0.0, "Seconds: actions at most this far apart form one event."),
     },
 }
 
@@ -98,14 +106,21 @@ def _schema(title: str, properties: dict[str, Schema]) -> Schema:
 
 @dataclass(frozen=True)
 class Analytic:
-    """A registered analytic. ``build`` makes the analyzer from params (rule keys removed)."""
+    """A registered analytic. ``build`` makes the analyzer from params (rule keys removed);
+    ``actions`` are its default action rules (one per trigger it emits), ``event`` its default
+    event rule over them."""
 
     name: str
     version: str
     params_schema: Schema
     build: Callable[[Mapping[str, object]], a.Analyzer]
-    action: ActionRule
+    actions: tuple[ActionRule, ...]
     event: EventRule
+
+    @property
+    def action(self) -> ActionRule:
+        """The first default action rule (the only one, except for ``tamper``)."""
+        return self.actions[0]
 
     def describe(self) -> dict[str, object]:
         """What the manager stores: ``{name, version, params_schema}`` (a deep copy)."""
@@ -116,13 +131,14 @@ class Analytic:
         }
 
     def rules(self, params: Mapping[str, object]) -> RuleSet:
-        """Default rules of this analytic with the ``action`` / ``event`` overrides of params."""
-        action, event = self.action, self.event
+        """Default rules of this analytic with the ``action`` / ``event`` overrides of params
+        (an ``action`` override applies to each of its actions)."""
+        actions, event = self.actions, self.event
         if isinstance(overrides := params.get("action"), Mapping):
-            action = msgspec.structs.replace(action, **dict(overrides))
+            actions = tuple(msgspec.structs.replace(x, **dict(overrides)) for x in actions)
         if isinstance(overrides := params.get("event"), Mapping):
             event = msgspec.structs.replace(event, **dict(overrides))
-        return RuleSet(actions=(action,), events=(event,))
+        return RuleSet(actions=actions, events=(event,))
 
 
 def _builder(
@@ -139,11 +155,13 @@ def _analytic(
     name: str,
     schema: Schema,
     build: Callable[[Mapping[str, object]], a.Analyzer],
-    action: ActionRule,
+    action: ActionRule | tuple[ActionRule, ...],
     event: EventRule,
+    version: str = "1.0.0",
 ) -> Analytic:
+    actions = action if isinstance(action, tuple) else (action,)
     return Analytic(
-        name=name, version="1.0.0", params_schema=schema, build=build, action=action, event=event
+        name=name, version=version, params_schema=schema, build=build, actions=actions, event=event
     )
 
 
@@ -201,6 +219,7 @@ ANALYTICS: dict[str, Analytic] = {
             _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]
             ActionRule(name="motion", triggers=("motion",), threshold=3, window_s=1.0, gap_s=1.0),
             EventRule(name="motion", actions=("motion",), gap_s=2.0),
+            version="1.1.0",
         ),
         _analytic(
             "scene_change",
@@ -239,6 +258,7 @@ ANALYTICS: dict[str, Analytic] = {
                 gap_s=0.0,
             ),
             EventRule(name="scene_change", actions=("scene_change",), gap_s=0.0),
+            version="2.0.0",
         ),
         _analytic(
             "black_frame",
@@ -246,7 +266,7 @@ ANALYTICS: dict[str, Analytic] = {
                 "black_frame",
                 {
                     "pixel_threshold": _integer(
-                        16, 255, 32, "Luma at or below which a pixel is black."
+                        16, 255, 32, "Luma level at or below which a pixel is black (16 is black)."
                     ),
                     "ratio": _number(
                         0, 1, 0.98, "Fraction of black pixels that makes a black frame."
@@ -258,6 +278,7 @@ ANALYTICS: dict[str, Analytic] = {
                 name="black_frame", triggers=("black_frame",), threshold=2, window_s=1.0, gap_s=0.5
             ),
             EventRule(name="black_frame", actions=("black_frame",), gap_s=1.0),
+            version="1.1.0",
         ),
         _analytic(
             "frozen_frame",
@@ -314,6 +335,7 @@ ANALYTICS: dict[str, Analytic] = {
                 min_duration_s=1.0,
             ),
             EventRule(name="frozen_frame", actions=("frozen_frame",), gap_s=1.0),
+            version="2.0.0",
         ),
         _analytic(
             "brightness",
@@ -321,9 +343,11 @@ ANALYTICS: dict[str, Analytic] = {
                 "brightness",
                 {
                     "min_level": _number(
-                        0, 1, 0.1, "Darker than this (0 black, 1 white) triggers."
+                        0, 1, 0.1, "Mean level (0 black 16, 1 white 235) under which it is dark."
                     ),
-                    "max_level": _number(0, 1, 0.95, "Brighter than this triggers."),
+                    "max_level": _number(
+                        0, 1, 0.95, "Mean level (0 black, 1 white) above which it is bright."
+                    ),
                 },
             ),
             _builder(a.Brightness, a.BrightnessParams),  # type: ignore[arg-type]
@@ -336,6 +360,77 @@ ANALYTICS: dict[str, Analytic] = {
                 min_duration_s=0.5,
             ),
             EventRule(name="brightness", actions=("brightness",), gap_s=1.0),
+            version="2.0.0",
+        ),
+        _analytic(
+            "tamper",
+            _schema(
+                "tamper",
+                {
+                    "interval_s": _number(
+                        0, 60, 0.25, "Seconds between two looks (tampering lasts)."
+                    ),
+                    "flat_levels": _number(
+                        0,
+                        255,
+                        4.0,
+                        "Luma standard deviation (levels, of ~80 px wide block means) under "
+                        "which the picture is flat: covered.",
+                    ),
+                    "covered_ratio": _number(
+                        0, 1, 0.25, "Contrast under this fraction of the reference's: covered."
+                    ),
+                    "min_shift": _number(
+                        0,
+                        0.5,
+                        0.03,
+                        "Global shift (fraction of the picture's width or height) that is a "
+                        "moved view.",
+                    ),
+                    "min_match": _number(
+                        -1,
+                        1,
+                        0.6,
+                        "Correlation with the reference (moved by the shift, or not) that "
+                        "counts as the same view.",
+                    ),
+                    "match_margin": _number(
+                        0,
+                        2,
+                        0.2,
+                        "How much better the moved reference must match than the unmoved one.",
+                    ),
+                    "defocus_ratio": _number(
+                        0,
+                        1,
+                        0.6,
+                        "Edge strength under this fraction of the reference's: defocused.",
+                    ),
+                    "refresh_s": _number(
+                        0, 86_400, 10.0, "Seconds between retakes of the reference while normal."
+                    ),
+                    "relearn_s": _number(
+                        0,
+                        86_400,
+                        30.0,
+                        "Seconds a view that does not match the reference (moved, turned) "
+                        "lasts before it becomes the reference.",
+                    ),
+                },
+            ),
+            _builder(Tamper, TamperParams),  # type: ignore[arg-type]
+            tuple(
+                ActionRule(
+                    name=trigger,
+                    triggers=(trigger,),
+                    threshold=3,
+                    window_s=1.0,
+                    gap_s=1.0,
+                    min_duration_s=2.0,
+                )
+                for trigger in TRIGGERS
+            ),
+            EventRule(name="tamper", actions=TRIGGERS, gap_s=2.0),
         ),
     )
 }

@@ -134,6 +134,7 @@ def test_registry_describes_every_analytic_for_the_manager() -> None:
         "black_frame",
         "frozen_frame",
         "brightness",
+        "tamper",
     }
     for entry in described:
         assert set(entry) == {"name", "version", "params_schema"}
