@@ -162,11 +162,13 @@ class Span:
 
 @dataclass(frozen=True)
 class Truth:
-    """Per-frame labels of every event kind (1 must, 0 must not, -1 either)."""
+    """Per-frame labels of every event kind (1 must, 0 must not, -1 either), and which frames
+    are part of a fade."""
 
     fps: int
     frames: int
     labels: dict[str, I8] = field(default_factory=dict)
+    fading: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
 
     def spans(self, kind: str) -> list[Span]:
         """The runs of 1 of ``kind``, each with the "either" frames around it."""
@@ -409,4 +411,5 @@ def truth(clip: Clip) -> Truth:
         labels["scene_change"][start] = -1 if near_black or same else 1
     for kind in KINDS:
         _drop_short(labels[kind], max(1, round(_MIN_FRAMES_S[kind] * clip.fps)))
-    return Truth(fps=clip.fps, frames=clip.frames, labels=labels)
+    fading = np.concatenate([_fade_factors(p) < 1.0 for p in clip.parts])
+    return Truth(fps=clip.fps, frames=clip.frames, labels=labels, fading=fading)
