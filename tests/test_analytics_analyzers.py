@@ -163,3 +163,105 @@ def test_brightness_flags_dark_and_bright(level: int, dark: float) -> None:
     (trigger,) = brightness.process(0.0, np.full((H, W), level, np.uint8))
     assert trigger.details["dark"] == dark
     assert brightness.process(0.0, scene(120)) == []
+
+
+# -- what the accuracy suite taught (issue 17) ----------------------------------------------------
+
+
+def refreshed(picture: U8, seed: int) -> U8:
+    """The same picture re-encoded at a keyframe: many pixels off by a level or two."""
+    rng = np.random.default_rng(seed)
+    jitter = rng.integers(-2, 3, picture.shape)
+    return np.clip(picture.astype(np.int16) + jitter, 16, 235).astype(np.uint8)
+
+
+def frozen_spans(frozen: FrozenFrame, frames: list[U8]) -> list[float]:
+    return [t.ts for i, f in enumerate(frames) for t in frozen.process(i * 0.04, f)]
+
+
+def test_a_keyframe_refresh_inside_a_freeze_does_not_break_it() -> None:
+    still = scene(120)
+    frames = [scene(120, seed=50 + i) for i in range(5)]  # live
+    frames += [still] * 10 + [refreshed(still, 1)] * 16  # frozen, re-encoded at frame 15
+    frames += [scene(120, seed=80 + i) for i in range(5)]  # live again
+
+    found = frozen_spans(FrozenFrame(FrozenFrameParams()), frames)
+
+    # one run from the first frozen frame (5) to the last (30), the refresh included
+    assert found == pytest.approx([0.04 * i for i in range(5, 31)])
+
+
+def test_refreshes_several_times_a_second_are_a_live_scene() -> None:
+    frames = []
+    for burst in range(12):  # an encoder refreshing a static noisy scene every 4 frames
+        frames += [refreshed(scene(120), burst)] * 4
+
+    assert frozen_spans(FrozenFrame(FrozenFrameParams()), frames) == []
+
+
+def test_a_slow_drift_is_not_a_freeze() -> None:
+    # a picture brightening by one level every frame: each frame holds the previous one, but
+    # every run drifts past max_drift (6 levels) before it lasts min_still_s (0.4 s)
+    frames = [np.clip(scene(100, noise=0).astype(np.int16) + i, 16, 235).astype(np.uint8)
+              for i in range(40)]  # fmt: skip
+
+    assert frozen_spans(FrozenFrame(FrozenFrameParams()), frames) == []
+
+
+def texture(seed: int) -> U8:
+    """A busy picture: every texture(seed) has the same histogram, none the same layout."""
+    values = np.linspace(16, 235, H * W)
+    return np.random.default_rng(seed).permutation(values).reshape(H, W).astype(np.uint8)
+
+
+def cut_times(frames: list[U8]) -> list[float]:
+    cuts = SceneChange(SceneChangeParams())
+    return [round(t.ts, 2) for i, f in enumerate(frames) for t in cuts.process(i * 0.04, f)]
+
+
+def test_a_cut_between_busy_scenes_with_equal_histograms_is_found() -> None:
+    a, b = scene(100, seed=1, noise=0) // 2 + texture(1) // 2, texture(2)
+
+    assert cut_times([a, a, a, b, b, b]) == [0.12]
+
+
+def test_a_fade_to_black_and_back_has_no_cut() -> None:
+    picture = scene(140, noise=0).astype(np.float64)
+    gains = [*np.linspace(1, 0, 26), *np.linspace(0, 1, 26)]
+    frames = [(16 + (picture - 16) * g).astype(np.uint8) for g in gains]
+
+    assert cut_times(frames) == []
+
+
+def test_a_steady_whole_picture_change_is_not_a_cut() -> None:
+    busy = np.tile(texture(3), (1, 2))
+    frames = [np.ascontiguousarray(busy[:, 12 * i : 12 * i + W]) for i in range(20)]  # a pan
+
+    assert cut_times(frames) == []
+
+
+def test_a_flat_picture_is_not_judged_for_cuts() -> None:
+    flat = np.full((H, W), 40, np.uint8)  # a covered lens: tamper's business
+
+    assert cut_times([scene(120), scene(120, 1), flat, flat, scene(120, 2)]) == []
+
+
+def test_brightness_score_grows_with_darkness() -> None:
+    brightness = Brightness(BrightnessParams(min_level=0.1))
+    (dim,) = brightness.process(0.0, np.full((H, W), 30, np.uint8))
+    (dark,) = brightness.process(0.04, np.full((H, W), 17, np.uint8))
+
+    assert 0 < dim.score < dark.score <= 1.0  # an event's score (the max) is its darkest frame
+
+
+def test_motion_sees_a_faint_object_in_a_dark_scene() -> None:
+    dark = [
+        np.clip(scene(30, seed=i, noise=1) // 2 + 8, 16, 235).astype(np.uint8) for i in range(3)
+    ]
+    frames = [with_square(f, 40 + 10 * i, level=45) for i, f in enumerate(dark)]
+    motion = Motion(MotionParams())
+
+    found = [motion.process(i * 0.04, f) for i, f in enumerate(frames)]
+
+    assert [len(f) for f in found] == [0, 1, 1]
+    assert motion.threshold(frames[0]) < 35  # the dark scene's threshold

@@ -13,6 +13,7 @@ from analytics.rules import (
     EventRule,
     RuleSet,
     merge_rules,
+    merge_windows,
     parse_rules_toml,
 )
 from analytics.types import ActionHit, Trigger
@@ -181,3 +182,56 @@ def test_create_analyzer_applies_rule_overrides_and_refuses_bad_params() -> None
     assert "$.sensitivity" in str(refused.value)
     with pytest.raises(UnknownAnalytic):
         create_analyzer("teleport", {})
+
+
+# -- record semantics (issue 17) -------------------------------------------------------------------
+
+
+def test_an_action_ends_at_the_first_frame_after_its_last_trigger() -> None:
+    analyzer = ActionAnalyzer([ActionRule(name="b", triggers=("black",), threshold=2, gap_s=0.5)])
+    hits: list[ActionHit] = []
+    for i in range(60):  # frames every 0.04 s, black from 0.4 s to 1.2 s (exclusive)
+        ts = round(i * 0.04, 6)
+        hits += analyzer.frame(ts)
+        if 0.4 <= ts < 1.2:
+            hits += analyzer.feed(Trigger(name="black", ts=ts, score=1.0))
+
+    assert [(h.started_at, h.ended_at) for h in hits] == [(0.4, 1.2)]  # [start, end)
+
+
+def freeze_rules(event_gap_s: float) -> tuple[ActionAnalyzer, EventAnalyzer]:
+    action = ActionRule(name="f", triggers=("frozen",), threshold=2, gap_s=0.25, min_duration_s=1.0)
+    event = EventRule(name="f", actions=("f",), gap_s=event_gap_s)
+    rules = RuleSet(actions=(action,), events=(event,))
+    return ActionAnalyzer(rules.actions, merge_windows(rules)), EventAnalyzer(rules.events)
+
+
+def run_rules(items: list[Trigger], until: float, event_gap_s: float) -> list[tuple[float, float]]:
+    actions, events = freeze_rules(event_gap_s)
+    found = []
+    for hit in run_actions(actions, items, until) + actions.flush():
+        found += events.feed(hit)
+    found += events.flush()
+    return [(e.started_at, round(e.ended_at, 6)) for e in found]
+
+
+def test_short_pieces_merge_within_the_event_gap_before_min_duration_applies() -> None:
+    # a freeze cut in two by a keyframe: 0.6 s, a 0.4 s hole, 0.5 s; each piece under 1 s
+    pieces = triggers("frozen", 2.0, 2.56) + triggers("frozen", 3.0, 3.44)
+
+    assert run_rules(pieces, until=6.0, event_gap_s=1.0) == [(2.0, 3.48)]
+    assert run_rules(pieces, until=6.0, event_gap_s=0.0) == []  # no gap: each piece too short
+
+
+def test_a_lone_short_piece_is_still_dropped() -> None:
+    lone = triggers("frozen", 2.0, 2.56) + triggers("frozen", 5.0, 6.2)
+
+    assert run_rules(lone, until=8.0, event_gap_s=1.0) == [(5.0, 6.24)]
+
+
+def test_a_held_piece_keeps_its_event_open() -> None:
+    actions, events = freeze_rules(event_gap_s=1.0)
+    run_actions(actions, triggers("frozen", 2.0, 2.56), until=2.9)
+
+    assert actions.open_since() == {"f": 2.0}  # a next piece may still extend it
+    assert actions.tick(4.0) == [] and actions.open_since() == {}

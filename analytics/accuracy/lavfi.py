@@ -337,7 +337,7 @@ def _is_black(part: Part) -> bool:
 def _part_labels(part: Part, fps: int) -> dict[Kind, I8]:
     n = part.frames
     labels: dict[Kind, I8] = {k: np.zeros(n, dtype=np.int8) for k in KINDS}
-    factors = _fade_factors(part)
+    factors = np.round(_fade_factors(part), 6)
     lo, hi = (x * part.gain for x in _LEVEL[part.scene])
     fading = factors < 1.0
     black, dark, cut, frozen, motion = (
