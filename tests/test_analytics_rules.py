@@ -230,7 +230,7 @@ def test_a_lone_short_piece_is_still_dropped() -> None:
 
 
 def test_a_held_piece_keeps_its_event_open() -> None:
-    actions, events = freeze_rules(event_gap_s=1.0)
+    actions, _ = freeze_rules(event_gap_s=1.0)
     run_actions(actions, triggers("frozen", 2.0, 2.56), until=2.9)
 
     assert actions.open_since() == {"f": 2.0}  # a next piece may still extend it
