@@ -6,6 +6,8 @@ the analyzers around them stay thin and these stay testable on synthetic arrays.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -71,15 +73,21 @@ def changed_fraction(a: U8, b: U8, levels: int) -> float:
 
 def _block_sums(values: U8, rows: int, cols: int, peak: int = 255) -> npt.NDArray[np.uint32]:
     """Sums over a ``rows x cols`` grid of equal blocks (the picture cropped to fit) of values
-    at most ``peak``: rows of blocks first (contiguous adds), then columns with ``reduceat``, in
-    16 bits when they fit; 3x faster than one 4-d reduction."""
+    at most ``peak``, in 16 bits when they fit: rows of blocks first (contiguous adds), then
+    columns by strided adds for narrow blocks or ``reduceat`` for wide ones; 2-3x faster than
+    one 4-d reduction."""
     height, width = values.shape
     bh, bw = height // rows, width // cols
     dtype = np.uint16 if bh * bw * peak < 2**16 else np.uint32
     strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=dtype)
+    if bw <= 4:
+        narrow: npt.NDArray[np.uint32] = strips[:, 0 : cols * bw : bw].copy()
+        for offset in range(1, bw):
+            narrow += strips[:, offset : cols * bw : bw]
+        return narrow
     starts = np.arange(0, cols * bw, bw)
-    sums: npt.NDArray[np.uint32] = np.add.reduceat(strips[:, : cols * bw], starts, axis=1)
-    return sums
+    wide: npt.NDArray[np.uint32] = np.add.reduceat(strips[:, : cols * bw], starts, axis=1)
+    return wide
 
 
 def active_cells(diff: U8, threshold: int, grid: tuple[int, int], cell_fraction: float) -> Bools:
@@ -177,19 +185,27 @@ def level_of(mean: float) -> float:
 
 def sharpness(gray: U8, quantile: float = 0.995) -> float:
     """Edge strength: the ``quantile`` of the larger of the horizontal and vertical luma steps
-    between neighbouring pixels (levels). Defocus flattens edges; noise and a few moving things
-    barely move a high quantile."""
-    dx = abs_diff(gray[:-1, 1:], gray[:-1, :-1])
-    dy = abs_diff(gray[1:, :-1], gray[:-1, :-1])
-    counts = np.bincount(np.maximum(dx, dy).ravel(), minlength=256)
-    rank = quantile * max(1, int(counts.sum()) - 1)
-    return float(np.searchsorted(np.cumsum(counts), rank, side="right"))
+    over two pixels (levels), on every other row and column. Defocus flattens edges; noise and
+    a few moving things barely move a high quantile."""
+    half = np.ascontiguousarray(gray[::2, ::2])
+    dx = abs_diff(half[:-1, 1:], half[:-1, :-1])
+    dy = abs_diff(half[1:, :-1], half[:-1, :-1])
+    steps = np.maximum(dx, dy).ravel()
+    if not steps.size:
+        return 0.0
+    rank = min(steps.size - 1, int(quantile * steps.size))
+    return float(np.partition(steps, rank)[rank])
+
+
+@functools.lru_cache(maxsize=8)
+def _window(height: int, width: int) -> F32:
+    window: F32 = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
+    return window
 
 
 def spectrum(small: F32) -> C64:
     """The windowed Fourier spectrum of a small picture, for :func:`phase_shift`."""
-    height, width = small.shape
-    window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
+    window = _window(*small.shape)
     result: C64 = np.fft.rfft2((small - small.mean()) * window).astype(np.complex64)
     return result
 

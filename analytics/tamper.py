@@ -56,16 +56,21 @@ class TamperParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _View:
-    """What a check keeps of a picture."""
+    """What a check keeps of a picture (its spectrum only if a shift is looked for)."""
 
-    __slots__ = ("contrast", "sharpness", "small", "spectrum")
+    __slots__ = ("_spectrum", "contrast", "sharpness", "small")
 
     def __init__(self, gray: U8) -> None:
         size = max(1, gray.shape[1] // _SMALL_WIDTH)
         self.small = d.block_means(gray, size)
         self.contrast = float(self.small.std())
         self.sharpness = d.sharpness(gray)
-        self.spectrum = d.spectrum(self.small)
+        self._spectrum: d.C64 | None = None
+
+    def spectrum(self) -> d.C64:
+        if self._spectrum is None:
+            self._spectrum = d.spectrum(self.small)
+        return self._spectrum
 
 
 class Tamper:
@@ -125,7 +130,9 @@ class Tamper:
         p = self.params
         height, width = view.small.shape
         still = d.overlap_correlation(view.small, reference.small, 0, 0)
-        dx, dy = d.phase_shift(view.spectrum, reference.spectrum, view.small.shape)
+        if still > 1.0 - p.match_margin:  # no shift could match better by the margin
+            return None, True
+        dx, dy = d.phase_shift(view.spectrum(), reference.spectrum(), view.small.shape)
         shift = max(abs(dx) / width, abs(dy) / height)
         if shift < p.min_shift:
             return None, still >= p.min_match
