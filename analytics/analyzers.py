@@ -185,6 +185,7 @@ class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     min_still_s: float = 0.4
     ignore_black: bool = True
     black_threshold: int = 32
+    black_ratio: float = 0.9
 
 
 class _Picture:
@@ -228,7 +229,8 @@ class FrozenFrame:
     starts at its first frame (the one the next frame holds) and is reported once it lasted
     ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
     reported) one frame late. A trigger's score is the fraction of pixels that held. Black
-    frames are left to black_frame unless ``ignore_black`` is false. Block means are computed
+    frames (over ``black_ratio`` of pixels at or below ``black_threshold``) are left to
+    black_frame unless ``ignore_black`` is false. Block means are computed
     only inside a run and only for frames that are not exact repeats."""
 
     name = "frozen_frame"
@@ -242,7 +244,7 @@ class FrozenFrame:
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         p = self.params
-        if p.ignore_black and d.black_ratio(gray, p.black_threshold) > 0.9:
+        if p.ignore_black and d.black_ratio(gray, p.black_threshold) > p.black_ratio:
             self._previous, self._run, self._refresh = None, None, None
             return []
         current = _Picture(ts, gray, p.block_size)

@@ -323,6 +323,12 @@ ANALYTICS: dict[str, Analytic] = {
                     "black_threshold": _integer(
                         16, 255, 32, "Luma at or below which a pixel is black (limited range)."
                     ),
+                    "black_ratio": _number(
+                        0,
+                        1,
+                        0.9,
+                        "Fraction of black pixels that makes a frame black (with ignore_black).",
+                    ),
                 },
             ),
             _builder(a.FrozenFrame, a.FrozenFrameParams),  # type: ignore[arg-type]

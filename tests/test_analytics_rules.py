@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from analytics.analyzers import (
+    BlackFrameParams,
+    BrightnessParams,
+    FrozenFrameParams,
+    MotionParams,
+    SceneChangeParams,
+)
 from analytics.errors import InvalidParams, RulesError, UnknownAnalytic
 from analytics.registry import ANALYTICS, create_analyzer, describe_all, validate_params
 from analytics.rules import (
@@ -16,6 +24,7 @@ from analytics.rules import (
     merge_windows,
     parse_rules_toml,
 )
+from analytics.tamper import TamperParams
 from analytics.types import ActionHit, Trigger
 
 
@@ -235,3 +244,25 @@ def test_a_held_piece_keeps_its_event_open() -> None:
 
     assert actions.open_since() == {"f": 2.0}  # a next piece may still extend it
     assert actions.tick(4.0) == [] and actions.open_since() == {}
+
+
+PARAMS = {
+    "motion": MotionParams,
+    "scene_change": SceneChangeParams,
+    "black_frame": BlackFrameParams,
+    "frozen_frame": FrozenFrameParams,
+    "brightness": BrightnessParams,
+    "tamper": TamperParams,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_every_parameter_is_in_the_schema_with_its_default_and_a_description(name: str) -> None:
+    properties = dict(ANALYTICS[name].params_schema["properties"])  # type: ignore[call-overload]
+    del properties["action"], properties["event"]
+    defaults = msgspec.json.decode(msgspec.json.encode(PARAMS[name]()))
+
+    assert set(properties) == set(defaults)
+    for field, schema in properties.items():
+        assert schema["default"] == defaults[field], field
+        assert len(schema["description"]) > 20, field
