@@ -28,9 +28,10 @@ import numpy as np
 
 from analytics.accuracy import catalog
 from analytics.accuracy.ffmpeg import ffmpeg_detect
-from analytics.accuracy.lavfi import Clip, filtergraph, render, truth
+from analytics.accuracy.lavfi import Clip, filtergraph, render
 from analytics.accuracy.run import DETECTORS, vigil_detect
 from analytics.accuracy.score import KindScore, score
+from analytics.accuracy.truth import truth
 from analytics.collector import y_plane_view
 from analytics.registry import ANALYTICS
 

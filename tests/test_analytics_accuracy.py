@@ -18,9 +18,10 @@ from av.video.frame import PictureType
 
 from analytics.accuracy import catalog
 from analytics.accuracy.ffmpeg import ffmpeg_detect
-from analytics.accuracy.lavfi import Clip, Truth, render, truth
+from analytics.accuracy.lavfi import Clip, render
 from analytics.accuracy.run import vigil_detect
 from analytics.accuracy.score import Found, ScoreCard, score
+from analytics.accuracy.truth import Truth, truth
 from tests.livesource import require_tool
 
 TOLERANCE_FRAMES = 2

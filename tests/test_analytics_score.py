@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from analytics.accuracy.ffmpeg import parse_log
-from analytics.accuracy.lavfi import Clip, Freeze, Part, Span, filtergraph, truth
+from analytics.accuracy.lavfi import Clip, Freeze, Part, filtergraph
 from analytics.accuracy.score import Found, score_kind
+from analytics.accuracy.truth import Span, truth
 
 
 def clip(*parts: Part) -> Clip:

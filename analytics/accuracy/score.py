@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from analytics.accuracy.lavfi import KINDS, Span, Truth
+from analytics.accuracy.truth import KINDS, Span, Truth
 
 __all__ = ["Found", "KindScore", "ScoreCard", "score"]
 
