@@ -6,6 +6,7 @@ analyzers.py   stream analyzers (motion, scene_change, black_frame, frozen_frame
 tamper.py      the tamper analyzer (lens covered, view moved, defocused)
 detectors.py   their pure numpy measurements
 registry.py    ANALYTICS {name, version, params_schema}, validate_params, create_analyzer
+schemas.py     the params JSON Schemas (every threshold with its unit)
 rules.py       ActionAnalyzer / EventAnalyzer: triggers → actions → events (TOML rules)
 records.py     AnalysisRecord (CONTRACT §5) with a window of JPEG frames
 spool.py       JetStream / webhook (disk-backed queue) / directory spoolers

@@ -19,6 +19,7 @@ import jsonschema
 import msgspec
 
 from analytics import analyzers as a
+from analytics import schemas
 from analytics.errors import InvalidParams, UnknownAnalytic
 from analytics.rules import ActionRule, EventRule, RuleSet
 from analytics.tamper import TRIGGERS, Tamper, TamperParams
@@ -32,8 +33,6 @@ __all__ = [
     "validate_params",
 ]
 
-Schema = dict[str, object]
-
 
 class ParamError(msgspec.Struct, frozen=True, kw_only=True):
     """One invalid field: ``path`` is a JSON path into the params object (``$.grid[0]``)."""
@@ -45,65 +44,6 @@ class ParamError(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.path}: {self.message}"
 
 
-def _number(lo: float, hi: float, default: float, description: str) -> Schema:
-    return {
-        "type": "number",
-        "minimum": lo,
-        "maximum": hi,
-        "default": default,
-        "description": description,
-    }
-
-
-def _integer(lo: int, hi: int, default: int, description: str) -> Schema:
-    return {
-        "type": "integer",
-        "minimum": lo,
-        "maximum": hi,
-        "default": default,
-        "description": description,
-    }
-
-
-_ACTION_SCHEMA: Schema = {
-    "type": "object",
-    "description": "Override of the default action rule of this analytic.",
-    "additionalProperties": False,
-    "properties": {
-        "threshold": _integer(1, 100_000, 1, "Triggers needed within window_s."),
-        "window_s": _number(
-            0.01, 3600, 1.0, "Seconds in which threshold triggers must fall to open the action."
-        ),
-        "gap_s": _number(0, 3600, 1.0, "Seconds without a trigger that end the action."),
-        "min_duration_s": _number(
-            0,
-            3600,
-            0.0,
-            "Seconds an action must last, after merging pieces that the event's gap_s joins.",
-        ),
-    },
-}
-_EVENT_SCHEMA: Schema = {
-    "type": "object",
-    "description": "Override of the default event rule of this analytic.",
-    "additionalProperties": False,
-    "properties": {
-        "threshold": _integer(1, 10_000, 1, "Actions needed for an event."),
-        "gap_s": _number(0, 3600, 0.0, "Seconds: actions at most this far apart form one event."),
-    },
-}
-
-
-def _schema(title: str, properties: dict[str, Schema]) -> Schema:
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title,
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {**properties, "action": _ACTION_SCHEMA, "event": _EVENT_SCHEMA},
-    }
-
-
 @dataclass(frozen=True)
 class Analytic:
     """A registered analytic. ``build`` makes the analyzer from params (rule keys removed);
@@ -112,7 +52,7 @@ class Analytic:
 
     name: str
     version: str
-    params_schema: Schema
+    params_schema: schemas.Schema
     build: Callable[[Mapping[str, object]], a.Analyzer]
     actions: tuple[ActionRule, ...]
     event: EventRule
@@ -153,7 +93,7 @@ def _builder(
 
 def _analytic(
     name: str,
-    schema: Schema,
+    schema: schemas.Schema,
     build: Callable[[Mapping[str, object]], a.Analyzer],
     action: ActionRule | tuple[ActionRule, ...],
     event: EventRule,
@@ -170,52 +110,7 @@ ANALYTICS: dict[str, Analytic] = {
     for x in (
         _analytic(
             "motion",
-            _schema(
-                "motion",
-                {
-                    "sensitivity": _number(
-                        0,
-                        1,
-                        0.5,
-                        "0 ignores all but big changes, 1 sees small ones: a pixel changed when "
-                        "it moved by more than 10 + 50 * (1 - sensitivity) luma levels.",
-                    ),
-                    "min_area": _number(
-                        0, 1, 0.005, "Fraction of grid cells that must be active for motion."
-                    ),
-                    "max_area": _number(
-                        0,
-                        1,
-                        0.6,
-                        "Fraction of active cells above which the whole picture changed (a cut, "
-                        "lights, a pan): not motion.",
-                    ),
-                    "grid": {
-                        "type": "array",
-                        "description": "[columns, rows] of the difference grid.",
-                        "items": {"type": "integer", "minimum": 1, "maximum": 128},
-                        "minItems": 2,
-                        "maxItems": 2,
-                        "default": [16, 9],
-                    },
-                    "cell_fraction": _number(
-                        0, 1, 0.02, "Fraction of a cell's pixels that must change to activate it."
-                    ),
-                    "dark_level": _number(
-                        0,
-                        1,
-                        0.25,
-                        "Mean level (0 black, 1 white) under which the pixel threshold shrinks "
-                        "in proportion (a dark scene spans few levels).",
-                    ),
-                    "noise_levels": _integer(
-                        0,
-                        255,
-                        10,
-                        "Luma levels under which a change is noise, however dark the scene.",
-                    ),
-                },
-            ),
+            schemas.MOTION,
             _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]
             ActionRule(name="motion", triggers=("motion",), threshold=3, window_s=1.0, gap_s=1.0),
             EventRule(name="motion", actions=("motion",), gap_s=2.0),
@@ -223,32 +118,7 @@ ANALYTICS: dict[str, Analytic] = {
         ),
         _analytic(
             "scene_change",
-            _schema(
-                "scene_change",
-                {
-                    "threshold": _number(
-                        0,
-                        2,
-                        0.1,
-                        "Decorrelation (1 - r, 0..2) by which a cut's change must exceed the "
-                        "changes of the frames before and after it.",
-                    ),
-                    "level_scale": _number(
-                        1,
-                        255,
-                        64.0,
-                        "Luma levels of mean-level change that count as a change of 1 (a light "
-                        "switched on is a cut, a fade over several frames is not).",
-                    ),
-                    "min_contrast": _number(
-                        0,
-                        128,
-                        4.0,
-                        "Luma standard deviation (levels) under which a frame is flat and not "
-                        "judged (black, covered lens).",
-                    ),
-                },
-            ),
+            schemas.SCENE_CHANGE,
             _builder(a.SceneChange, a.SceneChangeParams),  # type: ignore[arg-type]
             ActionRule(
                 name="scene_change",
@@ -262,17 +132,7 @@ ANALYTICS: dict[str, Analytic] = {
         ),
         _analytic(
             "black_frame",
-            _schema(
-                "black_frame",
-                {
-                    "pixel_threshold": _integer(
-                        16, 255, 32, "Luma level at or below which a pixel is black (16 is black)."
-                    ),
-                    "ratio": _number(
-                        0, 1, 0.98, "Fraction of black pixels that makes a black frame."
-                    ),
-                },
-            ),
+            schemas.BLACK_FRAME,
             _builder(a.BlackFrame, a.BlackFrameParams),  # type: ignore[arg-type]
             ActionRule(
                 name="black_frame", triggers=("black_frame",), threshold=2, window_s=1.0, gap_s=0.5
@@ -282,55 +142,7 @@ ANALYTICS: dict[str, Analytic] = {
         ),
         _analytic(
             "frozen_frame",
-            _schema(
-                "frozen_frame",
-                {
-                    "pixel_levels": _integer(
-                        0, 255, 2, "Luma levels by which a pixel must change to count as changed."
-                    ),
-                    "max_changed": _number(
-                        0,
-                        1,
-                        0.005,
-                        "Fraction of changed pixels up to which a frame holds the previous one.",
-                    ),
-                    "block_size": _integer(
-                        2, 64, 8, "Side (pixels of the analysis picture) of the averaged blocks."
-                    ),
-                    "max_refresh": _number(
-                        0,
-                        255,
-                        3.0,
-                        "Luma levels a block mean may change in an encoder refresh (keyframe).",
-                    ),
-                    "refresh_interval_s": _number(
-                        0, 3600, 1.0, "Seconds: at most one refresh per interval continues a run."
-                    ),
-                    "max_drift": _number(
-                        0,
-                        255,
-                        6.0,
-                        "Luma levels a block mean may drift from the run's first frame.",
-                    ),
-                    "min_still_s": _number(
-                        0, 60, 0.4, "Seconds a run lasts before its frames are reported."
-                    ),
-                    "ignore_black": {
-                        "type": "boolean",
-                        "default": True,
-                        "description": "Black is not frozen (left to black_frame).",
-                    },
-                    "black_threshold": _integer(
-                        16, 255, 32, "Luma at or below which a pixel is black (limited range)."
-                    ),
-                    "black_ratio": _number(
-                        0,
-                        1,
-                        0.9,
-                        "Fraction of black pixels that makes a frame black (with ignore_black).",
-                    ),
-                },
-            ),
+            schemas.FROZEN_FRAME,
             _builder(a.FrozenFrame, a.FrozenFrameParams),  # type: ignore[arg-type]
             ActionRule(
                 name="frozen_frame",
@@ -345,17 +157,7 @@ ANALYTICS: dict[str, Analytic] = {
         ),
         _analytic(
             "brightness",
-            _schema(
-                "brightness",
-                {
-                    "min_level": _number(
-                        0, 1, 0.1, "Mean level (0 black 16, 1 white 235) under which it is dark."
-                    ),
-                    "max_level": _number(
-                        0, 1, 0.95, "Mean level (0 black, 1 white) above which it is bright."
-                    ),
-                },
-            ),
+            schemas.BRIGHTNESS,
             _builder(a.Brightness, a.BrightnessParams),  # type: ignore[arg-type]
             ActionRule(
                 name="brightness",
@@ -370,60 +172,7 @@ ANALYTICS: dict[str, Analytic] = {
         ),
         _analytic(
             "tamper",
-            _schema(
-                "tamper",
-                {
-                    "interval_s": _number(
-                        0, 60, 0.25, "Seconds between two looks (tampering lasts)."
-                    ),
-                    "flat_levels": _number(
-                        0,
-                        255,
-                        4.0,
-                        "Luma standard deviation (levels, of ~80 px wide block means) under "
-                        "which the picture is flat: covered.",
-                    ),
-                    "covered_ratio": _number(
-                        0, 1, 0.25, "Contrast under this fraction of the reference's: covered."
-                    ),
-                    "min_shift": _number(
-                        0,
-                        0.5,
-                        0.03,
-                        "Global shift (fraction of the picture's width or height) that is a "
-                        "moved view.",
-                    ),
-                    "min_match": _number(
-                        -1,
-                        1,
-                        0.6,
-                        "Correlation with the reference (moved by the shift, or not) that "
-                        "counts as the same view.",
-                    ),
-                    "match_margin": _number(
-                        0,
-                        2,
-                        0.2,
-                        "How much better the moved reference must match than the unmoved one.",
-                    ),
-                    "defocus_ratio": _number(
-                        0,
-                        1,
-                        0.6,
-                        "Edge strength under this fraction of the reference's: defocused.",
-                    ),
-                    "refresh_s": _number(
-                        0, 86_400, 10.0, "Seconds between retakes of the reference while normal."
-                    ),
-                    "relearn_s": _number(
-                        0,
-                        86_400,
-                        30.0,
-                        "Seconds a view that does not match the reference (moved, turned) "
-                        "lasts before it becomes the reference.",
-                    ),
-                },
-            ),
+            schemas.TAMPER,
             _builder(Tamper, TamperParams),  # type: ignore[arg-type]
             tuple(
                 ActionRule(
