@@ -103,6 +103,7 @@ class Motion:
 
 class SceneChangeParams(msgspec.Struct, frozen=True, kw_only=True):
     threshold: float = 0.1
+    abrupt: float = 0.5
     level_scale: float = 64.0
     min_contrast: float = 4.0
 
@@ -114,22 +115,24 @@ class SceneChange:
     (on every other row and column), or its mean level change over ``level_scale`` levels if
     that is larger. Correlation ignores gain and offset, so a fade changes little from frame to
     frame; a whole picture that changes steadily (a pan, a busy scene) changes as much before and
-    after. A frame is a cut when its change exceeds both neighbours' by ``threshold``: the
-    trigger is dated at the cut and emitted one frame later, once the next change is known.
-    Frames flatter than ``min_contrast`` (luma standard deviation, levels) are not judged: cuts
-    to and from black or a covered lens are black_frame's and tamper's."""
+    after. A frame is a cut when its change exceeds both neighbours' by ``threshold``, or exceeds
+    the previous one by ``abrupt`` while the next frame is as unrelated to the frame before the
+    cut (a new scene that keeps changing, or an encoder refining it; a one-frame glitch returns
+    to the old picture). The trigger is dated at the cut and emitted one frame later, once the
+    next frame is known. Frames flatter than ``min_contrast`` (luma standard deviation, levels)
+    are not judged: cuts to and from black or a covered lens are black_frame's and tamper's."""
 
     name = "scene_change"
 
     def __init__(self, params: SceneChangeParams) -> None:
         self.params = params
-        self._previous: d.Profile | None = None
-        # The last frame, not judged yet: its timestamp, its change and the change before it.
-        self._pending: tuple[float, float | None, float | None] | None = None
+        # The last two frames' profiles and changes (the newest last): the older is judged.
+        self._profiles: list[d.Profile] = []
+        self._changes: list[float | None] = []
+        self._times: list[float] = []
 
-    def _change(self, current: d.Profile) -> float | None:
-        previous = self._previous
-        if previous is None or previous.values.shape != current.values.shape:
+    def _change(self, previous: d.Profile, current: d.Profile) -> float | None:
+        if previous.values.shape != current.values.shape:
             return None
         if min(previous.std, current.std) < self.params.min_contrast:
             return None
@@ -138,21 +141,27 @@ class SceneChange:
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         current = d.profile(gray)
-        change = self._change(current)
-        self._previous = current
-        pending, self._pending = self._pending, (ts, change, None)
-        if pending is None:
+        change = self._change(self._profiles[-1], current) if self._profiles else None
+        self._profiles = [*self._profiles[-2:], current]
+        self._changes = [*self._changes[-2:], change]
+        self._times = [*self._times[-2:], ts]
+        if len(self._profiles) < 3:
             return []
-        self._pending = (ts, change, pending[1])
-        cut_ts, cut, before = pending
+        before, cut, after = self._changes
         if cut is None:
             return []
-        around = max(before or 0.0, change or 0.0)
-        jump = cut - around
-        if jump < self.params.threshold:
-            return []
-        details = {"change": cut, "before": before or 0.0, "after": change or 0.0}
-        return [Trigger(name=self.name, ts=cut_ts, score=min(1.0, jump), details=details)]
+        p = self.params
+        jump = cut - max(before or 0.0, after or 0.0)
+        if jump < p.threshold:
+            if before is None or after is None or cut - before < p.abrupt:
+                return []
+            # a new scene goes on changing: the frame after is as unrelated to the old one
+            skip = self._change(self._profiles[0], self._profiles[2])
+            if skip is None or skip < cut - p.threshold:
+                return []
+            jump = cut - before
+        details = {"change": cut, "before": before or 0.0, "after": after or 0.0}
+        return [Trigger(name=self.name, ts=self._times[1], score=min(1.0, jump), details=details)]
 
 
 class BlackFrameParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,6 +189,7 @@ class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     max_changed: float = 0.005
     block_size: int = 8
     max_refresh: float = 3.0
+    refresh_frames: int = 3
     refresh_interval_s: float = 1.0
     max_drift: float = 6.0
     min_still_s: float = 0.4
@@ -220,15 +230,16 @@ class FrozenFrame:
     ``max_changed`` of their pixels differ by more than ``pixel_levels`` levels (a live camera's
     noise changes far more; a decoder repeating a picture changes nothing).
 
-    Encoders re-encode a still picture at every keyframe: that frame changes many pixels by a
-    few levels but no ``block_size`` block mean by more than ``max_refresh`` levels, and the
-    frames after it hold it again. Such a **refresh** continues the run, at most once per
+    Encoders re-encode a still picture at every keyframe, and at a tight bitrate refine it over
+    a few frames: such frames change many pixels by a few levels but no ``block_size`` block mean
+    by more than ``max_refresh`` levels, and the frame after them holds the picture again. Such a
+    **refresh** of up to ``refresh_frames`` frames continues the run, at most once per
     ``refresh_interval_s`` (an encoder skipping frames of a live static scene refreshes several
     times a second; the run ends there). The run ends when a block mean drifts more than
     ``max_drift`` levels from the run's first frame (a very slow change is not a freeze). It
     starts at its first frame (the one the next frame holds) and is reported once it lasted
     ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
-    reported) one frame late. A trigger's score is the fraction of pixels that held. Black
+    reported) once a frame holds it. A trigger's score is the fraction of pixels that held. Black
     frames (over ``black_ratio`` of pixels at or below ``black_threshold``) are left to
     black_frame unless ``ignore_black`` is false. Block means are computed
     only inside a run and only for frames that are not exact repeats."""
@@ -239,18 +250,18 @@ class FrozenFrame:
         self.params = params
         self._previous: _Picture | None = None
         self._run: _StillRun | None = None
-        self._refresh: Trigger | None = None  # a refresh waiting for the next frame to hold it
+        self._refresh: list[Trigger] = []  # refresh frames waiting for a frame that holds them
         self._last_refresh = -math.inf
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         p = self.params
         if p.ignore_black and d.black_ratio(gray, p.black_threshold) > p.black_ratio:
-            self._previous, self._run, self._refresh = None, None, None
+            self._previous, self._run, self._refresh = None, None, []
             return []
         current = _Picture(ts, gray, p.block_size)
         previous, self._previous = self._previous, current
         if previous is None or previous.gray.shape != gray.shape:
-            self._run, self._refresh = None, None
+            self._run, self._refresh = None, []
             return []
         diff = d.abs_diff(gray, previous.gray)
         repeat = not np.any(diff)  # an exact repeat cannot drift
@@ -258,31 +269,31 @@ class FrozenFrame:
             current._blocks = previous._blocks
         held = 1.0 - float(np.count_nonzero(diff > p.pixel_levels)) / diff.size
         holds = held >= 1.0 - p.max_changed
-        found: list[Trigger] = []
-        refresh, self._refresh = self._refresh, None
-        if refresh is not None:
-            if not holds:  # the scene moves on: the run ended before the supposed refresh
-                self._run = None
-                return []
-            self._last_refresh = refresh.ts
-            found += self._still(refresh)
         run = self._run
         if holds:
+            found: list[Trigger] = []
+            if self._refresh:  # the frame holds the refreshed picture: it was the encoder
+                self._last_refresh = self._refresh[0].ts
+                for trigger in self._refresh:
+                    found += self._still(trigger)
+                self._refresh = []
             if run is not None and not repeat and self._drifted(current, run):
                 run = None
             if run is None:
                 self._run = _StillRun(previous, Trigger(name=self.name, ts=previous.ts, score=1.0))
-            found += self._still(Trigger(name=self.name, ts=ts, score=held))
-        elif (
+            return found + self._still(Trigger(name=self.name, ts=ts, score=held))
+        if (
             run is not None
-            and ts - self._last_refresh >= p.refresh_interval_s
+            and len(self._refresh) < p.refresh_frames
+            and (self._refresh or ts - self._last_refresh >= p.refresh_interval_s)
             and d.max_abs_diff(current.blocks(), previous.blocks()) <= p.max_refresh
             and not self._drifted(current, run)
         ):
-            self._refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
-        else:
-            self._run = None
-        return found
+            refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
+            self._refresh.append(refresh)  # decided by the next frame
+            return []
+        self._run, self._refresh = None, []  # the scene moves on (before any refresh pending)
+        return []
 
     def _drifted(self, picture: _Picture, run: _StillRun) -> bool:
         return d.max_abs_diff(picture.blocks(), run.reference) > self.params.max_drift

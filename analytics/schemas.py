@@ -133,6 +133,13 @@ SCENE_CHANGE: Schema = _schema(
             "Decorrelation (1 - r, 0..2) by which a cut's change must exceed the "
             "changes of the frames before and after it.",
         ),
+        "abrupt": _number(
+            0,
+            2,
+            0.5,
+            "Decorrelation by which a cut's change may exceed just the previous frame's when "
+            "the new scene keeps changing (its next frame as unrelated to the old picture).",
+        ),
         "level_scale": _number(
             1,
             255,
@@ -180,6 +187,9 @@ FROZEN_FRAME: Schema = _schema(
             255,
             3.0,
             "Luma levels a block mean may change in an encoder refresh (keyframe).",
+        ),
+        "refresh_frames": _integer(
+            1, 100, 3, "Frames an encoder refresh may take (a keyframe, then refinements)."
         ),
         "refresh_interval_s": _number(
             0, 3600, 1.0, "Seconds: at most one refresh per interval continues a run."

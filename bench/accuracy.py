@@ -13,6 +13,7 @@ frames. Then the acceptance verdict, and the analyzers' cost per frame against d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 import tempfile
@@ -137,6 +138,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="1280x720,640x360")
     parser.add_argument("--clips", default="freezes,fades,cuts,motion")
     parser.add_argument("--no-ffmpeg", action="store_true", help="skip ffmpeg's detectors")
+    parser.add_argument(
+        "--cbr-bpp",
+        type=float,
+        default=None,
+        help="encode at a constant bitrate of this many bits per pixel (0.065: 1.5 Mb/s at "
+        "720p, a starved camera) instead of crf 23",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timing runs (median)")
     parser.add_argument(
         "--clip-dir", type=Path, default=Path(tempfile.gettempdir()) / "vigil-accuracy"
@@ -146,6 +154,13 @@ def main() -> None:
     makers = {name: getattr(catalog, name) for name in args.clips.split(",")}
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
     clips = [make(w, h) for w, h in sizes for make in makers.values()]
+    if args.cbr_bpp is not None:
+        clips = [
+            dataclasses.replace(
+                c, bitrate_kbps=round(c.width * c.height * c.fps * args.cbr_bpp / 1000)
+            )
+            for c in clips
+        ]
 
     began = time.perf_counter()
     ok = accuracy(clips, args.clip_dir, not args.no_ffmpeg)

@@ -234,10 +234,21 @@ def test_a_fade_to_black_and_back_has_no_cut() -> None:
 
 
 def test_a_steady_whole_picture_change_is_not_a_cut() -> None:
-    busy = np.tile(texture(3), (1, 2))
-    frames = [np.ascontiguousarray(busy[:, 12 * i : 12 * i + W]) for i in range(20)]  # a pan
+    blocks = np.random.default_rng(3).integers(30, 220, (H // 30 + 1, 2 * W // 30 + 1))
+    wide = np.kron(blocks, np.ones((30, 30)))[:H].astype(np.uint8)  # a busy view, 2x as wide
+    frames = [np.ascontiguousarray(wide[:, :W])] * 5  # still, then a pan of 6 px a frame
+    frames += [np.ascontiguousarray(wide[:, 6 * i : 6 * i + W]) for i in range(1, 40)]
 
     assert cut_times(frames) == []
+
+
+def test_a_cut_into_a_scene_that_keeps_changing_is_found_but_a_glitch_is_not() -> None:
+    calm = [scene(100, seed=i) for i in range(4)]
+    chaos = [texture(10 + i) for i in range(4)]  # every frame unrelated to the one before
+    glitch = [*calm[:2], texture(20), *calm[2:]]
+
+    assert cut_times(calm + chaos) == [0.16]
+    assert cut_times(glitch) == []
 
 
 def test_a_flat_picture_is_not_judged_for_cuts() -> None:
