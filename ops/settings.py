@@ -74,8 +74,10 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 60.0
     gc_freeze_interval_s: Annotated[
         Seconds,
-        msgspec.Meta(description="long-lived state is moved out of the cyclic GC this often"
-                     " (a full collection over 100k streams stalls the loop ~30 ms)"),
+        msgspec.Meta(
+            description="long-lived state is moved out of the cyclic GC this often"
+            " (a full collection over 100k streams stalls the loop ~30 ms)"
+        ),
     ] = 60.0
     snapshot_min_events: Annotated[
         int, msgspec.Meta(ge=1, description="... and only after this many new events")
