@@ -8,14 +8,15 @@ module, so a new subject added here is a subject every role's permissions must a
 
     vigil.cmd.<noun>.<verb>                 request/reply, any manager (queue group)
     vigil.evt.<aggregate>[.<id>]            JetStream VIGIL_EVENTS, written by managers only
-    vigil.agent.register                    request, agents → managers
+    vigil.agent.register                    request, agents → managers (open installations)
+    vigil.agent.<agent_id>.register         request, agent → managers (the id is its identity)
     vigil.agent.<agent_id>.heartbeat        publish, agent → every manager
     vigil.agent.<agent_id>.streams          request, agent → managers (its assignments)
     vigil.agent.<agent_id>.deregister       request, agent → managers
     vigil.agent.<agent_id>.notify           publish, master → agent ("poll now")
     vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
     vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
-    vigil.records.<stream_id>               JetStream VIGIL_RECORDS, analysis records
+    vigil.records.<agent_id>.<stream_id>    JetStream VIGIL_RECORDS, analysis records
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "AGENT_HEARTBEAT_ALL",
     "AGENT_PREFIX",
     "AGENT_REGISTER",
+    "AGENT_REGISTER_ALL",
     "AGENT_STREAMS_ALL",
     "CMD_ALL",
     "CMD_PREFIX",
@@ -37,6 +39,7 @@ __all__ = [
     "MANAGERS_QUEUE",
     "MASTER_BUCKET",
     "RECORDS_ALL",
+    "RECORDS_PREFIX",
     "RECORDS_STREAM",
     "REQUESTS_BUCKET",
     "SNAPSHOTS_BUCKET",
@@ -46,6 +49,7 @@ __all__ = [
     "agent_id_of",
     "agent_notify",
     "agent_refused",
+    "agent_register",
     "agent_streams",
     "aggregate_of_subject",
     "command",
@@ -84,6 +88,7 @@ EVT_PREFIX = "vigil.evt"
 EVT_ALL = "vigil.evt.>"
 AGENT_PREFIX = "vigil.agent"
 AGENT_REGISTER = "vigil.agent.register"
+AGENT_REGISTER_ALL = "vigil.agent.*.register"
 AGENT_HEARTBEAT_ALL = "vigil.agent.*.heartbeat"
 AGENT_STREAMS_ALL = "vigil.agent.*.streams"
 AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
@@ -117,6 +122,10 @@ def aggregate_of_subject(subject: str) -> str:
     if not subject.startswith(EVT_PREFIX + "."):
         raise SubjectError(f"not an event subject: {subject!r}")
     return subject[len(EVT_PREFIX) + 1 :]
+
+
+def agent_register(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.register"
 
 
 def agent_heartbeat(agent_id: str) -> str:
@@ -159,5 +168,9 @@ def feedback_agent_of(subject: str) -> str:
     return parts[2]
 
 
-def records(stream_id: str) -> str:
-    return f"vigil.records.{stream_id}"
+RECORDS_PREFIX = "vigil.records"
+
+
+def records(agent_id: str) -> str:
+    """The records subject prefix of one agent: it publishes ``<prefix>.<stream_id>``."""
+    return f"{RECORDS_PREFIX}.{agent_id}"

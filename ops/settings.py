@@ -119,14 +119,22 @@ def _env(data_dir: str | None = None) -> dict[str, str]:
 
 
 def load_client_settings(
-    *, data_dir: str | None = None, nats_url: str | None = None
+    *, data_dir: str | None = None, nats_url: str | None = None, admin: bool = False
 ) -> ClientSettings:
+    """The CLI's settings; ``admin`` uses the admin identity (``VIGIL_ADMIN_CREDS``) for the
+    tools that write the event log."""
     env = _env(data_dir)
+    if admin and env.get("VIGIL_ADMIN_CREDS"):
+        env["VIGIL_NATS_CREDS"] = env["VIGIL_ADMIN_CREDS"]
     defaults = ClientSettings()
     return ClientSettings(
         nats_url=nats_url or env.get("VIGIL_NATS_URL", defaults.nats_url),
         nats_user=env.get("VIGIL_NATS_USER") or None,
         nats_password=env.get("VIGIL_NATS_PASSWORD") or None,
+        nats_creds=env.get("VIGIL_NATS_CREDS") or None,
+        tls_ca=env.get("VIGIL_NATS_TLS_CA") or None,
+        tls_cert=env.get("VIGIL_NATS_TLS_CERT") or None,
+        tls_key=env.get("VIGIL_NATS_TLS_KEY") or None,
         api_token=env.get("VIGIL_API_TOKEN") or None,
         http=env.get("VIGIL_HTTP", defaults.http),
     )

@@ -4,6 +4,13 @@
 directory, on a given or free loopback port, waits until the port accepts TCP connections, and
 stops it on exit (SIGTERM, then SIGKILL). On Linux the child gets ``PR_SET_PDEATHSIG`` so a
 ``kill -9`` of the parent cannot leave an orphan server holding the store.
+
+With ``secure=True`` (what ``vigil up`` runs) its settings go to a config file (0600) that
+includes the installation's auth (``ops.security.authority``: every participant has its own
+identity and permissions), fsyncs every JetStream write (``sync_interval: always``: an ack means
+"on disk"), optionally serves TLS, and writes a pid file (``vigil creds revoke`` reloads it).
+Without it (tests, benches) it is an open server on loopback. No secret is ever on the command
+line.
 """
 
 from __future__ import annotations
@@ -18,12 +25,23 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import psutil
 
-__all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
+__all__ = ["EmbeddedNats", "NatsServerError", "TlsFiles", "find_nats_server", "free_port"]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The server's certificate and key, and the CA that clients present certificates from
+    (mutual TLS when ``verify``)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
 
 
 class NatsServerError(RuntimeError):
@@ -77,32 +95,61 @@ class EmbeddedNats:
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
-        user: str | None = None,
-        password: str | None = None,
+        auth_include: str | Path | None = None,
+        sync_interval: str | None = None,
+        tls: TlsFiles | None = None,
         startup_timeout: float = 15.0,
         log_file: str | Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.user = user
-        self.password = password
+        self.auth_include = Path(auth_include) if auth_include else None
+        self.sync_interval = sync_interval
+        self.tls = tls
         self.startup_timeout = startup_timeout
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
+        self.pid_file = self.store_dir / "nats-server.pid"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        if self.user:
-            return f"nats://{self.user}:{self.password}@{self.host}:{self.port}"
-        return f"nats://{self.host}:{self.port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        """The server's config file (used when auth, TLS or a sync interval is set)."""
+        lines = [
+            "# written by vigil (ops.runtime.natsd)",
+            f"listen: {self.host}:{self.port}",
+            f'pid_file: "{self.pid_file}"',
+            "jetstream {",
+            f'  store_dir: "{self.store_dir / "jetstream"}"',
+        ]
+        if self.sync_interval:
+            lines.append(f"  sync_interval: {self.sync_interval}")
+        lines.append("}")
+        if self.tls:
+            lines += ["tls {", f'  cert_file: "{self.tls.cert}"', f'  key_file: "{self.tls.key}"']
+            if self.tls.ca:
+                lines.append(f'  ca_file: "{self.tls.ca}"')
+            lines.append("}")
+        if self.auth_include:  # nats-server resolves includes relative to the config's directory
+            lines.append(f'include "{os.path.relpath(self.auth_include, self.store_dir)}"')
+        return "\n".join(lines) + "\n"
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     def _argv(self) -> list[str]:
-        argv = [
+        if self.auth_include or self.tls or self.sync_interval:
+            conf = self.store_dir / "nats.conf"
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.config_text())
+            return [find_nats_server(), "-c", str(conf), "-l", str(self.log_file)]
+        return [
             find_nats_server(),
             "-a", self.host,
             "-p", str(self.port),
@@ -110,9 +157,11 @@ class EmbeddedNats:
             "-sd", str(self.store_dir / "jetstream"),
             "-l", str(self.log_file),
         ]  # fmt: skip
-        if self.user:
-            argv += ["--user", self.user, "--pass", self.password or ""]
-        return argv
+
+    def reload(self) -> None:
+        """Re-read the config (auth changes: a revoked identity is refused from now on)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         """Start the server and block until it accepts TCP connections."""
