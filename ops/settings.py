@@ -72,6 +72,13 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval_s: Annotated[
         Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
     ] = 60.0
+    http_open_reads: Annotated[
+        bool, msgspec.Meta(description="HTTP reads need no token (writes always do)")
+    ] = False
+    api_tokens_file: Annotated[
+        str | None,
+        msgspec.Meta(description="HTTP tokens with roles (vigil tokens add); digests only"),
+    ] = None
     gc_freeze_interval_s: Annotated[
         Seconds,
         msgspec.Meta(

@@ -144,7 +144,7 @@ async def check_queries(manager: Manager, nc: Client, tmp_path: Path, day: str, 
         assert reply["error"]["details"][0]["path"] == path, reply
 
     port = free_port()
-    runner = web.AppRunner(build_app(manager, token="secret"))
+    runner = web.AppRunner(build_app(manager, token="secret", open_reads=True))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}/api/v1/stats/daily"

@@ -219,7 +219,10 @@ async def _serve(nc: Client, rebuilt: Rebuilt, hostport: str) -> None:
     from ops.logtools.readonly import ReadOnlyManager
 
     host, _, port = hostport.rpartition(":")
-    app = build_app(ReadOnlyManager(nc, rebuilt), token=None)
+    # reads open on loopback only; elsewhere a token (VIGIL_API_TOKEN) is needed; writes never
+    settings = load_client_settings()
+    app = build_app(ReadOnlyManager(nc, rebuilt), token=settings.api_token,
+                    open_reads=host in ("", "127.0.0.1", "localhost", "::1"))  # fmt: skip
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()

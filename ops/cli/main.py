@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import orjson
 
 from ops.cli.client import fail, request
+from ops.cli.creds import creds
 from ops.cli.stats import stats
 from ops.settings import load_client_settings
 
@@ -83,8 +85,11 @@ def manager(nats_url: str | None, http: str | None) -> None:
 @click.option("--outbox", default=None, type=click.Path(path_type=Path),
               help="feedback outbox file (default: .vigil/agents/NAME/outbox.db)")  # fmt: skip
 @click.option("--analytic", "analytics", multiple=True, help="offer only these analytics")
+@click.option("--creds", "creds_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="this agent's identity (vigil creds agent ...); default VIGIL_NATS_CREDS")  # fmt: skip
 def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[str, ...],
-          labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...]) -> None:  # fmt: skip
+          labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...],
+          creds_file: str | None) -> None:  # fmt: skip
     """Run the reference agent until Ctrl-C (then it stops its streams and deregisters)."""
     from agent.main import run_agent
     from agent.runtime import AgentConfig
@@ -95,7 +100,10 @@ def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[s
         outbox=outbox or Path(".vigil") / "agents" / agent_name / "outbox.db",
         analytics=analytics or None,
     )  # fmt: skip
-    asyncio.run(run_agent(load_client_settings(nats_url=nats_url), config))
+    settings = load_client_settings(nats_url=nats_url)
+    if creds_file:
+        settings = msgspec.structs.replace(settings, nats_creds=creds_file)
+    asyncio.run(run_agent(settings, config))
 
 
 @main.command()
@@ -309,6 +317,7 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 
 
 main.add_command(stats)
+main.add_command(creds)
 
 
 from ops.cli.events import events  # noqa: E402  (vigil events …, issue 7)

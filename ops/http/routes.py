@@ -24,14 +24,14 @@ from events.protocol import ErrorReply
 from ops.api import requests as R
 from ops.api.envelope import HTTP_STATUS, domain_error_body, encode, error_reply
 from ops.api.router import Outcome
-from ops.http.auth import is_authorized
+from ops.http.auth import AUTH, HttpRole
 from ops.http.backend import BACKEND
 from ops.http.history import history
 from ops.http.metrics import CONTENT_TYPE, render
 from ops.http.openapi import document
 from ops.http.stats import daily_stats
 
-__all__ = ["Handler", "add_routes", "json_response", "query_values", "respond"]
+__all__ = ["Handler", "add_routes", "json_response", "needs", "query_values", "respond"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,14 +65,15 @@ async def call(request: web.Request, name: str, build: Callable[[], object]) -> 
     return respond(await request.app[BACKEND].router.call(name, req))
 
 
-def writes(handler: Handler) -> Handler:
+def needs(role: HttpRole, handler: Handler) -> Handler:
+    """``handler`` for requests whose token has at least ``role`` (``ops.http.auth``)."""
+
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not is_authorized(request):
-            reply = error_reply(
-                "unauthorized",
-                "writes need 'Authorization: Bearer <token>' (VIGIL_API_TOKEN in .vigil/vigil.env)",
-            )
-            return json_response(reply, 401)
+        refused = request.app[AUTH].check(request, role)
+        if refused is not None:
+            status, message = refused
+            reply = error_reply("unauthorized" if status == 401 else "forbidden", message)
+            return json_response(reply, status)
         return await handler(request)
 
     return guarded
@@ -170,16 +171,16 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
-    r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     r.add_get("/", dashboard)
-    r.add_get("/api/v1/streams", list_streams)
-    r.add_post("/api/v1/streams", writes(create_stream))
-    r.add_get("/api/v1/streams/{id}", get_stream)
-    r.add_patch("/api/v1/streams/{id}", writes(patch_stream))
-    r.add_delete("/api/v1/streams/{id}", writes(delete_stream))
-    r.add_get("/api/v1/streams/{id}/history", history)
-    r.add_get("/api/v1/agents", list_agents)
-    r.add_get("/api/v1/agents/{id}", get_agent)
-    r.add_get("/api/v1/master", get_master)
-    r.add_get("/api/v1/stats/daily", daily_stats)
+    r.add_get("/metrics", needs("viewer", metrics))
+    r.add_get("/api/v1/streams", needs("viewer", list_streams))
+    r.add_post("/api/v1/streams", needs("operator", create_stream))
+    r.add_get("/api/v1/streams/{id}", needs("viewer", get_stream))
+    r.add_patch("/api/v1/streams/{id}", needs("operator", patch_stream))
+    r.add_delete("/api/v1/streams/{id}", needs("operator", delete_stream))
+    r.add_get("/api/v1/streams/{id}/history", needs("viewer", history))
+    r.add_get("/api/v1/agents", needs("viewer", list_agents))
+    r.add_get("/api/v1/agents/{id}", needs("viewer", get_agent))
+    r.add_get("/api/v1/master", needs("viewer", get_master))
+    r.add_get("/api/v1/stats/daily", needs("viewer", daily_stats))

@@ -23,6 +23,7 @@ import msgspec
 from aiohttp import web
 
 from ops.http.app import build_app
+from ops.http.auth import HttpAuth
 from ops.runtime.lock import DataDirLock
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
@@ -30,6 +31,7 @@ from ops.security.authority import Authority
 from ops.settings import (
     ENV_FILE,
     ClientSettings,
+    ManagerSettings,
     load_client_settings,
     load_manager_settings,
     new_secret,
@@ -94,10 +96,25 @@ def _split_hostport(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def http_auth(settings: ManagerSettings, token: str | None, hostport: str,
+              data_dir: Path | None = None) -> HttpAuth:  # fmt: skip
+    """Who may use the HTTP API: the admin token, the tokens file, and whether reads are open
+    (configured, or ``vigil up`` serving on loopback only)."""
+    host, _ = _split_hostport(hostport)
+    tokens = settings.api_tokens_file or (str(data_dir / "auth" / "tokens") if data_dir else None)
+    loopback = data_dir is not None and host in ("127.0.0.1", "localhost", "::1")
+    return HttpAuth.from_settings(admin_token=token, tokens_file=tokens,
+                                  open_reads=settings.http_open_reads or loopback)  # fmt: skip
+
+
 @asynccontextmanager
-async def serve_http(manager: Manager, hostport: str, token: str | None) -> AsyncIterator[str]:
+async def serve_http(
+    manager: Manager, hostport: str, auth: HttpAuth | str | None
+) -> AsyncIterator[str]:
     host, port = _split_hostport(hostport)
-    runner = web.AppRunner(build_app(manager, token=token), access_log=None)
+    if not isinstance(auth, HttpAuth):
+        auth = HttpAuth.from_settings(admin_token=auth)
+    runner = web.AppRunner(build_app(manager, auth=auth), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -212,10 +229,10 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
             install = _external(options)
         else:
             install = await _embedded(options, stack)
-        manager = await stack.enter_async_context(Manager(install.manager, load_manager_settings()))
-        url = await stack.enter_async_context(
-            serve_http(manager, options.http, install.cli.api_token)
-        )
+        settings = load_manager_settings()
+        manager = await stack.enter_async_context(Manager(install.manager, settings))
+        auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
+        url = await stack.enter_async_context(serve_http(manager, options.http, auth))
         ctx = UpContext(options, install, manager, stack)
         for part in extras or []:
             await part(ctx)
@@ -231,9 +248,11 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
 async def run_manager(client: ClientSettings, http: str | None) -> None:
     stop = _stop_event()
     async with AsyncExitStack() as stack:
-        manager = await stack.enter_async_context(Manager(client, load_manager_settings()))
+        settings = load_manager_settings()
+        manager = await stack.enter_async_context(Manager(client, settings))
         if http:
-            url = await stack.enter_async_context(serve_http(manager, http, client.api_token))
+            auth = http_auth(settings, client.api_token, http)
+            url = await stack.enter_async_context(serve_http(manager, http, auth))
             print(f"manager {manager.manager_id} serving {url}/", flush=True)
         else:
             print(f"manager {manager.manager_id} running", flush=True)
