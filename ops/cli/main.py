@@ -21,6 +21,7 @@ import orjson
 from ops.cli.client import fail, request
 from ops.cli.creds import creds
 from ops.cli.stats import stats
+from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
 
 __all__ = ["main"]
@@ -107,15 +108,22 @@ def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[s
 
 
 @main.command()
-def nats() -> None:
-    """Print the connection settings in use."""
+@click.option("--show-secrets", is_flag=True, help="print passwords and tokens in clear")
+def nats(show_secrets: bool) -> None:
+    """Print the connection settings in use (secrets masked)."""
     s = load_client_settings()
-    click.echo(f"VIGIL_NATS_URL={s.nats_url}")
+
+    def secret(value: str) -> str:
+        return value if show_secrets else "****"
+
+    click.echo(f"VIGIL_NATS_URL={s.nats_url if show_secrets else s.redacted_url()}")
+    if s.nats_creds:
+        click.echo(f"VIGIL_NATS_CREDS={s.nats_creds}")
     if s.nats_user:
         click.echo(f"VIGIL_NATS_USER={s.nats_user}")
-        click.echo(f"VIGIL_NATS_PASSWORD={s.nats_password}")
+        click.echo(f"VIGIL_NATS_PASSWORD={secret(s.nats_password or '')}")
     if s.api_token:
-        click.echo(f"VIGIL_API_TOKEN={s.api_token}")
+        click.echo(f"VIGIL_API_TOKEN={secret(s.api_token)}")
     click.echo(f"VIGIL_HTTP={s.http}")
 
 
@@ -318,6 +326,7 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 
 main.add_command(stats)
 main.add_command(creds)
+main.add_command(tokens)
 
 
 from ops.cli.events import events  # noqa: E402  (vigil events …, issue 7)
