@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from datetime import date as Date
 from typing import Literal
 
@@ -71,7 +71,6 @@ __all__ = [
     "add_stats",
     "aggregate",
     "closable_through",
-    "day_end",
     "is_applied",
     "is_day",
     "key_of",
@@ -161,12 +160,6 @@ def is_day(day: str) -> bool:
         if len(_days_seen) < 100_000:
             _days_seen[day] = known
     return known
-
-
-def day_end(day: str) -> float:
-    """The UTC epoch second at which `day` ends (the next day's midnight)."""
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    return (start + timedelta(days=1)).timestamp()
 
 
 def closable_through(now: float, lateness_s: float) -> str:

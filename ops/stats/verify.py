@@ -95,7 +95,7 @@ async def verify(
     feed = StatsFeed(nc, fresh, agents, projector, until=until)
     async with feed:
         await asyncio.wait_for(feed.caught_up.wait(), timeout)
-    days = sorted(set(records.days()) | {d for d, s in fresh.state.days.items() if s.closed_at})
+    days = sorted(set(records.days()) | set(fresh.state.days))
     if day is not None:
         days = [day]
     checked: list[str] = []
