@@ -201,7 +201,7 @@ async def test_a_day_closes_by_itself_past_the_horizon(
 ) -> None:
     settings = ManagerSettings(master_tick_s=0.1, stats_lateness_s=0,
                                stats_writer_interval_s=0.2)  # fmt: skip
-    yesterday, today = utc_days(1)
+    earlier, yesterday, today = utc_days(2)
     async with Manager(ClientSettings(nats_url=nats_server.url), settings) as m:
         # Given a horizon of 0 s: yesterday is past it as soon as the writer looks
         await eventually(lambda: m.daily_stats.state.closed_through == yesterday,
@@ -211,16 +211,20 @@ async def test_a_day_closes_by_itself_past_the_horizon(
         assert orjson.loads(marker.data or b"")["reason"] == "horizon"
         await eventually(lambda: yesterday in m.rollups.sealed, what="yesterday sealed")
 
-        # When an agent reports yesterday and today
+        # When an agent reports yesterday and today (and a day closed without any data)
         agent = await OutboxAgent.start(nc, tmp_path / "edge")
-        await agent.put((yesterday, "s-1", measured(1)), (today, "s-1", measured(2)))
+        await agent.put((yesterday, "s-1", measured(1)), (today, "s-1", measured(2)),
+                        (earlier, "s-1", measured(3)))  # fmt: skip
         await agent.flush()
         await eventually(lambda: folded_all(m, nc), what="feedback folded")
 
-        # Then yesterday's delta is a correction, today's is open, and verify agrees
+        # Then the past days' deltas are corrections, today's is open, and verify agrees
         assert (await day_rows(nc, yesterday))[0]["state"] == "corrected"
+        assert (await day_rows(nc, earlier))[0]["state"] == "corrected"
         assert (await day_rows(nc, today))[0]["state"] == "open"
         await eventually(lambda: m.rollups.pending() == (0, 0), what="correction written")
         report = await ok(nc, "stats.verify", {})
-        assert report["ok"] and report["checked"] == [yesterday] and report["open"] == [today]
+        assert report["ok"], report
+        assert report["checked"] == [earlier, yesterday] and report["open"] == [today]
+        assert m.rollups.sealed == {yesterday}  # a day with late deltas only has no seal
         await agent.outbox.close()

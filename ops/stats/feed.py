@@ -187,7 +187,7 @@ class StatsFeed:
             log.error("stats: undecodable close marker at seq %d skipped: %s", seq, exc)
             return self._skip(seq, "invalid")
         closed = self.stats.close_through(marker.through, seq)
-        if closed:
+        if closed and self.until is None:  # a recomputation (verify) stays quiet
             log.info("stats: days closed through %s at feedback seq %d (%s, by %s): %s",
                      marker.through, seq, marker.reason, marker.by or "?", ", ".join(closed))  # fmt: skip
         self.counts["closes"] += 1

@@ -9,7 +9,8 @@
                  while ``is_writer()`` (the master), every ``interval_s`` or when the fold
                  closes a day or counts a correction:
                  1. publishes a close marker once a day is past the lateness horizon
-                 2. writes the chunks, then the seal, of every closed day not sealed yet
+                 2. writes the chunks, then the seal, of every day a marker closed (oldest
+                    first; a day that only has late deltas has no seal, only corrections)
                  3. writes every correction not written yet
 
 Every record is written once: ``Nats-Expected-Last-Subject-Sequence: 0`` on its own subject
@@ -199,8 +200,6 @@ class RollupStore:
             self.stats.restore_day(day, d)
             if seal is not None:
                 self.sealed.add(day)
-            elif d.closed_at:
-                self._to_seal.add(day)
             self.fixed.update((day, key) for key in records.fixes.get(day, {}))
         log.info("stats: %d closed days (through %s) loaded from %s in %.2f s", len(self.sealed),
                  self.stats.state.closed_through or "-", subjects.STATS_STREAM,

@@ -92,6 +92,8 @@ async def verify(
     await _settled(store, until)
     records = await read_rollups(nc, timeout=timeout)
     fresh = DailyStats()
+    marked: set[str] = set()  # closed by a marker: these days have a seal
+    fresh.on_close.append(marked.add)
     feed = StatsFeed(nc, fresh, agents, projector, until=until)
     async with feed:
         await asyncio.wait_for(feed.caught_up.wait(), timeout)
@@ -112,7 +114,7 @@ async def verify(
                                         recomputed="open"))  # fmt: skip
         else:
             checked.append(d)
-            diffs += compare_day(d, records, fresh.state.days.get(d))
+            diffs += compare_day(d, records, fresh.state.days.get(d), sealed=d in marked)
     return VerifyView(ok=not diffs, checked=checked, open=still_open, skipped=skipped,
                       held_from=held_from, differences=diffs, feedback_seq=until,
                       seconds=round(time.monotonic() - started, 3))  # fmt: skip
@@ -137,9 +139,11 @@ def _next_day(ts: float) -> str:
     return start.strftime("%Y-%m-%d")
 
 
-def compare_day(day: str, records: RollupRecords, fresh: DayState | None) -> list[Difference]:
+def compare_day(day: str, records: RollupRecords, fresh: DayState | None, *,
+                sealed: bool) -> list[Difference]:  # fmt: skip
     """What differs between `day`'s records and its recomputation `fresh` (a closed day; None
-    when the recomputation has nothing for it)."""
+    when the recomputation has nothing for it). `sealed`: a close marker closed the day, so it
+    must have a seal (a day that only has late deltas has none)."""
     diffs: list[Difference] = []
     seal = records.seals.get(day)
     fixes = records.fixes.get(day, {})
@@ -152,7 +156,7 @@ def compare_day(day: str, records: RollupRecords, fresh: DayState | None) -> lis
     except RollupDamaged as exc:
         diffs.append(Difference(key=day, field="integrity", rollup=str(exc), recomputed=None))
         stored = exc.state
-    if seal is None and fresh is not None:
+    if seal is None and sealed:
         diffs.append(Difference(key=day, field="seal", rollup=None, recomputed="closed"))
     elif seal is not None:
         _, mine = seal_day(day, fresh or DayState())
