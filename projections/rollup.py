@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from sys import intern
 from typing import Annotated, Literal
 
 import msgspec
@@ -195,10 +196,10 @@ def assemble(seal: DaySeal | None, chunks: Mapping[int, bytes],
             continue
         ordered.append(data)
         chunk = decode_chunk(data)
-        for row in chunk.rows:
-            d.cells.setdefault(row.stream_id, {})[row.agent_id] = row.stats
+        for row in chunk.rows:  # ids interned: a year of days shares one copy of each
+            d.cells.setdefault(intern(row.stream_id), {})[intern(row.agent_id)] = row.stats
         for a in chunk.applied:
-            d.applied[a.agent_id] = a.seqs
+            d.applied[intern(a.agent_id)] = a.seqs
     if not problems and _digest(ordered) != seal.sha256:
         problems.append("chunks do not match the seal's sha256")
     if problems:
