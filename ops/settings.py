@@ -108,6 +108,13 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
                      " records to write this often (and at once when a day closes)"),
     ] = 5.0  # fmt: skip
 
+    def __post_init__(self) -> None:
+        if self.duplicate_window_s > self.feedback_retention_s:
+            raise ValueError(
+                "duplicate_window_s must not exceed feedback_retention_s (JetStream refuses a"
+                " duplicate window longer than the stream's max age)"
+            )
+
 
 def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines; blank lines and ``#`` comments ignored."""

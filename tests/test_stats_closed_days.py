@@ -163,6 +163,7 @@ async def test_closed_days_outlive_the_feedback_and_late_deltas_count_once(
         await eventually(lambda: first.stats_feed.counts["duplicates"] == duplicates + 1)
         assert await day_rows(nc, past[1]) == corrected
         final = {day: await day_rows(nc, day) for day in past}
+        assert first.rollups.counts["seal_mismatch"] == 0 and not first.rollups.damaged
 
     # When the feedback has expired ...
     async def expired() -> bool:
@@ -191,6 +192,7 @@ async def test_closed_days_outlive_the_feedback_and_late_deltas_count_once(
         assert second.stats_feed.counts["applied"] == second.stats_feed.counts["corrected"] == 0
         for day in past:
             assert await day_rows(nc, day) == final[day]
+        assert not second.rollups.damaged and second.rollups.sealed >= set(past)
         local = await second.stats.daily(DailyStatsReq(date=past[1], by="row"))
         assert [i.state for i in local[0].items] == ["corrected", "closed"]
     await agent.outbox.close()

@@ -97,6 +97,7 @@ async def test_replay_after_the_dedup_window_counts_once(
         js = nc.jetstream()
         last = (await js.stream_info(FEEDBACK_STREAM)).state.last_seq
         stored = [await js.get_msg(FEEDBACK_STREAM, seq) for seq in range(1, last + 1)]
+        stored = [m for m in stored if (m.subject or "").startswith("vigil.feedback.")]
         await asyncio.sleep(WINDOW_S + 0.2)  # the scenario: let the window pass
         acks = [await js.publish(m.subject, m.data or b"", headers=m.headers) for m in stored]
         assert not any(a.duplicate for a in acks), (
