@@ -85,7 +85,7 @@ MAX_RANGES = 1024
 Outcome = Literal["applied", "duplicate", "corrected", "late_empty", "invalid"]
 """What one feedback did: counted into an open day, already counted, counted as a correction of
 a closed day, a closed day's delta with nothing to count, or not countable."""
-Grain = Literal["stream", "agent", "group", "row"]
+Grain = Literal["stream", "agent", "group", "row", "total"]
 DayStatus = Literal["open", "closed", "corrected"]
 
 
@@ -397,6 +397,8 @@ def key_of(row: StatsRow, by: Grain) -> Key:
         return Key(agent_id=row.agent_id)
     if by == "group":
         return Key(group=row.group)
+    if by == "total":
+        return Key()
     return Key(stream_id=row.stream_id, agent_id=row.agent_id, group=row.group)
 
 

@@ -39,7 +39,7 @@ SETTINGS = ManagerSettings(master_tick_s=0.1, duplicate_window_s=1.0,
                            stats_writer_interval_s=0.2)  # fmt: skip
 VIGIL = str(Path(sys.executable).parent / "vigil")
 IDENTS = {"stream": ("stream_id", "group"), "agent": ("agent_id",), "group": ("group",),
-          "row": ("stream_id", "agent_id", "group")}  # fmt: skip
+          "row": ("stream_id", "agent_id", "group"), "total": ()}  # fmt: skip
 
 
 class Fleet(msgspec.Struct):
@@ -141,7 +141,7 @@ async def test_ranges_and_months_agree_with_the_daily_queries_through_every_door
 ) -> None:
     days = month_days(fleet.month)
     first, last = days[0], days[-1]
-    for by in ("stream", "agent", "group", "row"):
+    for by in ("stream", "agent", "group", "row", "total"):
         # Given the sum of the daily queries of the month
         expected = await sum_of_days(nc, days, by)
         # When the month is asked for at once
@@ -211,6 +211,9 @@ async def test_ranges_and_months_agree_with_the_daily_queries_through_every_door
     code, out, err = await cli(fleet, "monthly", "--month", fleet.month)
     assert code == 0, err
     assert b"open" in out and f"{month['total']['frames_decoded']:,}".encode() in out
+    code, out, err = await cli(fleet, "daily", "--from", first, "--to", last, "--by", "total")
+    assert code == 0, err
+    assert f"{per_day['total']['frames_decoded']:,}".encode() in out
 
 
 def text_of_range_csv(result: dict[str, Any]) -> str:

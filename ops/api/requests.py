@@ -220,13 +220,13 @@ class DailyStatsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_id: Id | None = None
     agent_id: Id | None = None
     group: Id | None = None
-    by: Literal["stream", "agent", "group", "row"] = "stream"
+    by: Literal["stream", "agent", "group", "row", "total"] = "stream"
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
 
 
 Month = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}$", description="UTC month")]
-Grain = Literal["stream", "agent", "group", "row"]
+Grain = Literal["stream", "agent", "group", "row", "total"]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 Cursor = Annotated[str, msgspec.Meta(max_length=512)]
 

@@ -39,16 +39,16 @@ COLUMNS = (
     ("events", "events"), ("records", "records"), ("triggers", "triggers"),
 )  # fmt: skip
 IDENTS = {"stream": ("stream_id", "group"), "agent": ("agent_id",), "group": ("group",),
-          "row": ("stream_id", "agent_id", "group")}  # fmt: skip
+          "row": ("stream_id", "agent_id", "group"), "total": ()}  # fmt: skip
 
 
 def _filters(f: Any) -> Any:
     f = click.option("--stream", "stream_id", default=None, help="only this stream")(f)
     f = click.option("--agent", "agent_id", default=None, help="only this agent")(f)
     f = click.option("--group", default=None, help="only streams of this group")(f)
-    f = click.option("--by", type=click.Choice(["stream", "agent", "group", "row"]),
+    f = click.option("--by", type=click.Choice(["stream", "agent", "group", "row", "total"]),
                      default="stream", show_default=True,
-                     help="one line per stream, agent, group, or stream×agent")(f)  # fmt: skip
+                     help="one line per stream, agent, group, stream×agent, or the total")(f)  # fmt: skip
     f = click.option("--json", "as_json", is_flag=True, help="print JSON")(f)
     f = click.option("--csv", "csv_file", default=None, type=click.Path(path_type=Path),
                      help="write the lines as CSV to FILE ('-' for stdout)")(f)  # fmt: skip
@@ -235,7 +235,7 @@ def _show(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    idents = IDENTS[result["by"]]
+    idents = IDENTS[result["by"]] or ("",)  # by total: one unnamed column, "all"
     ranged = "date" not in result
     if ranged:
         span = result["month"] or f"{result['from']} … {result['to']}"
@@ -251,7 +251,8 @@ def _show(result: dict[str, Any]) -> None:
         table.add_column(heading, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for item in result["items"]:
-        table.add_row(*([item["date"]] if ranged else []), *(item[k] or "-" for k in idents),
+        table.add_row(*([item["date"]] if ranged else []),
+                      *(item.get(k) or ("-" if k else "all") for k in idents),
                       *(_num(item[k]) for k, _ in COLUMNS), _state(item))  # fmt: skip
     total = result["total"]
     lead = ["total"] + [""] * (len(idents) - (0 if ranged else 1))

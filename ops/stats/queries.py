@@ -308,6 +308,7 @@ _IDENT: dict[str, tuple[str, ...]] = {
     "agent": ("agent_id",),
     "group": ("group",),
     "row": ("stream_id", "agent_id", "group"),
+    "total": (),
 }
 
 
