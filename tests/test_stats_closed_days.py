@@ -230,3 +230,42 @@ async def test_a_day_closes_by_itself_past_the_horizon(
         assert report["checked"] == [earlier, yesterday] and report["open"] == [today]
         assert m.rollups.sealed == {yesterday}  # a day with late deltas only has no seal
         await agent.outbox.close()
+
+
+async def test_two_writers_write_every_record_once(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    """A deposed master that has not noticed yet keeps writing: its records are the same bytes,
+    and the server keeps the first copy of each."""
+    client = ClientSettings(nats_url=nats_server.url)
+    settings = ManagerSettings(master_tick_s=0.1, stats_writer_interval_s=0.2)
+    days = utc_days(2)
+    async with Manager(client, settings) as m1, Manager(client, settings, run_master=False) as m2:
+        await eventually(lambda: m1.master.is_master, what="master elected")
+        m2.rollups.is_writer = lambda: True  # given: a second manager that believes it writes
+        agent = await OutboxAgent.start(nc, tmp_path / "edge")
+        await agent.put(*((day, sid, measured(i + 1)) for i, day in enumerate(days)
+                          for sid in ("s-a", "s-b")))  # fmt: skip
+        await agent.flush()
+
+        # When a day closes and then gets a late delta
+        await ok(nc, "stats.close", {"through": days[1]})
+        await agent.put((days[0], "s-a", measured(5)))
+        await agent.flush()
+        for m in (m1, m2):
+            await eventually(lambda m=m: m.stats_feed.counts["corrected"] == 1
+                             and m.rollups.pending() == (0, 0), what="written")  # fmt: skip
+
+        # Then each record is stored once, both writers agree, and verify finds nothing
+        info = await nc.jetstream().stream_info(subjects.STATS_STREAM, subjects_filter=">")
+        assert set((info.state.subjects or {}).values()) == {1}
+        written = sum(m.rollups.counts["sealed"] + m.rollups.counts["corrections_written"]
+                      for m in (m1, m2))  # fmt: skip
+        records = [s for s in info.state.subjects or {} if ".seal." in s or ".fix." in s]
+        assert written == len(records)  # each seal and correction written by one of them
+        assert len([s for s in records if ".fix." in s]) == 1
+        assert m1.daily_stats.state == m2.daily_stats.state
+        assert m1.rollups.counts["seal_mismatch"] == m2.rollups.counts["seal_mismatch"] == 0
+        report = await ok(nc, "stats.verify", {})
+        assert report["ok"] and set(report["checked"]) == set(days[:2]), report
+        await agent.outbox.close()

@@ -273,8 +273,10 @@ class RollupStore:
                     self._marker_sent = through
             for day in sorted(self._to_seal):
                 await self._seal(day)
-            for key in sorted(self._to_fix, key=lambda k: (k[0], self._to_fix[k].feedback_seq)):
-                await self._fix(self._to_fix[key])
+            due = sorted(self._to_fix.values(), key=lambda c: (c.day, c.feedback_seq))
+            for c in due:  # (one may meanwhile be read back as written by another writer)
+                if (c.day, c.key) in self._to_fix:
+                    await self._fix(c)
         except (NatsError, TimeoutError, ConnectionError) as exc:
             self.counts["write_errors"] += 1
             log.warning("stats: rollup writing interrupted (%r); retrying", exc)
@@ -328,7 +330,7 @@ class RollupStore:
         """(days closed but not sealed yet, corrections not written yet)."""
         return len(self._to_seal), len(self._to_fix)
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> dict[str, int | str]:
         seals, fixes = self.pending()
         return {
             "closed_through": self.stats.state.closed_through,
