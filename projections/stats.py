@@ -18,9 +18,8 @@ taken from the agent — the work was really done, so it is billed). ``ops.stats
 Exactly once. JetStream's duplicate window drops a re-sent ``<agent_id>:<seq>`` only for its
 window (2 min by default); a replay after it is stored again, and after a reconnect rows may be
 *stored* out of seq order (see ``agent.sender``). So each agent's counted seqs are kept as a set:
-a contiguous ``floor`` plus disjoint ranges above it. A seq in the set is a duplicate and counts
-nothing; a seq not in the set is new data that arrived late and counts. `mark_applied` is the
-pure step. The sets are kept **per day**: a seq is never reused, so every copy of a delta names
+a contiguous ``floor`` plus disjoint ranges above it (``projections.seqs``). A seq in the set is
+a duplicate and counts nothing; a seq not in the set is new data that arrived late and counts. The sets are kept **per day**: a seq is never reused, so every copy of a delta names
 the same day, and a closed day's set is small (an agent's seqs of one day are nearly one range)
 and is stored with the day's rollup, so it outlives the feedback stream. Gaps that never fill
 cost one range each; past `MAX_RANGES` ranges the lowest gap is closed (the floor jumps over
@@ -45,7 +44,6 @@ streams are kept there, so this is deterministic.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from datetime import date as Date
@@ -54,6 +52,7 @@ from typing import Literal
 import msgspec
 
 from events.feedback import Feedback, StreamStats
+from projections.seqs import MAX_RANGES, AppliedSeqs, is_applied, mark_applied
 
 __all__ = [
     "MAX_RANGES",
@@ -79,66 +78,11 @@ __all__ = [
     "totals_view",
 ]
 
-MAX_RANGES = 1024
-"""Ranges kept above an agent's floor (per day) before the lowest gap is closed."""
-
 Outcome = Literal["applied", "duplicate", "corrected", "late_empty", "invalid"]
 """What one feedback did: counted into an open day, already counted, counted as a correction of
 a closed day, a closed day's delta with nothing to count, or not countable."""
 Grain = Literal["stream", "agent", "group", "row", "total"]
 DayStatus = Literal["open", "closed", "corrected"]
-
-
-# ---- the applied-seq set (pure) ---------------------------------------------------------------
-
-
-class AppliedSeqs(msgspec.Struct, frozen=True, kw_only=True):
-    """Seqs of one agent already counted: all of ``1..floor`` plus the closed ``ranges`` above.
-
-    ``ranges`` are sorted, disjoint, non-adjacent ``(lo, hi)`` pairs with ``lo > floor + 1``.
-    """
-
-    floor: int = 0
-    ranges: tuple[tuple[int, int], ...] = ()
-
-
-_NONE = AppliedSeqs()
-
-
-def is_applied(seqs: AppliedSeqs, seq: int) -> bool:
-    """True if `seq` was counted already (or lies in a closed gap)."""
-    if seq <= seqs.floor:
-        return True
-    i = bisect.bisect_right(seqs.ranges, seq, key=lambda r: r[0]) - 1
-    return i >= 0 and seqs.ranges[i][1] >= seq
-
-
-def mark_applied(
-    seqs: AppliedSeqs, seq: int, *, max_ranges: int = MAX_RANGES
-) -> tuple[AppliedSeqs, int]:
-    """The set with `seq` added, and how many gaps had to be closed to stay within `max_ranges`.
-
-    `seq` must not be applied yet (check `is_applied` first).
-    """
-    ranges = list(seqs.ranges)
-    i = bisect.bisect_right(ranges, seq, key=lambda r: r[0])  # ranges[:i] start at or below seq
-    left = i > 0 and ranges[i - 1][1] + 1 == seq
-    right = i < len(ranges) and ranges[i][0] - 1 == seq
-    if left and right:
-        ranges[i - 1 : i + 1] = [(ranges[i - 1][0], ranges[i][1])]
-    elif left:
-        ranges[i - 1] = (ranges[i - 1][0], seq)
-    elif right:
-        ranges[i] = (seq, ranges[i][1])
-    else:
-        ranges.insert(i, (seq, seq))
-    floor = seqs.floor
-    closed = 0
-    while ranges and (ranges[0][0] == floor + 1 or len(ranges) > max_ranges):
-        if ranges[0][0] != floor + 1:
-            closed += 1
-        floor = ranges.pop(0)[1]
-    return AppliedSeqs(floor=floor, ranges=tuple(ranges)), closed
 
 
 def add_stats(total: StreamStats | None, delta: StreamStats) -> StreamStats:
@@ -236,6 +180,9 @@ class StatsRow(msgspec.Struct, frozen=True, kw_only=True):
     state: DayStatus = "open"
     corrections: int = 0
     """How many late deltas (corrections) are in ``stats``."""
+
+
+_NONE = AppliedSeqs()
 
 
 class DailyStats:
