@@ -36,7 +36,8 @@ from projections.stats import DailyStats
 from projections.streams import StreamsProjection
 
 
-def build(streams: int, days: int) -> tuple[DailyStats, list[str]]:
+def build(streams: int, days: int) -> tuple[DailyStats, list[str], int]:
+    """Open days with one delta per cell; returns the fold, the days and the last seq."""
     stats = DailyStats()
     first = date(2025, 1, 1)
     names = [(first + timedelta(days=i)).isoformat() for i in range(days)]
@@ -51,9 +52,8 @@ def build(streams: int, days: int) -> tuple[DailyStats, list[str]]:
                                   bytes_read=10_800_000_000, processing_ms=86_400_000,
                                   peak_bitrate_bps=1_400_000, reconnects=s % 3, events=s % 7),
             ))  # fmt: skip
-    stats.close_through(names[-1], seq + 1)
     stats.caught_up = True
-    return stats, names
+    return stats, names, seq
 
 
 def rss() -> int:
@@ -69,7 +69,7 @@ async def main() -> None:
     streams, days = (100, 30) if args.quick else (args.streams, args.days)
     report = Report(f"statistics: {days} closed days × {streams} streams ({streams // 8} agents)")
 
-    stats, names = build(streams, days)
+    stats, names, last_seq = build(streams, days)
     t0 = time.perf_counter()
     chunks, seal = seal_day(names[0], stats.state.days[names[0]])
     report.add("seal one day", (time.perf_counter() - t0) * 1000, "ms",
@@ -81,8 +81,7 @@ async def main() -> None:
         await ensure_stats_stream(nc)
         writer = RollupStore(nc, stats, is_writer=lambda: True, feed_caught_up=lambda: False,
                              lateness_s=7 * 86400)  # fmt: skip
-        for day in names:
-            writer._note_closed(day)
+        stats.close_through(names[-1], last_seq + 1)  # the writer hears of every closed day
         t0 = time.perf_counter()
         await writer.write_due()
         report.add("write every day", time.perf_counter() - t0, "s",
