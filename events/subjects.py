@@ -16,6 +16,8 @@ module, so a new subject added here is a subject every role's permissions must a
     vigil.agent.<agent_id>.notify           publish, master → agent ("poll now")
     vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
     vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
+    vigil.stats.close                       JetStream VIGIL_FEEDBACK, managers: close days
+    vigil.stats.rollup.<kind>.<day>[...]    JetStream VIGIL_STATS, closed days (rollup writer)
     vigil.records.<agent_id>.<stream_id>    JetStream VIGIL_RECORDS, analysis records
 """
 
@@ -42,7 +44,11 @@ __all__ = [
     "RECORDS_PREFIX",
     "RECORDS_STREAM",
     "REQUESTS_BUCKET",
+    "ROLLUP_ALL",
+    "ROLLUP_PREFIX",
     "SNAPSHOTS_BUCKET",
+    "STATS_CLOSE",
+    "STATS_STREAM",
     "SubjectError",
     "agent_deregister",
     "agent_heartbeat",
@@ -58,6 +64,10 @@ __all__ = [
     "feedback",
     "feedback_agent_of",
     "records",
+    "rollup_chunk",
+    "rollup_fix",
+    "rollup_of",
+    "rollup_seal",
 ]
 
 # ---- JetStream streams and buckets -----------------------------------------------------------
@@ -74,6 +84,8 @@ MASTER_BUCKET = "VIGIL_MASTER"
 """KV: the master lease."""
 SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
 """Object store: projection snapshots."""
+STATS_STREAM = "VIGIL_STATS"
+"""Closed days of the daily statistics (rollups), written once, kept for years."""
 
 FEEDBACK_DURABLE = "vigil-managers"
 """The durable pull consumer on VIGIL_FEEDBACK shared by all managers (status changes)."""
@@ -94,6 +106,11 @@ AGENT_STREAMS_ALL = "vigil.agent.*.streams"
 AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
 FEEDBACK_ALL = "vigil.feedback.>"
 RECORDS_ALL = "vigil.records.>"
+STATS_CLOSE = "vigil.stats.close"
+"""In VIGIL_FEEDBACK (so it is ordered with the deltas): "every day up to X is closed".
+Published by managers only; agents must not be allowed to."""
+ROLLUP_PREFIX = "vigil.stats.rollup"
+ROLLUP_ALL = "vigil.stats.rollup.>"
 
 
 class SubjectError(ValueError):
@@ -174,3 +191,28 @@ RECORDS_PREFIX = "vigil.records"
 def records(agent_id: str) -> str:
     """The records subject prefix of one agent: it publishes ``<prefix>.<stream_id>``."""
     return f"{RECORDS_PREFIX}.{agent_id}"
+
+
+def rollup_chunk(day: str, index: int) -> str:
+    """Part `index` of the base of closed `day`."""
+    return f"{ROLLUP_PREFIX}.day.{day}.{index}"
+
+
+def rollup_seal(day: str) -> str:
+    """The seal of closed `day` (written after its chunks)."""
+    return f"{ROLLUP_PREFIX}.seal.{day}"
+
+
+def rollup_fix(day: str, agent_id: str, seq: int) -> str:
+    """The correction of `day` by the late delta ``<agent_id>:<seq>``."""
+    return f"{ROLLUP_PREFIX}.fix.{day}.{agent_id}.{seq}"
+
+
+def rollup_of(subject: str) -> tuple[str, str]:
+    """``(kind, day)`` of a rollup subject: kind is ``day``, ``seal`` or ``fix``."""
+    parts = subject.split(".")
+    if len(parts) < 5 or ".".join(parts[:3]) != ROLLUP_PREFIX or parts[3] not in (
+        "day", "seal", "fix"
+    ):  # fmt: skip
+        raise SubjectError(f"not a rollup subject: {subject!r}")
+    return parts[3], parts[4]

@@ -89,6 +89,38 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_min_events: Annotated[
         int, msgspec.Meta(ge=1, description="... and only after this many new events")
     ] = 1000
+    feedback_retention_s: Annotated[
+        float,
+        msgspec.Meta(ge=1, le=10 * 366 * 86400,
+                     description="VIGIL_FEEDBACK keeps agents' feedback this long; a manager"
+                     " rebuilds the open days from it at start, so keep it well above"
+                     " stats_lateness_s"),
+    ] = 40 * 86400.0  # fmt: skip
+    stats_lateness_s: Annotated[
+        float,
+        msgspec.Meta(ge=0, le=366 * 86400,
+                     description="a UTC day closes this long after it ended: its totals are"
+                     " written once as rollups, later deltas are counted as corrections;"
+                     " make it longer than any agent outage you promise to absorb"),
+    ] = 7 * 86400.0  # fmt: skip
+    stats_retention_years: Annotated[
+        int,
+        msgspec.Meta(ge=0, le=100,
+                     description="closed days (VIGIL_STATS) are kept this many years; 0 keeps"
+                     " them forever"),
+    ] = 0  # fmt: skip
+    stats_writer_interval_s: Annotated[
+        Seconds,
+        msgspec.Meta(description="the rollup writer (the master) looks for days to close and"
+                     " records to write this often (and at once when a day closes)"),
+    ] = 5.0  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.duplicate_window_s > self.feedback_retention_s:
+            raise ValueError(
+                "duplicate_window_s must not exceed feedback_retention_s (JetStream refuses a"
+                " duplicate window longer than the stream's max age)"
+            )
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -93,7 +93,7 @@ async def test_an_agent_identity_cannot_speak_for_another_or_touch_the_system(
             assert (await js_admin.stream_info("VIGIL_EVENTS")).state.last_seq == events_before
             lease_after = await (await js_admin.key_value("VIGIL_MASTER")).get("lease")
             assert lease_after.value == lease_before.value
-            assert manager.daily_stats.state.days == {}
+            assert not any(day.cells for day in manager.daily_stats.state.days.values())
             assert manager.heartbeats.last["a-good"][1].ts > 1
 
             # Its own subjects work: it registers as itself (its id comes from the subject).

@@ -6,6 +6,7 @@
     GET  /api/v1/streams            POST /api/v1/streams
     GET|PATCH|DELETE /api/v1/streams/{id}                 GET /api/v1/streams/{id}/history
     GET  /api/v1/agents /api/v1/agents/{id} /api/v1/master /api/v1/stats/daily
+         /api/v1/stats/range /api/v1/stats/monthly /api/v1/stats/corrections
 
 Handlers build the command's request Struct from the path, the query and the body and call the
 router: the same handler, validation and envelope as over NATS.
@@ -29,7 +30,7 @@ from ops.http.backend import BACKEND
 from ops.http.history import history
 from ops.http.metrics import CONTENT_TYPE, render
 from ops.http.openapi import document
-from ops.http.stats import daily_stats
+from ops.http.stats import corrections, daily_stats, monthly_stats, range_stats
 
 __all__ = ["Handler", "add_routes", "json_response", "needs", "query_values", "respond"]
 
@@ -184,3 +185,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/agents/{id}", needs("viewer", get_agent))
     r.add_get("/api/v1/master", needs("viewer", get_master))
     r.add_get("/api/v1/stats/daily", needs("viewer", daily_stats))
+    r.add_get("/api/v1/stats/range", needs("viewer", range_stats))
+    r.add_get("/api/v1/stats/monthly", needs("viewer", monthly_stats))
+    r.add_get("/api/v1/stats/corrections", needs("viewer", corrections))
