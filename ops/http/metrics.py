@@ -19,6 +19,8 @@ from ops.api.router import Router
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.heartbeats import Heartbeats
 from ops.master.loop import Master
+from ops.stats.feed import StatsFeed
+from ops.stats.rollups import RollupStore
 from projections.agents import AgentsProjection
 from projections.engine import Projector
 from projections.streams import StreamsProjection
@@ -39,6 +41,8 @@ class MetricsSource(Protocol):
     feedback: FeedbackConsumer
     router: Router
     supervisor: Supervisor
+    stats_feed: StatsFeed
+    rollups: RollupStore
 
 
 class ManagerCollector(Collector):
@@ -106,6 +110,22 @@ class ManagerCollector(Collector):
             restarts.add_metric([name], n)
         yield parts
         yield restarts
+        feed = CounterMetricFamily("vigil_stats_feedback", "Feedback folded into statistics",
+                                   labels=["outcome"])  # fmt: skip
+        for key, value in m.stats_feed.metrics().items():
+            if key in ("feedback_seq", "caught_up"):
+                continue
+            feed.add_metric([key], value)
+        yield feed
+        yield GaugeMetricFamily("vigil_stats_feedback_seq", "Last VIGIL_FEEDBACK sequence folded",
+                                value=m.stats_feed.last_seq)  # fmt: skip
+        rollup = m.rollups.metrics()
+        for key in ("sealed_days", "pending_seals", "pending_corrections", "damaged_days"):
+            yield GaugeMetricFamily(f"vigil_stats_{key}", f"Closed days: {key.replace('_', ' ')}",
+                                    value=float(rollup[key]))  # fmt: skip
+        for key in ("sealed", "corrections_written", "seal_mismatch", "write_errors"):
+            yield CounterMetricFamily(f"vigil_stats_rollup_{key}", f"Rollups: {key}",
+                                      value=float(rollup[key]))  # fmt: skip
 
 
 def render(collector: Collector | None) -> bytes:
