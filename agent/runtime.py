@@ -28,6 +28,7 @@ import functools
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -52,6 +53,15 @@ from agent.spooling import records_spool
 from analytics.registry import describe_all
 from analytics.spool import DirectoryConfig, SpoolConfig, WebhookConfig
 from analytics.worker import AnalyticSpec, Outcome, Report, StreamCounters, StreamJob, run_stream
+from core.sources import (
+    SourcePolicy,
+    check_host,
+    check_path,
+    check_source,
+    check_spool_path,
+    local_path,
+    scrub,
+)
 from events import subjects
 from events.aio import Restart, Supervisor
 from events.bounded import decode
@@ -118,6 +128,9 @@ class AgentConfig:
     outbox_max_rows: int = 100_000
     spool: SpoolConfig | None = None
     analytics: tuple[str, ...] | None = None  # None: every analytic this agent has
+    sources: SourcePolicy = field(default_factory=SourcePolicy)
+    """What this agent agrees to open (media roots, denied hosts...), checked before it does,
+    whatever a manager assigned."""
 
 
 @dataclass
@@ -379,6 +392,13 @@ class Agent:
                             FeedbackError(code="agent_outbox_full", fatal=False,
                                           message="the agent's feedback outbox is full"))  # fmt: skip
             return
+        refused = await self._refuse_source(a)
+        if refused is not None:
+            log.warning("stream %s not started: %s", stream_id, refused)
+            self.ended[stream_id] = version
+            await self._put(stream_id, version, "failure",
+                            FeedbackError(code="source_not_allowed", message=refused, fatal=True))  # fmt: skip
+            return
         job = StreamJob(
             stream_id=stream_id, agent_id=self.agent_id, url=local_url(a.source.url),
             kind=a.kind,
@@ -398,6 +418,32 @@ class Agent:
         )
         worker.future.add_done_callback(lambda f: self._on_done(worker, f))
         log.info("stream %s v%d started", stream_id, version)
+
+    async def _refuse_source(self, a: Assignment) -> str | None:
+        """Why this agent will not open ``a``'s source or spool (its own policy), or None."""
+        policy = self.config.sources
+        url = a.source.url
+        path = local_path(url)
+        host = urlsplit(url).hostname if path is None else None
+        addresses: list[str] = []
+        if host:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+                addresses = sorted({str(i[4][0]) for i in infos})
+            except (OSError, UnicodeError):
+                addresses = []  # unresolvable: the decoder will report it as unreachable
+        why = check_source(url, policy, addresses)
+        if why is None and path is not None:
+            real = await asyncio.to_thread(os.path.realpath, path)
+            why = check_path(real, policy.media_roots)  # a symlink may not lead out of a root
+            if why is None and await asyncio.to_thread(_not_a_file, real):
+                why = "file sources must be regular files under a media root"
+        if why is None and a.spool is not None and a.spool.type == "directory":
+            why = check_spool_path(a.spool.path or "", policy)
+        if why is None and a.spool is not None and a.spool.type == "webhook":
+            target = urlsplit(a.spool.url or "").hostname or ""
+            why = check_host(target, [], policy)
+        return None if why is None else scrub(why, url)
 
     def spool_for(self, stream_id: str, target: SpoolOut | None) -> SpoolConfig | None:
         """The stream's record spooler: its own choice, else the agent's default (JetStream)."""
@@ -425,7 +471,8 @@ class Agent:
             worker.failed = True
             worker.stop.set()
             code = report.code or ("stream_stalled" if report.kind == "stall" else "source_error")
-            err = FeedbackError(code=code, message=report.message, fatal=report.fatal)
+            err = FeedbackError(code=code, message=scrub(report.message, worker.job.url)[:2048],
+                                fatal=report.fatal)  # fmt: skip
             self._spawn(self._final(worker, "failure", err))
 
     def _on_done(self, worker: Worker, fut: asyncio.Future[Outcome]) -> None:
@@ -439,7 +486,8 @@ class Agent:
         exc = fut.exception()
         if exc is not None:
             log.error("worker for %s crashed: %r", worker.stream_id, exc)
-            err = FeedbackError(code="worker_crashed", message=repr(exc)[:500], fatal=False)
+            err = FeedbackError(code="worker_crashed", message=scrub(repr(exc), worker.job.url)[:500],
+                                fatal=False)  # fmt: skip
             self._spawn(self._final(worker, "failure", err))
             return
         outcome = fut.result()
@@ -448,7 +496,8 @@ class Agent:
         if outcome.status == "done":
             self._spawn(self._final(worker, "done", None))
         elif outcome.status == "failure":
-            err = FeedbackError(code=outcome.error_code or "failure", message=outcome.message,
+            err = FeedbackError(code=outcome.error_code or "failure",
+                                message=scrub(outcome.message, worker.job.url)[:2048],
                                 fatal=outcome.fatal)  # fmt: skip
             self._spawn(self._final(worker, "failure", err))
         else:
@@ -532,6 +581,21 @@ class Agent:
             "outbox_depth": self.outbox.depth(),
             "sender": msgspec.to_builtins(self.sender.stats()) if hasattr(self, "sender") else None,
         }
+
+
+def _not_a_file(path: str) -> bool:
+    """True for something that exists but is no regular file (a device, directory, fifo, a
+    /proc entry), symlinks resolved. A missing file is left to the decoder (``source_not_found``,
+    inside a media root only)."""
+    real = os.path.realpath(path)
+    if real.startswith(("/proc/", "/sys/", "/dev/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(real).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

@@ -70,7 +70,12 @@ class Cause(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=T
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Where a stream comes from. ``url`` never holds credentials: they are kept apart, in KV
+    ``VIGIL_SECRETS`` under the key ``secret`` (managers only), and given to the stream's agent
+    with its assignment."""
+
     url: str
+    secret: str | None = None
 
 
 class AnalyticRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -142,8 +142,10 @@ class Poll(msgspec.Struct, frozen=True):
     running: Annotated[list[Id], msgspec.Meta(max_length=100_000)] | None = None
 
 
-class SourceOut(msgspec.Struct, frozen=True):
+class SourceOut(msgspec.Struct, frozen=True, omit_defaults=True):
     url: str
+    credentials: bool = False
+    """In a view: the source has credentials, kept apart (never shown)."""
 
 
 class AssignedAnalytic(msgspec.Struct, frozen=True):

@@ -46,6 +46,7 @@ __all__ = [
     "REQUESTS_BUCKET",
     "ROLLUP_ALL",
     "ROLLUP_PREFIX",
+    "SECRETS_BUCKET",
     "SNAPSHOTS_BUCKET",
     "STATS_CLOSE",
     "STATS_STREAM",
@@ -84,6 +85,8 @@ MASTER_BUCKET = "VIGIL_MASTER"
 """KV: the master lease."""
 SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
 """Object store: projection snapshots."""
+SECRETS_BUCKET = "VIGIL_SECRETS"
+"""KV: credentials of stream sources (kept out of the event log; managers only)."""
 STATS_STREAM = "VIGIL_STATS"
 """Closed days of the daily statistics (rollups), written once, kept for years."""
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import msgspec
 
+from core.sources import DEFAULT_DENY, DEFAULT_SCHEMES, SourcePolicy
 from events.connection import ConnectionSettings
 
 __all__ = [
@@ -38,7 +39,12 @@ class ClientSettings(ConnectionSettings, frozen=True, kw_only=True):
 
 
 class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Manager timings. Agents are told their intervals at registration."""
+    """Manager timings and policies. Agents are told their intervals at registration."""
+
+    def source_policy(self) -> SourcePolicy:
+        return SourcePolicy(schemes=self.source_schemes, media_roots=self.media_roots,
+                            spool_roots=self.spool_roots, deny_hosts=self.source_deny_hosts,
+                            allow_hosts=self.source_allow_hosts)  # fmt: skip
 
     heartbeat_interval_s: Annotated[Seconds, msgspec.Meta(description="agent heartbeat period")] = (
         2.0
@@ -79,6 +85,27 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
         str | None,
         msgspec.Meta(description="HTTP tokens with roles (vigil tokens add); digests only"),
     ] = None
+    media_roots: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(description="directories file:// sources may be under (none: no files)"),
+    ] = ()
+    spool_roots: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(description="directories a directory spool may be under (none: none)"),
+    ] = ()
+    source_schemes: Annotated[
+        tuple[str, ...], msgspec.Meta(description="URL schemes a stream source may use")
+    ] = DEFAULT_SCHEMES
+    source_deny_hosts: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(
+            description="addresses, networks (CIDR) and names sources and webhooks may"
+            " not point at (loopback, link-local, metadata by default)"
+        ),
+    ] = DEFAULT_DENY
+    source_allow_hosts: Annotated[
+        tuple[str, ...], msgspec.Meta(description="exceptions to source_deny_hosts")
+    ] = ()
     gc_freeze_interval_s: Annotated[
         Seconds,
         msgspec.Meta(
@@ -181,13 +208,20 @@ def load_client_settings(
 
 def load_manager_settings(*, data_dir: str | None = None) -> ManagerSettings:
     """``ManagerSettings`` with each field overridable as ``VIGIL_<FIELD>`` (e.g.
-    ``VIGIL_AGENT_DOWNGRADE_S=20``); bad values fail with the field's name."""
+    ``VIGIL_AGENT_DOWNGRADE_S=20``; lists comma-separated: ``VIGIL_MEDIA_ROOTS=/srv/a,/srv/b``);
+    bad values fail with the field's name."""
     env = _env(data_dir)
-    values: dict[str, str] = {}
+    values: dict[str, object] = {}
+    lists = {name for name, default in zip(ManagerSettings.__struct_fields__,
+                                           ManagerSettings.__struct_defaults__, strict=False)
+             if isinstance(default, tuple)}  # fmt: skip
     for name in ManagerSettings.__struct_fields__:
         key = f"VIGIL_{name.upper()}"
         if key in env:
-            values[name] = env[key]
+            raw = env[key]
+            values[name] = (
+                [x.strip() for x in raw.split(",") if x.strip()] if name in lists else raw
+            )
     try:
         return msgspec.convert(values, ManagerSettings, strict=False)
     except msgspec.ValidationError as exc:

@@ -10,6 +10,16 @@ from typing import Any
 import orjson
 from nats.aio.client import Client
 
+from core.sources import SourcePolicy
+
+LOOPBACK = ("127.0.0.0/8", "::1/128", "localhost")
+LOOPBACK_OK: dict[str, Any] = {"media_roots": ("/",), "spool_roots": ("/",),
+                               "source_allow_hosts": LOOPBACK}  # fmt: skip
+"""ManagerSettings for tests: their sources are files in temporary directories and servers on
+loopback, which the default policy refuses (tests of the policy itself use the defaults)."""
+AGENT_SOURCES = SourcePolicy(media_roots=("/",), spool_roots=("/",), allow_hosts=LOOPBACK)
+"""The same for a test agent's ``AgentConfig.sources``."""
+
 
 async def command(
     nc: Client, name: str, body: dict[str, Any] | bytes, timeout: float = 5.0

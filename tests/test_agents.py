@@ -15,9 +15,11 @@ from analytics.clips import ClipSpec, write_clip
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import command, eventually, ok
+from tests.helpers import AGENT_SOURCES, LOOPBACK_OK, command, eventually, ok
 
-SETTINGS = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=5)
+SETTINGS = ManagerSettings(
+    **LOOPBACK_OK, master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=5
+)
 
 
 @pytest.fixture
@@ -28,7 +30,13 @@ async def manager(nats_server: EmbeddedNats) -> AsyncIterator[Manager]:
 
 
 def agent_config(tmp_path: Path, name: str, **kw: object) -> AgentConfig:
-    return AgentConfig(name=name, outbox=tmp_path / name / "outbox.db", poll_interval_s=1.0, **kw)  # type: ignore[arg-type]
+    return AgentConfig(
+        name=name,
+        outbox=tmp_path / name / "outbox.db",
+        poll_interval_s=1.0,
+        sources=AGENT_SOURCES,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def status_of(nc: Client, sid: str) -> dict:  # type: ignore[type-arg]

@@ -19,10 +19,10 @@ from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
 from projections.snapshot import take_snapshot, write_snapshot
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 from tests.test_replay import vigil
 
-FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2)
+FAST = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, master_lease_s=2)
 
 
 async def _scenario(nc: Client) -> list[str]:

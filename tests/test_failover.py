@@ -32,7 +32,7 @@ def _env(nats_url: str, tmp: Path) -> dict[str, str]:
     env.update(
         VIGIL_NATS_URL=nats_url, VIGIL_DATA_DIR=str(tmp / "nodata"), VIGIL_MASTER_LEASE_S=str(LEASE_S),
         VIGIL_MASTER_TICK_S="0.1", VIGIL_AGENT_DOWNGRADE_S=str(DOWNGRADE_S),
-        VIGIL_HEARTBEAT_INTERVAL_S="0.5",
+        VIGIL_HEARTBEAT_INTERVAL_S="0.5", VIGIL_MEDIA_ROOTS=str(tmp),
     )  # fmt: skip
     return env
 
@@ -143,7 +143,8 @@ async def test_kill_9_an_agent_and_its_streams_run_elsewhere(
     )
     await procs.first_line(await procs.start("manager", env=env, cwd=tmp_path), b"manager ")
     doomed = await procs.start("agent", "--name", "doomed", "--capacity", "20", "--outbox",
-                               str(tmp_path / "doomed.db"), env=env, cwd=tmp_path)  # fmt: skip
+                               str(tmp_path / "doomed.db"), "--media-root", str(tmp_path),
+                               env=env, cwd=tmp_path)  # fmt: skip
     doomed_id = (await procs.first_line(doomed, b"agent ")).split("(")[1].split(")")[0]
     await eventually(lambda: _agent_count(nc, 1), timeout=15)
 
@@ -160,7 +161,8 @@ async def test_kill_9_an_agent_and_its_streams_run_elsewhere(
     others = set()
     for name in ("left", "right"):
         p = await procs.start("agent", "--name", name, "--capacity", "12", "--outbox",
-                              str(tmp_path / f"{name}.db"), env=env, cwd=tmp_path)  # fmt: skip
+                              str(tmp_path / f"{name}.db"), "--media-root", str(tmp_path),
+                              env=env, cwd=tmp_path)  # fmt: skip
         others.add((await procs.first_line(p, b"agent ")).split("(")[1].split(")")[0])
     await eventually(lambda: _agent_count(nc, 3), timeout=15)
 

@@ -11,15 +11,17 @@ from nats.aio.client import Client
 
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
-from ops.settings import ClientSettings
-from tests.helpers import command, count_messages, ok
+from ops.settings import ClientSettings, ManagerSettings
+from tests.helpers import LOOPBACK_OK, command, count_messages, ok
 
 FILE = {"source": {"url": "file:///tmp/x.mp4"}, "kind": "file"}
 
 
 @pytest.fixture
 async def manager(nats_server: EmbeddedNats) -> AsyncIterator[Manager]:
-    async with Manager(ClientSettings(nats_url=nats_server.url)) as m:
+    async with Manager(
+        ClientSettings(nats_url=nats_server.url), ManagerSettings(**LOOPBACK_OK)
+    ) as m:
         yield m
 
 

@@ -17,9 +17,9 @@ from events.model import Cause, MasterElected, StreamEvent
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import AGENT_SOURCES, LOOPBACK_OK, eventually, ok
 
-FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2, heartbeat_interval_s=0.3,
+FAST = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, master_lease_s=2, heartbeat_interval_s=0.3,
                        agent_downgrade_s=3, stream_staleness_s=30)  # fmt: skip
 
 
@@ -71,7 +71,8 @@ async def test_transient_failures_restart_with_growing_delays_then_give_up(
 ) -> None:
     client = ClientSettings(nats_url=nats_server.url)
     async with Agent(
-        client, AgentConfig(name="a", outbox=tmp_path / "o.db", poll_interval_s=0.5)
+        client,
+        AgentConfig(name="a", outbox=tmp_path / "o.db", poll_interval_s=0.5, sources=AGENT_SOURCES),
     ) as agent:
         await eventually(lambda: agent.registered.is_set())
         dead = f"tcp://127.0.0.1:{free_port()}"  # nobody listens: connection refused, not fatal
@@ -158,7 +159,7 @@ async def test_a_stream_without_feedback_is_requeued_after_its_staleness_period(
 async def test_silent_agent_is_downgraded_recovers_on_heartbeat_and_is_removed_after_retention(
     nats_server: EmbeddedNats, nc: Client
 ) -> None:
-    settings = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.3, agent_downgrade_s=1,
+    settings = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, heartbeat_interval_s=0.3, agent_downgrade_s=1,
                                agent_retention_s=2)  # fmt: skip
     async with Manager(ClientSettings(nats_url=nats_server.url), settings) as m:
         await eventually(lambda: m.master.is_master)

@@ -28,10 +28,10 @@ from ops.http.app import build_app
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import AGENT_SOURCES, LOOPBACK_OK, eventually, ok
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
-FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2, heartbeat_interval_s=0.3,
+FAST = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, master_lease_s=2, heartbeat_interval_s=0.3,
                        agent_downgrade_s=3, stream_staleness_s=30)  # fmt: skip
 
 
@@ -74,7 +74,10 @@ async def test_audit_and_replay_of_a_scenario_with_a_master_failover(
     await m1.__aenter__()
     await m2.__aenter__()
     left: Manager | None = None
-    agent = Agent(client, AgentConfig(name="a", outbox=tmp_path / "o.db", poll_interval_s=0.5))
+    agent = Agent(
+        client,
+        AgentConfig(name="a", outbox=tmp_path / "o.db", poll_interval_s=0.5, sources=AGENT_SOURCES),
+    )
     try:
         await eventually(lambda: m1.master.is_master or m2.master.is_master, what="a master")
         first, second = (m1, m2) if m1.master.is_master else (m2, m1)

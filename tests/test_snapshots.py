@@ -27,9 +27,9 @@ from projections.snapshot import (
     write_snapshot,
 )
 from projections.streams import StreamsProjection
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 
-FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2)
+FAST = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, master_lease_s=2)
 CAUSE = Cause(kind="command", name="test")
 
 

@@ -26,7 +26,7 @@ from events.subjects import FEEDBACK_STREAM
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import AGENT_SOURCES, LOOPBACK_OK, eventually, ok
 
 OUTAGE_S = float(os.environ.get("VIGIL_CHAOS_OUTAGE_S", "60"))
 """How long the test's nats-server stays down: 60 s, as the acceptance asks (the sender's backoff
@@ -34,7 +34,11 @@ is capped at 10 s, so this covers several failed retry rounds). VIGIL_CHAOS_OUTA
 quicker run while developing."""
 
 SETTINGS = ManagerSettings(
-    master_tick_s=0.1, heartbeat_interval_s=0.5, feedback_interval_s=0.5, agent_downgrade_s=5
+    **LOOPBACK_OK,
+    master_tick_s=0.1,
+    heartbeat_interval_s=0.5,
+    feedback_interval_s=0.5,
+    agent_downgrade_s=5,
 )
 STREAMS = 4
 
@@ -48,6 +52,7 @@ async def manager(nats_server: EmbeddedNats) -> AsyncIterator[Manager]:
 
 def config(tmp_path: Path, name: str) -> AgentConfig:
     return AgentConfig(name=name, outbox=tmp_path / name / "outbox.db", capacity=STREAMS,
+                       sources=AGENT_SOURCES,
                        poll_interval_s=0.5)  # fmt: skip
 
 

@@ -27,12 +27,12 @@ from ops.api.requests import DailyStatsReq
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 
 WINDOW_S = 1.0
 RETENTION_S = 5.0
 """VIGIL_FEEDBACK keeps messages this long in the retention test (40 days by default)."""
-SETTINGS = ManagerSettings(master_tick_s=0.1, duplicate_window_s=WINDOW_S,
+SETTINGS = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, duplicate_window_s=WINDOW_S,
                            feedback_retention_s=RETENTION_S, stats_writer_interval_s=0.2)  # fmt: skip
 
 
@@ -201,7 +201,7 @@ async def test_closed_days_outlive_the_feedback_and_late_deltas_count_once(
 async def test_a_day_closes_by_itself_past_the_horizon(
     nats_server: EmbeddedNats, nc: Client, tmp_path: Path
 ) -> None:
-    settings = ManagerSettings(master_tick_s=0.1, stats_lateness_s=0,
+    settings = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, stats_lateness_s=0,
                                stats_writer_interval_s=0.2)  # fmt: skip
     earlier, yesterday, today = utc_days(2)
     async with Manager(ClientSettings(nats_url=nats_server.url), settings) as m:
@@ -238,7 +238,7 @@ async def test_two_writers_write_every_record_once(
     """A deposed master that has not noticed yet keeps writing: its records are the same bytes,
     and the server keeps the first copy of each."""
     client = ClientSettings(nats_url=nats_server.url)
-    settings = ManagerSettings(master_tick_s=0.1, stats_writer_interval_s=0.2)
+    settings = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, stats_writer_interval_s=0.2)
     days = utc_days(2)
     async with Manager(client, settings) as m1, Manager(client, settings, run_master=False) as m2:
         await eventually(lambda: m1.master.is_master, what="master elected")

@@ -27,11 +27,11 @@ from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
 from ops.stats.queries import CSV_COLUMNS
-from tests.helpers import command, eventually, ok
+from tests.helpers import AGENT_SOURCES, LOOPBACK_OK, command, eventually, ok
 
 WINDOW_S = 1.0
 """VIGIL_FEEDBACK's duplicate window in these tests (the default is 120 s)."""
-SETTINGS = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=5,
+SETTINGS = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=5,
                            feedback_interval_s=0.5, duplicate_window_s=WINDOW_S)  # fmt: skip
 VIGIL = str(Path(sys.executable).parent / "vigil")
 OPEN = {"state": "open", "corrections": 0}
@@ -46,7 +46,9 @@ async def manager(nats_server: EmbeddedNats) -> AsyncIterator[Manager]:
 
 
 def config(tmp_path: Path, name: str) -> AgentConfig:
-    return AgentConfig(name=name, outbox=tmp_path / name / "outbox.db", poll_interval_s=0.5)
+    return AgentConfig(
+        name=name, outbox=tmp_path / name / "outbox.db", poll_interval_s=0.5, sources=AGENT_SOURCES
+    )
 
 
 async def totals(nc: Client, day: str, **filters: str) -> dict[str, object]:

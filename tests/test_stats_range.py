@@ -32,10 +32,10 @@ from ops.settings import ClientSettings, ManagerSettings
 from ops.stats.queries import CSV_COLUMNS, RangeItem, to_csv
 from projections.rollup import decode_chunk, encode
 from projections.stats import totals_view
-from tests.helpers import command, eventually, ok
+from tests.helpers import LOOPBACK_OK, command, eventually, ok
 from tests.test_stats_closed_days import OutboxAgent, folded_all, measured, utc_days
 
-SETTINGS = ManagerSettings(master_tick_s=0.1, duplicate_window_s=1.0,
+SETTINGS = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, duplicate_window_s=1.0,
                            stats_writer_interval_s=0.2)  # fmt: skip
 VIGIL = str(Path(sys.executable).parent / "vigil")
 IDENTS = {"stream": ("stream_id", "group"), "agent": ("agent_id",), "group": ("group",),

@@ -17,9 +17,9 @@ from ops.http.app import build_app
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import command, eventually, ok
+from tests.helpers import LOOPBACK_OK, command, eventually, ok
 
-FAST = ManagerSettings(master_tick_s=0.1, master_lease_s=2)
+FAST = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, master_lease_s=2)
 
 
 @pytest.fixture

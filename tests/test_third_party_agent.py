@@ -16,14 +16,14 @@ from nats.aio.client import Client
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "minimal_agent.py"
 
 
 @pytest.fixture
 async def manager(nats_server: EmbeddedNats) -> AsyncIterator[Manager]:
-    settings = ManagerSettings(master_tick_s=0.1)
+    settings = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1)
     async with Manager(ClientSettings(nats_url=nats_server.url), settings) as m:
         yield m
 

@@ -40,10 +40,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) ->
 
 
 def _up(tmp_path: Path, http: str) -> subprocess.Popen[bytes]:
+    env = os.environ | {"VIGIL_MEDIA_ROOTS": "/tmp", "VIGIL_SPOOL_ROOTS": str(tmp_path)}
     return subprocess.Popen(
         [VIGIL, "up", "--data-dir", str(tmp_path / ".vigil"), "--http", http, "--agents", "0",
          "--nats-port", str(free_port())],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from core.agent import AgentState, AgentStatus
+from core.sources import with_credentials
 from core.stream import Status, StreamState
 from events.model import AnalyticOffer, Autorestart, ErrorInfo, HostInfo
 from events.protocol import AssignedAnalytic, Assignment, Heartbeat, SourceOut, SpoolOut
@@ -126,18 +127,22 @@ def _spool(s: StreamState) -> SpoolOut | None:
     return None if sp is None else SpoolOut(sp.type, sp.url, sp.path)
 
 
-def assignment_of(s: StreamState, start_by: float | None = None) -> Assignment:
-    """What an agent gets for a stream assigned to it (CONTRACT §4, ``start[]``)."""
+def assignment_of(
+    s: StreamState, *, credentials: str | None = None, start_by: float | None = None
+) -> Assignment:
+    """What an agent gets for a stream assigned to it (CONTRACT §4, ``start[]``): the source
+    URL with its ``credentials`` put back (only the assigned agent ever receives them)."""
     return Assignment(
         stream_id=s.stream_id, version=s.assignment_version or 0, name=s.name,
-        source=SourceOut(s.source.url), kind=s.kind, analytics=_analytics(s), labels=s.labels,
+        source=SourceOut(with_credentials(s.source.url, credentials)), kind=s.kind, analytics=_analytics(s), labels=s.labels,
         stall_timeout_s=s.staleness_s, spool=_spool(s), start_by=start_by,
     )  # fmt: skip
 
 
 def stream_view(s: StreamState) -> StreamView:
     return StreamView(
-        stream_id=s.stream_id, name=s.name, source=SourceOut(s.source.url), kind=s.kind,
+        stream_id=s.stream_id, name=s.name,
+        source=SourceOut(s.source.url, credentials=s.source.secret is not None), kind=s.kind,
         analytics=_analytics(s), group=s.group, status=s.status, version=s.version,
         agent_id=s.agent_id, created_at=iso(s.created_at), updated_at=iso(s.updated_at),
         last_error=s.last_error, restarts=s.restarts,

@@ -18,6 +18,7 @@ import click
 import msgspec
 import orjson
 
+from core.sources import SourcePolicy
 from ops.cli.client import fail, request
 from ops.cli.creds import creds
 from ops.cli.stats import stats
@@ -88,9 +89,16 @@ def manager(nats_url: str | None, http: str | None) -> None:
 @click.option("--analytic", "analytics", multiple=True, help="offer only these analytics")
 @click.option("--creds", "creds_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="this agent's identity (vigil creds agent ...); default VIGIL_NATS_CREDS")  # fmt: skip
+@click.option("--media-root", "media_roots", multiple=True, type=click.Path(),
+              help="a directory file:// sources may be under; repeatable (none: no files)")  # fmt: skip
+@click.option("--spool-root", "spool_roots", multiple=True, type=click.Path(),
+              help="a directory record spools may be under; repeatable")  # fmt: skip
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="an address, CIDR or name sources may use even if denied (loopback...)")  # fmt: skip
 def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[str, ...],
           labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...],
-          creds_file: str | None) -> None:  # fmt: skip
+          creds_file: str | None, media_roots: tuple[str, ...], spool_roots: tuple[str, ...],
+          allow_hosts: tuple[str, ...]) -> None:  # fmt: skip
     """Run the reference agent until Ctrl-C (then it stops its streams and deregisters)."""
     from agent.main import run_agent
     from agent.runtime import AgentConfig
@@ -100,6 +108,9 @@ def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[s
         name=agent_name, capacity=capacity, groups=groups, labels=dict(_label(x) for x in labels),
         outbox=outbox or Path(".vigil") / "agents" / agent_name / "outbox.db",
         analytics=analytics or None,
+        sources=SourcePolicy(media_roots=tuple(os.path.abspath(r) for r in media_roots),
+                             spool_roots=tuple(os.path.abspath(r) for r in spool_roots),
+                             allow_hosts=allow_hosts),
     )  # fmt: skip
     settings = load_client_settings(nats_url=nats_url)
     if creds_file:

@@ -35,6 +35,7 @@ from ops.api.views import AgentList, AgentView, HeartbeatView, agent_view, assig
 from ops.commands.analytics import check_schema
 from ops.commands.executor import AggregateType, Executor
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.secrets import SecretStore
 from ops.settings import ManagerSettings
 from projections.agents import AgentsProjection
 from projections.engine import Projector
@@ -84,8 +85,10 @@ class AgentCommands:
         manager_id: str,
         heartbeats: Heartbeats,
         refused: RefusedCounts = _no_refusals,
+        secrets: SecretStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.secrets = secrets or SecretStore(None)
         self.executor = executor
         self.projector = projector
         self.agents = agents
@@ -148,7 +151,12 @@ class AgentCommands:
             hb = self.heartbeats.last.get(agent_id)
             running = list(hb[1].running) if hb else []
         keep = {s.stream_id for s in assigned}
-        result = PollResult(start=[assignment_of(s) for s in assigned],
+        start = [
+            assignment_of(s, credentials=await self.secrets.get(s.source.secret))
+            if s.source.secret else assignment_of(s)
+            for s in assigned
+        ]  # fmt: skip
+        result = PollResult(start=start,
                             stop=sorted(set(running) - keep),
                             refused=dict(self.refused(agent_id)))  # fmt: skip
         return result, self.projector.last_seq

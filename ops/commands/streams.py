@@ -7,21 +7,33 @@ envelope. Writes go through the shared `Executor` (load → decide → append �
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import msgspec
 
 from core import stream as S
 from core.errors import IllegalTransition, Invalid, NotFound
+from core.sources import (
+    SourcePolicy,
+    check_host,
+    check_source,
+    check_spool_path,
+    local_path,
+    split_credentials,
+)
 from core.stream import StreamState
 from events.model import AnalyticRef, Autorestart, Cause, Source, SpoolTarget, StreamEvent
 from ops.api import requests as R
 from ops.api.views import Deleted, StreamList, StreamView, stream_view
 from ops.commands.executor import AggregateType, Executor
+from ops.commands.secrets import SecretStore
 from projections.engine import Projector
 from projections.streams import StreamsProjection
 
@@ -57,8 +69,12 @@ class StreamCommands:
         *,
         manager_id: str,
         validate_analytics: ParamsValidator = _no_registry,
+        policy: SourcePolicy | None = None,
+        secrets: SecretStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.policy = policy or SourcePolicy()
+        self.secrets = secrets or SecretStore(None)
         self.executor = executor
         self.projector = projector
         self.streams = streams
@@ -81,21 +97,44 @@ class StreamCommands:
 
     # ---- handlers ----------------------------------------------------------------------------
 
+    async def _check_url(self, url: str, path: str) -> None:
+        """``Invalid`` at ``path`` unless the policy allows ``url`` (resolving its host here;
+        a name this manager cannot resolve is left to the agent's own check)."""
+        host = urlsplit(url).hostname if local_path(url) is None else None
+        addresses = await resolve(host) if host else []
+        why = check_source(url, self.policy, addresses)
+        if why is not None:
+            raise Invalid(path, why)
+
     async def create(self, req: R.CreateStreamReq) -> tuple[StreamView, int]:
         R.validate_source(req.source, req.kind)
+        await self._check_url(req.source.url, "$.source.url")
         self.validate_analytics(req.analytics, req.allow_unregistered)
         if req.spool is not None:
             R.validate_spool(req.spool)
+            if req.spool.type == "directory" and req.spool.path:
+                why = check_spool_path(req.spool.path, self.policy)
+                if why is not None:
+                    raise Invalid("$.spool.path", why)
+            if req.spool.type == "webhook" and req.spool.url:
+                host = urlsplit(req.spool.url).hostname or ""
+                why = check_host(host, await resolve(host), self.policy)
+                if why is not None:
+                    raise Invalid("$.spool.url", why)
         if req.request_id is not None:
             stream_id = "s-" + uuid.uuid5(_NS, f"stream.create:{req.request_id}").hex[:16]
         else:
             stream_id = "s-" + uuid.uuid4().hex[:16]
+        url, userinfo = split_credentials(req.source.url)
+        if userinfo is not None:
+            await self.secrets.put(stream_id, userinfo)
         ar = req.autorestart
         autorestart = Autorestart(**msgspec.structs.asdict(ar)) if ar else Autorestart()
         now = self.clock()
         cmd = S.CreateStream(
             stream_id=stream_id, at=now, cause=self._cause("stream.create", req.request_id),
-            name=req.name or _default_name(req.source.url), source=Source(url=req.source.url),
+            name=req.name or _default_name(url),
+            source=Source(url=url, secret=stream_id if userinfo is not None else None),
             kind=req.kind,
             analytics=tuple(AnalyticRef(name=a.name, params=a.params) for a in req.analytics),
             group=req.group, autorestart=autorestart, labels=dict(req.labels),
@@ -162,8 +201,22 @@ class StreamCommands:
                                   expected_version=req.expected_version)  # fmt: skip
 
         msg_id = f"stream.delete:{req.request_id}" if req.request_id else None
+        before = self.streams.get(req.stream_id)
         _, seq = await self.execute(req.stream_id, make, msg_id=msg_id)
+        if before is not None and before.source.secret:
+            await self.secrets.delete(before.source.secret)
         return Deleted(stream_id=req.stream_id), seq
+
+
+async def resolve(host: str, timeout: float = 2.0) -> list[str]:
+    """The addresses ``host`` resolves to here (none when it does not resolve in time)."""
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def _default_name(url: str) -> str:

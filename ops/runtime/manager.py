@@ -42,6 +42,7 @@ from ops.commands.analytics import AnalyticsRegistry
 from ops.commands.executor import Executor
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
 from ops.http.metrics import ManagerCollector
 from ops.logtools.verify import DumpResult, dump_handler
@@ -112,7 +113,8 @@ class Manager:
         self.store = JetStreamStore(self.nc, duplicate_window=s.duplicate_window_s,
                                     replicas=s.replicas)  # fmt: skip
         await self.store.ensure()
-        requests_kv, lease_kv = await ensure_all(self.nc, s)
+        requests_kv, lease_kv, secrets_kv = await ensure_all(self.nc, s)
+        self.secrets = SecretStore(secrets_kv)
         start_seq = await restore_latest(self.nc, self.fleet.all(), self.store.stream)
         self.projector = Projector(self.nc, self.fleet.all(), start_seq=start_seq)
         self.heartbeats = Heartbeats()
@@ -120,12 +122,13 @@ class Manager:
         self.analytics = AnalyticsRegistry(self.agents)
         self.stream_commands = StreamCommands(
             executor, self.projector, self.streams, manager_id=self.manager_id,
-            validate_analytics=self.analytics.validate,
+            validate_analytics=self.analytics.validate, policy=s.source_policy(),
+            secrets=self.secrets,
         )  # fmt: skip
         self.stats_feed = StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
         self.agent_commands = AgentCommands(
             executor, self.projector, self.agents, self.streams, s, manager_id=self.manager_id,
-            heartbeats=self.heartbeats, refused=self.stats_feed.refused_for,
+            heartbeats=self.heartbeats, refused=self.stats_feed.refused_for, secrets=self.secrets,
         )  # fmt: skip
         election = Election(lease_kv, self.store, self.projector, manager_id=self.manager_id,
                             lease_s=s.master_lease_s)  # fmt: skip

@@ -19,7 +19,8 @@ async def _local_agents(ctx: UpContext) -> None:
     for i in range(ctx.options.agents):
         name = f"local-{i + 1}"
         outbox = ctx.options.data_dir / "agents" / name / "outbox.db"
-        config = AgentConfig(name=name, outbox=outbox, capacity=ctx.options.agent_capacity)
+        config = AgentConfig(name=name, outbox=outbox, capacity=ctx.options.agent_capacity,
+                             sources=ctx.settings.source_policy())  # fmt: skip
         settings = ctx.install.agent_settings(name, outbox)
         agent = await ctx.stack.enter_async_context(Agent(settings, config))
         print(f"agent {name} ({agent.agent_id}) started", flush=True)

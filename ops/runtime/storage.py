@@ -72,9 +72,9 @@ async def key_value(
     return await js.create_key_value(config)
 
 
-async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, KeyValue]:
-    """Feedback, statistics and records streams; the request-cache and master-lease buckets
-    (returned)."""
+async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, KeyValue, KeyValue]:
+    """Feedback, statistics and records streams; the request-cache, master-lease and secrets
+    buckets (returned)."""
     s = settings
     await ensure_feedback_stream(nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas,
                                  max_age=s.feedback_retention_s)  # fmt: skip
@@ -83,4 +83,5 @@ async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, K
     requests = await key_value(nc, subjects.REQUESTS_BUCKET, ttl=s.request_ttl_s,
                                replicas=s.replicas)  # fmt: skip
     lease = await key_value(nc, subjects.MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
-    return requests, lease
+    secrets = await key_value(nc, subjects.SECRETS_BUCKET, ttl=0, replicas=s.replicas)
+    return requests, lease, secrets

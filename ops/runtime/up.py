@@ -72,7 +72,8 @@ class UpContext:
     """What the running ``up`` offers to its parts."""
 
     def __init__(self, options: UpOptions, install: Installation, manager: Manager,
-                 stack: AsyncExitStack) -> None:  # fmt: skip
+                 stack: AsyncExitStack, settings: ManagerSettings) -> None:  # fmt: skip
+        self.settings = settings
         self.options = options
         self.install = install
         self.client = install.cli
@@ -230,10 +231,13 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
         else:
             install = await _embedded(options, stack)
         settings = load_manager_settings()
+        if options.demo:  # the demo's generated clips are files: their directory is a media root
+            demo = str((options.data_dir / "demo").resolve())
+            settings = msgspec.structs.replace(settings, media_roots=(*settings.media_roots, demo))
         manager = await stack.enter_async_context(Manager(install.manager, settings))
         auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
         url = await stack.enter_async_context(serve_http(manager, options.http, auth))
-        ctx = UpContext(options, install, manager, stack)
+        ctx = UpContext(options, install, manager, stack, settings)
         for part in extras or []:
             await part(ctx)
         write_env_file(options.data_dir / ENV_FILE, install.env)
