@@ -4,8 +4,8 @@ appear in no view, log line, export or event."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,9 +113,11 @@ async def test_credentials_in_a_source_url_appear_in_no_view_log_export_or_event
     for seq in range(1, events.state.last_seq + 1):
         assert b"s3cr3t" not in (await js.get_msg("VIGIL_EVENTS", seq)).data
     env = {"VIGIL_NATS_URL": manager.client.nats_url, "VIGIL_DATA_DIR": str(tmp_path / "none")}
-    out = subprocess.run([VIGIL, "events", "export"], env=env, capture_output=True, timeout=60,
-                         check=True)  # fmt: skip
-    assert b"cam-7.example" in out.stdout and b"s3cr3t" not in out.stdout
+    proc = await asyncio.create_subprocess_exec(VIGIL, "events", "export", env=env,
+                                                stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    exported, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert b"cam-7.example" in exported and b"s3cr3t" not in exported
     assert "s3cr3t" not in caplog.text
 
     # Deleting the stream deletes its secret.
