@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench clean install
+.PHONY: run test lint unit bench clean install fuzz
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vigil needs Python 3.11+")'
@@ -28,6 +28,9 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint unit
+
+fuzz: $(STAMP)
+	VIGIL_FUZZ_EXAMPLES=$${VIGIL_FUZZ_EXAMPLES:-3000} $(BIN)/pytest -q tests/test_fuzz.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
