@@ -185,7 +185,7 @@ query_values = st.text(max_size=30) | st.sampled_from(
 
 @FUZZ
 @given(route=st.sampled_from(ROUTES), body=bodies,
-       query=st.dictionaries(st.sampled_from(FIELDS + ["expected_version", "format"]),
+       query=st.dictionaries(st.sampled_from([*FIELDS, "expected_version", "format"]),
                              query_values, max_size=4))  # fmt: skip
 async def test_http_always_answers_in_the_envelope_and_never_500s(
     target: Target, route: tuple[str, str], body: bytes, query: dict[str, str]
