@@ -352,18 +352,29 @@ class Agent:
                 log.debug("poll: %r", exc)
 
     async def poll(self) -> None:
-        body = _encode(Poll(running=sorted(self.workers)))
-        try:
-            raw = await self._request(subjects.agent_streams(self.agent_id), body)
-        except Refusal as exc:
-            if exc.code == "not_found":
-                log.warning("manager does not know this agent; registering again")
-                self.registered.clear()
-                self._unregistered.set()
+        running = sorted(self.workers)
+        result: PollResult | None = None
+        after: str | None = None
+        while True:  # a big assignment set comes in pages
+            body = _encode(Poll(running=running, after=after))
+            try:
+                raw = await self._request(subjects.agent_streams(self.agent_id), body)
+            except Refusal as exc:
+                if exc.code == "not_found":
+                    log.warning("manager does not know this agent; registering again")
+                    self.registered.clear()
+                    self._unregistered.set()
+                else:
+                    log.warning("poll refused: %s", exc)
+                return
+            page = msgspec.json.decode(raw, type=PollResult)
+            if result is None:
+                result = page
             else:
-                log.warning("poll refused: %s", exc)
-            return
-        result = msgspec.json.decode(raw, type=PollResult)
+                result.start.extend(page.start)
+            if page.next is None:
+                break
+            after = page.next
         for stream_id in result.stop:
             self.stop_worker(stream_id)
         listed = {a.stream_id: a.version for a in result.start}

@@ -140,6 +140,8 @@ class Poll(msgspec.Struct, frozen=True):
     list)."""
 
     running: Annotated[list[Id], msgspec.Meta(max_length=100_000)] | None = None
+    after: Id | None = None
+    """Ask for the next page: the ``next`` of the previous reply."""
 
 
 class SourceOut(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -183,6 +185,9 @@ class PollResult(msgspec.Struct, frozen=True, kw_only=True):
     """Streams the agent runs that are no longer its own."""
     refused: dict[str, int] = {}
     """Feedback of this agent the managers refused, counted per reason (see ``Refused``)."""
+    next: str | None = None
+    """More assignments than fit one reply: poll again with ``after`` = this. ``stop`` is
+    complete on the first page; later pages only continue ``start``."""
 
 
 class Deregistered(msgspec.Struct, frozen=True, kw_only=True):

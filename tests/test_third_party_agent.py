@@ -96,3 +96,27 @@ async def test_feedback_naming_another_agent_is_refused_and_the_agent_is_told(
     assert poll["result"]["refused"] == {"agent_mismatch": 1}
     stats = await ok(nc, "stats.daily", {"date": time.strftime("%Y-%m-%d", time.gmtime())})
     assert stats["total"]["frames_decoded"] == 0
+
+
+async def test_a_poll_bigger_than_a_nats_message_comes_in_pages(
+    manager: Manager, nc: Client
+) -> None:
+    me = (await ok(nc, "agent.register", {"name": "big", "capacity": 100}))["agent_id"]
+    labels = {f"k{i:02}-{'x' * 58}": "v" * 256 for i in range(64)}  # ~21 KB per assignment
+    ids = {(await ok(nc, "stream.create", {"source": {"url": f"rtsp://cam-{i}.example/x"},
+                                            "labels": labels}))["stream_id"] for i in range(60)}  # fmt: skip
+    await eventually(lambda: manager.streams.load_of(me) == 60, what="all assigned")
+    got: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        body = {"running": []} | ({"after": after} if after else {})
+        msg = await nc.request(f"vigil.agent.{me}.streams", json.dumps(body).encode(), timeout=5)
+        assert len(msg.data) < 512 * 1024
+        page = json.loads(msg.data)["result"]
+        got += [a["stream_id"] for a in page["start"]]
+        pages += 1
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert pages >= 4 and sorted(got) == sorted(ids) and len(got) == len(set(got))

@@ -28,7 +28,7 @@ from core.agent import AgentState
 from core.errors import Invalid, NotFound
 from events import subjects
 from events.model import AgentEvent, AnalyticOffer, Cause
-from events.protocol import Deregistered, Poll, PollResult, Register, Registered
+from events.protocol import Assignment, Deregistered, Poll, PollResult, Register, Registered
 from ops.api import requests as R
 from ops.api.router import AnyRoute, Route, Router
 from ops.api.views import AgentList, AgentView, HeartbeatView, agent_view, assignment_of
@@ -51,6 +51,13 @@ RefusedCounts = Callable[[str], Mapping[str, int]]
 
 def _no_refusals(_agent_id: str) -> Mapping[str, int]:
     return {}
+
+
+POLL_PAGE_BYTES = 256 * 1024
+"""A poll reply stays well below NATS's max payload (1 MB by default): more assignments than
+fit are paged (``PollResult.next``)."""
+
+_encode = msgspec.json.Encoder().encode
 
 
 class PollReq(msgspec.Struct, frozen=True):
@@ -151,14 +158,23 @@ class AgentCommands:
             hb = self.heartbeats.last.get(agent_id)
             running = list(hb[1].running) if hb else []
         keep = {s.stream_id for s in assigned}
-        start = [
-            assignment_of(s, credentials=await self.secrets.get(s.source.secret))
-            if s.source.secret else assignment_of(s)
-            for s in assigned
-        ]  # fmt: skip
+        after = req.poll.after
+        start: list[Assignment] = []
+        size = 0
+        next_after: str | None = None
+        for s in assigned:  # sorted by stream id: pages are stable
+            if after is not None and s.stream_id <= after:
+                continue
+            secret = await self.secrets.get(s.source.secret) if s.source.secret else None
+            assignment = assignment_of(s, credentials=secret)
+            size += len(_encode(assignment))
+            if start and size > POLL_PAGE_BYTES:
+                next_after = start[-1].stream_id
+                break
+            start.append(assignment)
         result = PollResult(start=start,
-                            stop=sorted(set(running) - keep),
-                            refused=dict(self.refused(agent_id)))  # fmt: skip
+                            stop=sorted(set(running) - keep) if after is None else [],
+                            refused=dict(self.refused(agent_id)), next=next_after)  # fmt: skip
         return result, self.projector.last_seq
 
     # ---- reads -------------------------------------------------------------------------------
