@@ -86,7 +86,7 @@ class FeedbackConsumer:
         config = api.ConsumerConfig(
             durable_name=subjects.FEEDBACK_DURABLE,
             ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=30,
+            ack_wait=10,
             max_ack_pending=10_000,
             deliver_policy=api.DeliverPolicy.ALL,
         )
@@ -95,7 +95,7 @@ class FeedbackConsumer:
         try:
             while True:
                 try:
-                    msgs = await sub.fetch(batch=self.batch, timeout=1.0)
+                    msgs = await sub.fetch(batch=self.batch, timeout=5.0)
                 except (TimeoutError, NatsTimeout):
                     continue
                 except JsNotFound:

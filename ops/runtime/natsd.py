@@ -130,10 +130,8 @@ class EmbeddedNats:
             lines.append(f"  sync_interval: {self.sync_interval}")
         lines.append("}")
         if self.tls:
-            lines += ["tls {", f'  cert_file: "{self.tls.cert}"', f'  key_file: "{self.tls.key}"']
-            if self.tls.ca:
-                lines.append(f'  ca_file: "{self.tls.ca}"')
-            lines.append("}")
+            lines += ["tls {", f'  cert_file: "{self.tls.cert.resolve()}"',
+                      f'  key_file: "{self.tls.key.resolve()}"', "}"]  # fmt: skip
         if self.auth_include:  # nats-server resolves includes relative to the config's directory
             lines.append(f'include "{os.path.relpath(self.auth_include, self.store_dir)}"')
         return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,7 +27,7 @@ from ops.http.app import build_app
 from ops.http.auth import HttpAuth
 from ops.runtime.lock import DataDirLock
 from ops.runtime.manager import Manager
-from ops.runtime.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedNats, TlsFiles
 from ops.security.authority import Authority
 from ops.settings import (
     ENV_FILE,
@@ -58,7 +59,11 @@ class UpOptions:
         demo: bool = False,
         nats_port: int | None = None,
         agent_capacity: int = 4,
+        tls: TlsFiles | None = None,
     ) -> None:
+        self.tls = tls
+        """Serve NATS and HTTP over TLS with this certificate (clients trust ``tls.ca``, or the
+        certificate itself when it is self-signed)."""
         self.data_dir = data_dir
         self.agent_capacity = agent_capacity
         self.agents = agents
@@ -110,14 +115,18 @@ def http_auth(settings: ManagerSettings, token: str | None, hostport: str,
 
 @asynccontextmanager
 async def serve_http(
-    manager: Manager, hostport: str, auth: HttpAuth | str | None
+    manager: Manager, hostport: str, auth: HttpAuth | str | None, tls: TlsFiles | None = None
 ) -> AsyncIterator[str]:
     host, port = _split_hostport(hostport)
     if not isinstance(auth, HttpAuth):
         auth = HttpAuth.from_settings(admin_token=auth)
     runner = web.AppRunner(build_app(manager, auth=auth), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    ssl_context = None
+    if tls is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(tls.cert, tls.key)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -126,7 +135,7 @@ async def serve_http(
             f"cannot listen on {hostport}: {exc.strerror}; pass --http HOST:PORT"
         ) from None
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls else 'http'}://{host}:{port}"
     finally:
         await runner.cleanup()
 
@@ -192,13 +201,14 @@ async def _embedded(options: UpOptions, stack: AsyncExitStack) -> Installation:
                 port = candidate
                 break
     server = EmbeddedNats(options.data_dir / "nats", port=port, auth_include=include,
-                          sync_interval="always")  # fmt: skip
+                          sync_interval="always", tls=options.tls)  # fmt: skip
     await stack.enter_async_context(server)
     log.info("nats-server %s listening on 127.0.0.1:%d (store %s)", server.pid, server.port,
              server.store_dir)  # fmt: skip
-    url = f"nats://127.0.0.1:{server.port}"
+    url = server.url
+    ca = str((options.tls.ca or options.tls.cert).resolve()) if options.tls else None
     cli = ClientSettings(nats_url=url, nats_creds=str(cli_creds), api_token=token,
-                         http=options.http)  # fmt: skip
+                         http=options.http, tls_ca=ca)  # fmt: skip
     manager = msgspec.structs.replace(cli, nats_creds=str(manager_creds))
     env = {
         "VIGIL_NATS_URL": url,
@@ -207,6 +217,8 @@ async def _embedded(options: UpOptions, stack: AsyncExitStack) -> Installation:
         "VIGIL_API_TOKEN": token,
         "VIGIL_HTTP": options.http,
     }
+    if ca:
+        env["VIGIL_NATS_TLS_CA"] = ca
     return Installation(manager, cli, authority, env)
 
 
@@ -236,7 +248,7 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
             settings = msgspec.structs.replace(settings, media_roots=(*settings.media_roots, demo))
         manager = await stack.enter_async_context(Manager(install.manager, settings))
         auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
-        url = await stack.enter_async_context(serve_http(manager, options.http, auth))
+        url = await stack.enter_async_context(serve_http(manager, options.http, auth, options.tls))
         ctx = UpContext(options, install, manager, stack, settings)
         for part in extras or []:
             await part(ctx)
