@@ -16,16 +16,24 @@ module, so a new subject added here is a subject every role's permissions must a
     vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
     vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
     vigil.records.<stream_id>               JetStream VIGIL_RECORDS, analysis records
+    vigil.alarm.<kind>.<source>             JetStream VIGIL_ALARMS (retention), operators subscribe
+    $SYS.ACCOUNT.<account>.CONNECT|DISCONNECT  nats-server advisories (system account import)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ADVISORY_CONNECT_ALL",
+    "ADVISORY_DISCONNECT_ALL",
+    "AGENT_CONNECTION_PREFIX",
     "AGENT_DEREGISTER_ALL",
     "AGENT_HEARTBEAT_ALL",
     "AGENT_PREFIX",
     "AGENT_REGISTER",
     "AGENT_STREAMS_ALL",
+    "ALARMS_ALL",
+    "ALARMS_PREFIX",
+    "ALARMS_STREAM",
     "CMD_ALL",
     "CMD_PREFIX",
     "EVENTS_STREAM",
@@ -44,15 +52,18 @@ __all__ = [
     "agent_deregister",
     "agent_heartbeat",
     "agent_id_of",
+    "agent_name_of_connection",
     "agent_notify",
     "agent_refused",
     "agent_streams",
     "aggregate_of_subject",
+    "alarm",
     "command",
     "command_of",
     "event",
     "feedback",
     "feedback_agent_of",
+    "group",
     "records",
 ]
 
@@ -70,6 +81,8 @@ MASTER_BUCKET = "VIGIL_MASTER"
 """KV: the master lease."""
 SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
 """Object store: projection snapshots."""
+ALARMS_STREAM = "VIGIL_ALARMS"
+"""Alarms (raised, cleared, acknowledged), kept for the alarm retention (max age)."""
 
 FEEDBACK_DURABLE = "vigil-managers"
 """The durable pull consumer on VIGIL_FEEDBACK shared by all managers (status changes)."""
@@ -89,6 +102,15 @@ AGENT_STREAMS_ALL = "vigil.agent.*.streams"
 AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
 FEEDBACK_ALL = "vigil.feedback.>"
 RECORDS_ALL = "vigil.records.>"
+ALARMS_PREFIX = "vigil.alarm"
+ALARMS_ALL = "vigil.alarm.>"
+"""Every alarm event: ``vigil.alarm.<kind>.<source>`` (what operators subscribe to)."""
+ADVISORY_CONNECT_ALL = "$SYS.ACCOUNT.*.CONNECT"
+ADVISORY_DISCONNECT_ALL = "$SYS.ACCOUNT.*.DISCONNECT"
+"""nats-server's client advisories, imported from the system account (ops.runtime.natsd)."""
+AGENT_CONNECTION_PREFIX = "vigil-agent-"
+"""Agents name their NATS connection ``vigil-agent-<agent name>``: the advisories say which
+agent's connection opened or closed."""
 
 
 class SubjectError(ValueError):
@@ -117,6 +139,23 @@ def aggregate_of_subject(subject: str) -> str:
     if not subject.startswith(EVT_PREFIX + "."):
         raise SubjectError(f"not an event subject: {subject!r}")
     return subject[len(EVT_PREFIX) + 1 :]
+
+
+def group(name: str) -> str:
+    """``vigil.evt.group.<name>``."""
+    return event(f"group.{name}")
+
+
+def alarm(kind: str, source: str) -> str:
+    """``vigil.alarm.<kind>.<source>``: every instance of one alarm."""
+    return f"{ALARMS_PREFIX}.{kind}.{source}"
+
+
+def agent_name_of_connection(connection_name: str) -> str | None:
+    """The agent name of a connection named ``vigil-agent-<name>`` (None for anything else)."""
+    if connection_name.startswith(AGENT_CONNECTION_PREFIX):
+        return connection_name[len(AGENT_CONNECTION_PREFIX) :] or None
+    return None
 
 
 def agent_heartbeat(agent_id: str) -> str:

@@ -74,12 +74,28 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 60.0
     gc_freeze_interval_s: Annotated[
         Seconds,
-        msgspec.Meta(description="long-lived state is moved out of the cyclic GC this often"
-                     " (a full collection over 100k streams stalls the loop ~30 ms)"),
+        msgspec.Meta(
+            description="long-lived state is moved out of the cyclic GC this often"
+            " (a full collection over 100k streams stalls the loop ~30 ms)"
+        ),
     ] = 60.0
     snapshot_min_events: Annotated[
         int, msgspec.Meta(ge=1, description="... and only after this many new events")
     ] = 1000
+    alarm_retention_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="alarms are kept this long (max age of VIGIL_ALARMS); older"
+            " ones are forgotten"
+        ),
+    ] = 10 * 86400.0
+    alarm_unplaceable_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="streams waiting for an agent longer than this raise a"
+            " stream_unplaceable alarm"
+        ),
+    ] = 60.0
 
 
 def read_env_file(path: Path) -> dict[str, str]:

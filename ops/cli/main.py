@@ -17,7 +17,10 @@ from typing import Any
 import click
 import orjson
 
+from ops.cli.agents import agent_list
+from ops.cli.alarms import alarms
 from ops.cli.client import fail, request
+from ops.cli.groups import group
 from ops.cli.stats import stats
 from ops.settings import load_client_settings
 
@@ -74,7 +77,7 @@ def manager(nats_url: str | None, http: str | None) -> None:
     asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--nats-url", default=None)
 @click.option("--name", default=None, help="agent name (default: hostname)")
 @click.option("--capacity", default=8, show_default=True, type=click.IntRange(1, 10_000))
@@ -83,9 +86,15 @@ def manager(nats_url: str | None, http: str | None) -> None:
 @click.option("--outbox", default=None, type=click.Path(path_type=Path),
               help="feedback outbox file (default: .vigil/agents/NAME/outbox.db)")  # fmt: skip
 @click.option("--analytic", "analytics", multiple=True, help="offer only these analytics")
-def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[str, ...],
-          labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...]) -> None:  # fmt: skip
-    """Run the reference agent until Ctrl-C (then it stops its streams and deregisters)."""
+@click.pass_context
+def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: int,
+          groups: tuple[str, ...], labels: tuple[str, ...], outbox: Path | None,
+          analytics: tuple[str, ...]) -> None:  # fmt: skip
+    """Run the reference agent until Ctrl-C (then it stops its streams and deregisters).
+
+    `vigil agent list` shows every agent with its groups and host figures."""
+    if ctx.invoked_subcommand is not None:
+        return
     from agent.main import run_agent
     from agent.runtime import AgentConfig
 
@@ -263,6 +272,9 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 
 
 main.add_command(stats)
+main.add_command(group)
+main.add_command(alarms)
+agent.add_command(agent_list)
 
 
 from ops.cli.events import events  # noqa: E402  (vigil events …, issue 7)

@@ -4,12 +4,19 @@
 directory, on a given or free loopback port, waits until the port accepts TCP connections, and
 stops it on exit (SIGTERM, then SIGKILL). On Linux the child gets ``PR_SET_PDEATHSIG`` so a
 ``kill -9`` of the parent cannot leave an orphan server holding the store.
+
+With ``advisories`` (the default) the server runs from a small config file
+(``advisory_config``): vigil's clients live in account ``VIGIL``, a system account exists, and
+the server's connect/disconnect advisories of ``VIGIL`` are imported into it, so managers hear
+at once that an agent's connection closed (``ops.commands.connections``; redundancy groups fail
+over within a second of a killed agent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -23,7 +30,45 @@ from types import TracebackType
 
 import psutil
 
-__all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
+__all__ = [
+    "ACCOUNT",
+    "EmbeddedNats",
+    "NatsServerError",
+    "advisory_config",
+    "find_nats_server",
+    "free_port",
+]
+
+ACCOUNT = "VIGIL"
+"""The account vigil's clients use on the embedded server."""
+
+
+def advisory_config(*, user: str | None, password: str | None, account: str = ACCOUNT) -> str:
+    """nats-server configuration that lets the clients' account see its own connection
+    advisories: ``account`` (JetStream on; ``user`` in it, or everyone without credentials when
+    ``user`` is None), a system account ``SYS`` without users that exports
+    ``$SYS.ACCOUNT.<account>.>``, and the import of that export into ``account``.
+
+    For a server you run yourself, add the same three things (docs/groups.md). Auth is only the
+    user below; anything richer (roles, nkeys) replaces the ``users`` line and keeps the rest."""
+    if user:
+        users = f"users: [{{user: {json.dumps(user)}, password: {json.dumps(password or '')}}}]"
+        no_auth = ""
+    else:  # no credentials: every client lands in the account as user "vigil"
+        users = 'users: [{user: "vigil"}]'
+        no_auth = 'no_auth_user: "vigil"\n'
+    return (
+        "accounts {\n"
+        f"  {account} {{\n"
+        "    jetstream: enabled\n"
+        f"    {users}\n"
+        f'    imports: [{{stream: {{account: SYS, subject: "$SYS.ACCOUNT.{account}.>"}}}}]\n'
+        "  }\n"
+        f'  SYS {{ exports: [{{stream: "$SYS.ACCOUNT.{account}.>"}}] }}\n'
+        "}\n"
+        "system_account: SYS\n"
+        f"{no_auth}"
+    )
 
 
 class NatsServerError(RuntimeError):
@@ -81,7 +126,9 @@ class EmbeddedNats:
         password: str | None = None,
         startup_timeout: float = 15.0,
         log_file: str | Path | None = None,
+        advisories: bool = True,
     ) -> None:
+        self.advisories = advisories
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
@@ -110,9 +157,19 @@ class EmbeddedNats:
             "-sd", str(self.store_dir / "jetstream"),
             "-l", str(self.log_file),
         ]  # fmt: skip
+        if self.advisories:
+            return [*argv, "-c", str(self._write_config())]
         if self.user:
             argv += ["--user", self.user, "--pass", self.password or ""]
         return argv
+
+    def _write_config(self) -> Path:
+        """The advisory configuration (it holds the password: mode 0600)."""
+        path = self.store_dir / "nats-server.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(advisory_config(user=self.user, password=self.password))
+        return path
 
     def start(self) -> None:
         """Start the server and block until it accepts TCP connections."""

@@ -15,7 +15,7 @@ from events import subjects
 from events.jetstream import ensure_stream
 from ops.settings import ManagerSettings
 
-__all__ = ["ensure_feedback_stream", "ensure_records_stream", "key_value"]
+__all__ = ["ensure_alarms_stream", "ensure_feedback_stream", "ensure_records_stream", "key_value"]
 
 
 async def ensure_feedback_stream(
@@ -44,6 +44,16 @@ async def ensure_records_stream(
     await ensure_stream(nc, config)
 
 
+async def ensure_alarms_stream(nc: Client, *, retention_s: float, replicas: int = 1) -> None:
+    """``VIGIL_ALARMS`` (``vigil.alarm.<kind>.<source>``): alarms are kept ``retention_s``."""
+    config = api.StreamConfig(
+        name=subjects.ALARMS_STREAM, subjects=[subjects.ALARMS_ALL],
+        storage=api.StorageType.FILE, num_replicas=replicas, max_age=retention_s,
+        duplicate_window=min(120.0, retention_s), allow_direct=True,
+    )  # fmt: skip
+    await ensure_stream(nc, config)
+
+
 async def key_value(
     nc: Client, bucket: str, *, ttl: float, replicas: int, history: int = 1
 ) -> KeyValue:
@@ -63,6 +73,7 @@ async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, K
     s = settings
     await ensure_feedback_stream(nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas)
     await ensure_records_stream(nc, replicas=s.replicas)
+    await ensure_alarms_stream(nc, retention_s=s.alarm_retention_s, replicas=s.replicas)
     requests = await key_value(nc, subjects.REQUESTS_BUCKET, ttl=s.request_ttl_s,
                                replicas=s.replicas)  # fmt: skip
     lease = await key_value(nc, subjects.MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)
