@@ -7,6 +7,7 @@ schemas in :mod:`analytics.registry` before they get here.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import msgspec
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 
 
 class Analyzer(Protocol):
@@ -47,26 +49,42 @@ class MotionParams(msgspec.Struct, frozen=True, kw_only=True):
     max_area: float = 0.6
     grid: tuple[int, int] = (16, 9)
     cell_fraction: float = 0.02
+    dark_level: float = 0.25
+    noise_levels: int = 10
 
 
 class Motion:
-    """Previous-frame difference over a grid. A frame triggers when the changed cells cover at
-    least ``min_area`` of the grid; above ``max_area`` the whole picture changed (a cut, lights)
-    and that is not motion."""
+    """Previous-frame difference over a grid. A pixel changed when it moved by more than the
+    sensitivity's threshold (0.5 → 35 luma levels), scaled down in a dark scene (mean level
+    under ``dark_level``: a dark scene spans few levels) but never under ``noise_levels``
+    (sensor and codec noise). A cell is active when ``cell_fraction`` of its pixels changed; a
+    frame triggers when the active cells cover at least ``min_area`` of the grid. Above
+    ``max_area`` the whole picture changed (a cut, lights, a pan) and that is not motion."""
 
     name = "motion"
 
     def __init__(self, params: MotionParams) -> None:
         self.params = params
-        self._threshold = d.pixel_threshold(params.sensitivity)
         self._previous: U8 | None = None
+
+    def threshold(self, gray: U8) -> int:
+        """The per-pixel threshold (levels) for a picture like ``gray``."""
+        p = self.params
+        level = d.level_of(d.mean_level(gray[::4, ::4]))
+        return max(
+            min(p.noise_levels, d.pixel_threshold(p.sensitivity)),
+            d.pixel_threshold(p.sensitivity, level, p.dark_level),
+        )
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
         previous, self._previous = self._previous, gray
         if previous is None or previous.shape != gray.shape:
             return []
         cells = d.active_cells(
-            d.abs_diff(gray, previous), self._threshold, self.params.grid, self.params.cell_fraction
+            d.abs_diff(gray, previous),
+            self.threshold(gray),
+            self.params.grid,
+            self.params.cell_fraction,
         )
         area = float(cells.mean())
         if area < self.params.min_area or area > self.params.max_area:
@@ -84,40 +102,66 @@ class Motion:
 
 
 class SceneChangeParams(msgspec.Struct, frozen=True, kw_only=True):
-    threshold: float = 0.4
-    bins: int = 32
-    black_threshold: int = 32
+    threshold: float = 0.1
+    abrupt: float = 0.5
+    level_scale: float = 64.0
+    min_contrast: float = 4.0
 
 
 class SceneChange:
-    """A cut: half the change of the luma histogram plus half the mean pixel change (scaled to
-    [0, 1] at 64 levels) reaches ``threshold``. Cuts to or from black are left to black_frame."""
+    """A cut: the picture changes much more from the previous frame than in the frames around.
+
+    The change of a frame is ``1 - r``, the decorrelation of its luma with the previous frame's
+    (on every other row and column), or its mean level change over ``level_scale`` levels if
+    that is larger. Correlation ignores gain and offset, so a fade changes little from frame to
+    frame; a whole picture that changes steadily (a pan, a busy scene) changes as much before and
+    after. A frame is a cut when its change exceeds both neighbours' by ``threshold``, or exceeds
+    the previous one by ``abrupt`` while the next frame is as unrelated to the frame before the
+    cut (a new scene that keeps changing, or an encoder refining it; a one-frame glitch returns
+    to the old picture). The trigger is dated at the cut and emitted one frame later, once the
+    next frame is known. Frames flatter than ``min_contrast`` (luma standard deviation, levels)
+    are not judged: cuts to and from black or a covered lens are black_frame's and tamper's."""
 
     name = "scene_change"
 
     def __init__(self, params: SceneChangeParams) -> None:
         self.params = params
-        self._previous: tuple[U8, npt.NDArray[np.float64], bool] | None = None
+        # The last two frames' profiles and changes (the newest last): the older is judged.
+        self._profiles: list[d.Profile] = []
+        self._changes: list[float | None] = []
+        self._times: list[float] = []
+
+    def _change(self, previous: d.Profile, current: d.Profile) -> float | None:
+        if previous.values.shape != current.values.shape:
+            return None
+        if min(previous.std, current.std) < self.params.min_contrast:
+            return None
+        level = abs(current.mean - previous.mean) / self.params.level_scale
+        return max(d.decorrelation(previous, current), level)
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        hist = d.histogram(gray, self.params.bins)
-        dark = d.black_ratio(gray, self.params.black_threshold) > 0.9
-        previous, self._previous = self._previous, (gray, hist, dark)
-        if previous is None or previous[0].shape != gray.shape or dark or previous[2]:
+        current = d.profile(gray)
+        change = self._change(self._profiles[-1], current) if self._profiles else None
+        self._profiles = [*self._profiles[-2:], current]
+        self._changes = [*self._changes[-2:], change]
+        self._times = [*self._times[-2:], ts]
+        if len(self._profiles) < 3:
             return []
-        distance = d.histogram_distance(hist, previous[1])
-        change = min(1.0, d.mean_abs_diff(gray, previous[0]) / 64.0)
-        score = 0.5 * distance + 0.5 * change
-        if score < self.params.threshold:
+        before, cut, after = self._changes
+        if cut is None:
             return []
-        return [
-            Trigger(
-                name=self.name,
-                ts=ts,
-                score=score,
-                details={"histogram": distance, "pixels": change},
-            )
-        ]
+        p = self.params
+        jump = cut - max(before or 0.0, after or 0.0)
+        if jump < p.threshold:
+            if before is None or after is None or cut - before < p.abrupt:
+                return []
+            # a new scene goes on changing: the frame after is as unrelated to the old one
+            skip = self._change(self._profiles[0], self._profiles[2])
+            if skip is None or skip < cut - p.threshold:
+                return []
+            jump = cut - before
+        details = {"change": cut, "before": before or 0.0, "after": after or 0.0}
+        return [Trigger(name=self.name, ts=self._times[1], score=min(1.0, jump), details=details)]
 
 
 class BlackFrameParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,51 +185,131 @@ class BlackFrame:
 
 
 class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
-    max_difference: float = 0.5
+    pixel_levels: int = 2
+    max_changed: float = 0.005
+    block_size: int = 8
+    max_refresh: float = 3.0
+    refresh_frames: int = 3
+    refresh_interval_s: float = 1.0
+    max_drift: float = 6.0
     min_still_s: float = 0.4
     ignore_black: bool = True
     black_threshold: int = 32
+    black_ratio: float = 0.9
+
+
+class _Picture:
+    """A frame with its block means, computed only when a test needs them."""
+
+    __slots__ = ("_blocks", "block_size", "gray", "ts")
+
+    def __init__(self, ts: float, gray: U8, block_size: int) -> None:
+        self.ts = ts
+        self.gray = gray
+        self.block_size = block_size
+        self._blocks: F32 | None = None
+
+    def blocks(self) -> F32:
+        if self._blocks is None:
+            self._blocks = d.block_means(self.gray, self.block_size)
+        return self._blocks
+
+
+class _StillRun:
+    """A run of still frames: its first frame's time and block means, triggers held back."""
+
+    def __init__(self, first: _Picture, trigger: Trigger) -> None:
+        self.started_at = first.ts
+        self.reference = first.blocks()
+        self.pending: list[Trigger] = [trigger]
+        self.released = False
 
 
 class FrozenFrame:
-    """The picture stopped changing: consecutive frames differ by at most ``max_difference``
-    levels (mean absolute difference; sensor noise keeps a live scene above ~1). A still run must
-    last ``min_still_s``: shorter runs are an encoder skipping frames of a static scene at a tight
-    bitrate, not a freeze. Once a run is long enough its frames are reported, back-dated to the
-    run's start. Black frames are left to black_frame unless ``ignore_black`` is false."""
+    """The picture stopped changing: a run of frames that each **hold** the previous one — at most
+    ``max_changed`` of their pixels differ by more than ``pixel_levels`` levels (a live camera's
+    noise changes far more; a decoder repeating a picture changes nothing).
+
+    Encoders re-encode a still picture at every keyframe, and at a tight bitrate refine it over
+    a few frames: such frames change many pixels by a few levels but no ``block_size`` block mean
+    by more than ``max_refresh`` levels, and the frame after them holds the picture again. Such a
+    **refresh** of up to ``refresh_frames`` frames continues the run, at most once per
+    ``refresh_interval_s`` (an encoder skipping frames of a live static scene refreshes several
+    times a second; the run ends there). The run ends when a block mean drifts more than
+    ``max_drift`` levels from the run's first frame (a very slow change is not a freeze). It
+    starts at its first frame (the one the next frame holds) and is reported once it lasted
+    ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
+    reported) once a frame holds it. A trigger's score is the fraction of pixels that held. Black
+    frames (over ``black_ratio`` of pixels at or below ``black_threshold``) are left to
+    black_frame unless ``ignore_black`` is false. Block means are computed
+    only inside a run and only for frames that are not exact repeats."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
-        self._reference: U8 | None = None
-        self._since = 0.0
-        self._pending: list[Trigger] = []
+        self._previous: _Picture | None = None
+        self._run: _StillRun | None = None
+        self._refresh: list[Trigger] = []  # refresh frames waiting for a frame that holds them
+        self._last_refresh = -math.inf
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        reference = self._reference
-        if reference is None or reference.shape != gray.shape:
-            self._restart(ts, gray)
+        p = self.params
+        if p.ignore_black and d.black_ratio(gray, p.black_threshold) > p.black_ratio:
+            self._previous, self._run, self._refresh = None, None, []
             return []
-        if self.params.ignore_black and d.black_ratio(gray, self.params.black_threshold) > 0.9:
-            self._restart(ts, gray)
+        current = _Picture(ts, gray, p.block_size)
+        previous, self._previous = self._previous, current
+        if previous is None or previous.gray.shape != gray.shape:
+            self._run, self._refresh = None, []
             return []
-        difference = d.mean_abs_diff(gray, reference)
-        self._reference = gray
-        if difference > self.params.max_difference:
-            self._restart(ts, gray)
+        diff = d.abs_diff(gray, previous.gray)
+        repeat = not np.any(diff)  # an exact repeat cannot drift
+        if repeat:
+            current._blocks = previous._blocks
+        held = 1.0 - float(np.count_nonzero(diff > p.pixel_levels)) / diff.size
+        holds = held >= 1.0 - p.max_changed
+        run = self._run
+        if holds:
+            found: list[Trigger] = []
+            if self._refresh:  # the frame holds the refreshed picture: it was the encoder
+                self._last_refresh = self._refresh[0].ts
+                for trigger in self._refresh:
+                    found += self._still(trigger)
+                self._refresh = []
+            if run is not None and not repeat and self._drifted(current, run):
+                run = None
+            if run is None:
+                self._run = _StillRun(previous, Trigger(name=self.name, ts=previous.ts, score=1.0))
+            return found + self._still(Trigger(name=self.name, ts=ts, score=held))
+        if (
+            run is not None
+            and len(self._refresh) < p.refresh_frames
+            and (self._refresh or ts - self._last_refresh >= p.refresh_interval_s)
+            and d.max_abs_diff(current.blocks(), previous.blocks()) <= p.max_refresh
+            and not self._drifted(current, run)
+        ):
+            refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
+            self._refresh.append(refresh)  # decided by the next frame
             return []
-        score = 1.0 - difference / 255.0
-        self._pending.append(
-            Trigger(name=self.name, ts=ts, score=score, details={"difference": difference})
-        )
-        if ts - self._since < self.params.min_still_s:
-            return []
-        found, self._pending = self._pending, []
-        return found
+        self._run, self._refresh = None, []  # the scene moves on (before any refresh pending)
+        return []
 
-    def _restart(self, ts: float, gray: U8) -> None:
-        self._reference, self._since, self._pending = gray, ts, []
+    def _drifted(self, picture: _Picture, run: _StillRun) -> bool:
+        return d.max_abs_diff(picture.blocks(), run.reference) > self.params.max_drift
+
+    def _still(self, trigger: Trigger) -> list[Trigger]:
+        run = self._run
+        if run is None:
+            return []
+        if run.released:
+            return [trigger]
+        run.pending.append(trigger)
+        if trigger.ts - run.started_at < self.params.min_still_s:
+            return []
+        run.released = True
+        found, run.pending = run.pending, []
+        return found
 
 
 class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -195,7 +319,9 @@ class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):
 
 class Brightness:
     """Too dark or too bright: the mean level (0 = black 16, 1 = white 235) leaves
-    ``[min_level, max_level]``. ``details.level`` has the level, ``details.dark`` 1 or 0."""
+    ``[min_level, max_level]``. The score is how far out, as a fraction of the way to black (or
+    white): ``(min_level - level) / min_level`` when dark, so an event's score is its darkest
+    frame. ``details.level`` has the level, ``details.dark`` 1 or 0."""
 
     name = "brightness"
 
@@ -203,12 +329,11 @@ class Brightness:
         self.params = params
 
     def process(self, ts: float, gray: U8) -> list[Trigger]:
-        level = d.luma_level(gray)
+        level = d.luma_level(gray[::2, ::2])
         if self.params.min_level <= level <= self.params.max_level:
             return []
-        dark = level < self.params.min_level
-        return [
-            Trigger(
-                name=self.name, ts=ts, score=level, details={"level": level, "dark": float(dark)}
-            )
-        ]
+        lo, hi = self.params.min_level, self.params.max_level
+        dark = level < lo
+        score = (lo - level) / lo if dark else (level - hi) / max(1e-9, 1.0 - hi)
+        details = {"level": level, "dark": float(dark)}
+        return [Trigger(name=self.name, ts=ts, score=min(1.0, score), details=details)]

@@ -21,6 +21,7 @@ from analytics.rules import (
     EventRule,
     RuleSet,
     merge_rules,
+    merge_windows,
     parse_rules_toml,
 )
 from analytics.types import ActionHit, EventHit, Trigger
@@ -68,7 +69,7 @@ class Pipeline:
         self.agent_id = agent_id
         self.analyzers = analyzers
         self.handler = StreamHandler(live=live, window=window)
-        self.actions = ActionAnalyzer(rules.actions)
+        self.actions = ActionAnalyzer(rules.actions, merge_windows(rules))
         self.events = EventAnalyzer(rules.events)
         self._pending: list[EventHit] = []
 
@@ -101,7 +102,7 @@ class Pipeline:
         ts = self.handler.update(frame)
         gray = np.ascontiguousarray(frame.gray)
         found = Found()
-        hits: list[ActionHit] = self.actions.tick(ts)
+        hits: list[ActionHit] = self.actions.frame(ts)
         for analyzer in self.analyzers:
             triggers: list[Trigger] = analyzer.process(ts, gray)
             found.triggers += len(triggers)

@@ -26,7 +26,7 @@ __all__ = [
     "record_id",
 ]
 
-ANALYTICS_VERSION = "vigil-analytics/1"
+ANALYTICS_VERSION = "vigil-analytics/2"
 
 
 class EventInfo(msgspec.Struct, frozen=True, kw_only=True):

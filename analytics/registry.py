@@ -19,8 +19,10 @@ import jsonschema
 import msgspec
 
 from analytics import analyzers as a
+from analytics import schemas
 from analytics.errors import InvalidParams, UnknownAnalytic
 from analytics.rules import ActionRule, EventRule, RuleSet
+from analytics.tamper import TRIGGERS, Tamper, TamperParams
 
 __all__ = [
     "ANALYTICS",
@@ -30,8 +32,6 @@ __all__ = [
     "describe_all",
     "validate_params",
 ]
-
-Schema = dict[str, object]
 
 
 class ParamError(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,68 +44,23 @@ class ParamError(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.path}: {self.message}"
 
 
-def _number(lo: float, hi: float, default: float, description: str) -> Schema:
-    return {
-        "type": "number",
-        "minimum": lo,
-        "maximum": hi,
-        "default": default,
-        "description": description,
-    }
-
-
-def _integer(lo: int, hi: int, default: int, description: str) -> Schema:
-    return {
-        "type": "integer",
-        "minimum": lo,
-        "maximum": hi,
-        "default": default,
-        "description": description,
-    }
-
-
-_ACTION_SCHEMA: Schema = {
-    "type": "object",
-    "description": "Override of the default action rule of this analytic.",
-    "additionalProperties": False,
-    "properties": {
-        "threshold": _integer(1, 100_000, 1, "Triggers needed within window_s."),
-        "window_s": _number(0.01, 3600, 1.0, "Window in which threshold triggers must fall."),
-        "gap_s": _number(0, 3600, 1.0, "Quiet time that ends the action."),
-        "min_duration_s": _number(0, 3600, 0.0, "Minimum duration of an action."),
-    },
-}
-_EVENT_SCHEMA: Schema = {
-    "type": "object",
-    "description": "Override of the default event rule of this analytic.",
-    "additionalProperties": False,
-    "properties": {
-        "threshold": _integer(1, 10_000, 1, "Actions needed for an event."),
-        "gap_s": _number(0, 3600, 0.0, "Actions at most this far apart form one event."),
-    },
-}
-
-
-def _schema(title: str, properties: dict[str, Schema]) -> Schema:
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title,
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {**properties, "action": _ACTION_SCHEMA, "event": _EVENT_SCHEMA},
-    }
-
-
 @dataclass(frozen=True)
 class Analytic:
-    """A registered analytic. ``build`` makes the analyzer from params (rule keys removed)."""
+    """A registered analytic. ``build`` makes the analyzer from params (rule keys removed);
+    ``actions`` are its default action rules (one per trigger it emits), ``event`` its default
+    event rule over them."""
 
     name: str
     version: str
-    params_schema: Schema
+    params_schema: schemas.Schema
     build: Callable[[Mapping[str, object]], a.Analyzer]
-    action: ActionRule
+    actions: tuple[ActionRule, ...]
     event: EventRule
+
+    @property
+    def action(self) -> ActionRule:
+        """The first default action rule (the only one, except for ``tamper``)."""
+        return self.actions[0]
 
     def describe(self) -> dict[str, object]:
         """What the manager stores: ``{name, version, params_schema}`` (a deep copy)."""
@@ -116,13 +71,14 @@ class Analytic:
         }
 
     def rules(self, params: Mapping[str, object]) -> RuleSet:
-        """Default rules of this analytic with the ``action`` / ``event`` overrides of params."""
-        action, event = self.action, self.event
+        """Default rules of this analytic with the ``action`` / ``event`` overrides of params
+        (an ``action`` override applies to each of its actions)."""
+        actions, event = self.actions, self.event
         if isinstance(overrides := params.get("action"), Mapping):
-            action = msgspec.structs.replace(action, **dict(overrides))
+            actions = tuple(msgspec.structs.replace(x, **dict(overrides)) for x in actions)
         if isinstance(overrides := params.get("event"), Mapping):
             event = msgspec.structs.replace(event, **dict(overrides))
-        return RuleSet(actions=(action,), events=(event,))
+        return RuleSet(actions=actions, events=(event,))
 
 
 def _builder(
@@ -137,13 +93,15 @@ def _builder(
 
 def _analytic(
     name: str,
-    schema: Schema,
+    schema: schemas.Schema,
     build: Callable[[Mapping[str, object]], a.Analyzer],
-    action: ActionRule,
+    action: ActionRule | tuple[ActionRule, ...],
     event: EventRule,
+    version: str = "1.0.0",
 ) -> Analytic:
+    actions = action if isinstance(action, tuple) else (action,)
     return Analytic(
-        name=name, version="1.0.0", params_schema=schema, build=build, action=action, event=event
+        name=name, version=version, params_schema=schema, build=build, actions=actions, event=event
     )
 
 
@@ -152,45 +110,15 @@ ANALYTICS: dict[str, Analytic] = {
     for x in (
         _analytic(
             "motion",
-            _schema(
-                "motion",
-                {
-                    "sensitivity": _number(
-                        0, 1, 0.5, "0 ignores all but big changes, 1 sees small ones."
-                    ),
-                    "min_area": _number(
-                        0, 1, 0.005, "Changed fraction of grid cells that is motion."
-                    ),
-                    "max_area": _number(
-                        0, 1, 0.6, "Above this the whole picture changed: not motion."
-                    ),
-                    "grid": {
-                        "type": "array",
-                        "description": "[columns, rows] of the difference grid.",
-                        "items": {"type": "integer", "minimum": 1, "maximum": 128},
-                        "minItems": 2,
-                        "maxItems": 2,
-                        "default": [16, 9],
-                    },
-                    "cell_fraction": _number(0, 1, 0.02, "Changed pixels that make a cell active."),
-                },
-            ),
+            schemas.MOTION,
             _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]
             ActionRule(name="motion", triggers=("motion",), threshold=3, window_s=1.0, gap_s=1.0),
             EventRule(name="motion", actions=("motion",), gap_s=2.0),
+            version="1.1.0",
         ),
         _analytic(
             "scene_change",
-            _schema(
-                "scene_change",
-                {
-                    "threshold": _number(0, 1, 0.4, "Change score (histogram + pixels) of a cut."),
-                    "bins": _integer(4, 256, 32, "Luma histogram bins."),
-                    "black_threshold": _integer(
-                        16, 255, 32, "Luma of black (cuts to black are ignored)."
-                    ),
-                },
-            ),
+            schemas.SCENE_CHANGE,
             _builder(a.SceneChange, a.SceneChangeParams),  # type: ignore[arg-type]
             ActionRule(
                 name="scene_change",
@@ -200,43 +128,21 @@ ANALYTICS: dict[str, Analytic] = {
                 gap_s=0.0,
             ),
             EventRule(name="scene_change", actions=("scene_change",), gap_s=0.0),
+            version="2.0.0",
         ),
         _analytic(
             "black_frame",
-            _schema(
-                "black_frame",
-                {
-                    "pixel_threshold": _integer(
-                        16, 255, 32, "Luma at or below which a pixel is black."
-                    ),
-                    "ratio": _number(
-                        0, 1, 0.98, "Fraction of black pixels that makes a black frame."
-                    ),
-                },
-            ),
+            schemas.BLACK_FRAME,
             _builder(a.BlackFrame, a.BlackFrameParams),  # type: ignore[arg-type]
             ActionRule(
                 name="black_frame", triggers=("black_frame",), threshold=2, window_s=1.0, gap_s=0.5
             ),
             EventRule(name="black_frame", actions=("black_frame",), gap_s=1.0),
+            version="1.1.0",
         ),
         _analytic(
             "frozen_frame",
-            _schema(
-                "frozen_frame",
-                {
-                    "max_difference": _number(
-                        0, 255, 0.5, "Mean luma change at most this is frozen."
-                    ),
-                    "min_still_s": _number(0, 60, 0.4, "Shorter still runs are not frozen."),
-                    "ignore_black": {
-                        "type": "boolean",
-                        "default": True,
-                        "description": "Black is not frozen.",
-                    },
-                    "black_threshold": _integer(16, 255, 32, "Luma of black."),
-                },
-            ),
+            schemas.FROZEN_FRAME,
             _builder(a.FrozenFrame, a.FrozenFrameParams),  # type: ignore[arg-type]
             ActionRule(
                 name="frozen_frame",
@@ -247,18 +153,11 @@ ANALYTICS: dict[str, Analytic] = {
                 min_duration_s=1.0,
             ),
             EventRule(name="frozen_frame", actions=("frozen_frame",), gap_s=1.0),
+            version="2.0.0",
         ),
         _analytic(
             "brightness",
-            _schema(
-                "brightness",
-                {
-                    "min_level": _number(
-                        0, 1, 0.1, "Darker than this (0 black, 1 white) triggers."
-                    ),
-                    "max_level": _number(0, 1, 0.95, "Brighter than this triggers."),
-                },
-            ),
+            schemas.BRIGHTNESS,
             _builder(a.Brightness, a.BrightnessParams),  # type: ignore[arg-type]
             ActionRule(
                 name="brightness",
@@ -269,6 +168,24 @@ ANALYTICS: dict[str, Analytic] = {
                 min_duration_s=0.5,
             ),
             EventRule(name="brightness", actions=("brightness",), gap_s=1.0),
+            version="2.0.0",
+        ),
+        _analytic(
+            "tamper",
+            schemas.TAMPER,
+            _builder(Tamper, TamperParams),  # type: ignore[arg-type]
+            tuple(
+                ActionRule(
+                    name=trigger,
+                    triggers=(trigger,),
+                    threshold=3,
+                    window_s=1.0,
+                    gap_s=1.0,
+                    min_duration_s=2.0,
+                )
+                for trigger in TRIGGERS
+            ),
+            EventRule(name="tamper", actions=TRIGGERS, gap_s=2.0),
         ),
     )
 }

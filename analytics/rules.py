@@ -1,10 +1,14 @@
 """Action and event analyzers: configurable rules over triggers, then over actions.
 
-An **action** opens when at least ``threshold`` of its named triggers fall within ``window_s`` and
-the run of triggers (consecutive triggers at most ``gap_s`` apart) has lasted ``min_duration_s``;
-it closes once no trigger came for ``gap_s``. An **event** groups its named actions that follow
-each other within ``gap_s`` and fires when the group holds ``threshold`` actions (distinct names if
-``distinct``) whose starts fit in ``window_s``. Flushing (end of stream) closes everything open.
+An **action** opens when at least ``threshold`` of its named triggers fall within ``window_s``; it
+closes once no trigger came for ``gap_s``. It spans ``[started_at, ended_at)`` in stream seconds:
+from its first qualifying trigger to the first frame after its last trigger (half-open, like
+ffmpeg's detectors). A closed action shorter than ``min_duration_s`` is not dropped at once: it is
+held for the ``gap_s`` of the events that use it, and merged with the next piece of the same
+action starting within that gap; only what is still short after merging is dropped. An **event**
+groups its named actions that follow each other within ``gap_s`` and fires when the group holds
+``threshold`` actions (distinct names if ``distinct``) whose starts fit in ``window_s``; it spans
+its actions. Flushing (end of stream) closes everything open.
 
 Rules come from each analytic's defaults, its params (``action`` / ``event`` objects) and
 optionally a TOML document::
@@ -28,7 +32,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -36,16 +40,21 @@ from analytics.errors import RulesError
 from analytics.types import ActionHit, EventHit, Trigger
 
 __all__ = [
+    "DURATION_SLACK_S",
     "ActionAnalyzer",
     "ActionRule",
     "EventAnalyzer",
     "EventRule",
     "RuleSet",
     "merge_rules",
+    "merge_windows",
     "parse_rules_toml",
 ]
 
 _MAX_KEPT = 256
+_FRAMES_KEPT = 64
+# Durations are compared with this slack: 25 frames at 25 fps last 1.0 s, not 0.9999999 s.
+DURATION_SLACK_S = 1e-3
 
 
 class ActionRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +121,16 @@ def merge_rules(defaults: RuleSet, extra: RuleSet | None) -> RuleSet:
     return merged
 
 
+def merge_windows(rules: RuleSet) -> dict[str, float]:
+    """For each action, the longest ``gap_s`` of the events that use it: how long a piece
+    shorter than its ``min_duration_s`` waits for a next piece to merge with."""
+    windows: dict[str, float] = {}
+    for event in rules.events:
+        for name in event.actions:
+            windows[name] = max(windows.get(name, 0.0), event.gap_s)
+    return windows
+
+
 class _Run:
     """A run of triggers for one action rule; keeps a bounded, evenly thinned sample of them."""
 
@@ -135,12 +154,56 @@ class _Run:
         self.score = max(self.score, trigger.score)
 
 
+def _merge(first: ActionHit, second: ActionHit) -> ActionHit:
+    """Two pieces of one action as one (``first`` starts earlier)."""
+    kept = (*first.triggers, *second.triggers)
+    if len(kept) > _MAX_KEPT:
+        kept = kept[:: -(-len(kept) // _MAX_KEPT)]
+    return ActionHit(
+        name=first.name,
+        started_at=first.started_at,
+        ended_at=max(first.ended_at, second.ended_at),
+        score=max(first.score, second.score),
+        trigger_count=first.trigger_count + second.trigger_count,
+        triggers=kept,
+    )
+
+
+class _Frames:
+    """Timestamps of the last frames seen, to end an action at the first frame after it."""
+
+    def __init__(self) -> None:
+        self._seen: deque[float] = deque(maxlen=_FRAMES_KEPT)
+
+    def add(self, ts: float) -> None:
+        if not self._seen or ts > self._seen[-1]:
+            self._seen.append(ts)
+
+    def after(self, ts: float) -> float:
+        """The first frame seen after ``ts``, at most one frame period after it (frames dropped
+        or not seen yet: ``ts`` plus the period)."""
+        limit = ts + self.period()
+        for seen in self._seen:
+            if seen > ts:
+                return min(seen, limit)
+        return limit
+
+    def period(self) -> float:
+        if len(self._seen) < 2:
+            return 0.04
+        steps = sorted(b - a for a, b in zip(self._seen, list(self._seen)[1:], strict=False))
+        return steps[len(steps) // 2]
+
+
 class _ActionState:
-    def __init__(self, rule: ActionRule) -> None:
+    def __init__(self, rule: ActionRule, frames: _Frames, merge_s: float) -> None:
         self.rule = rule
+        self.frames = frames
+        self.merge_s = merge_s
         self.recent: deque[Trigger] = deque()
         self.run: _Run | None = None
         self.dense = False
+        self.held: ActionHit | None = None  # a short piece waiting for the next one
 
     def feed(self, trigger: Trigger) -> ActionHit | None:
         closed = self.close_if_idle(trigger.ts)
@@ -161,32 +224,57 @@ class _ActionState:
     def close_if_idle(self, now: float) -> ActionHit | None:
         if self.run is not None and now - self.run.last > self.rule.gap_s:
             return self.close()
+        if self.run is None and self.held is not None and now - self.held.ended_at > self.merge_s:
+            self.held = None
         return None
 
     def close(self) -> ActionHit | None:
         run, dense = self.run, self.dense
         self.run, self.dense = None, False
         self.recent.clear()
-        if run is None or not dense or run.last - run.started_at < self.rule.min_duration_s:
+        if run is None or not dense:
             return None
-        return ActionHit(
+        hit = ActionHit(
             name=self.rule.name,
             started_at=run.started_at,
-            ended_at=run.last,
+            ended_at=self.frames.after(run.last),
             score=run.score,
             trigger_count=run.count,
             triggers=tuple(run.kept),
         )
+        held, self.held = self.held, None
+        if held is not None and hit.started_at - held.ended_at <= self.merge_s:
+            hit = _merge(held, hit)
+        if hit.ended_at - hit.started_at >= self.rule.min_duration_s - DURATION_SLACK_S:
+            return hit
+        if self.merge_s > 0:
+            self.held = hit
+        return None
 
     def open_since(self) -> float | None:
+        """Start of the open run, or of a held piece that a next run may still extend."""
+        if self.held is not None:
+            return self.held.started_at
         return self.run.started_at if self.run is not None else None
 
 
 class ActionAnalyzer:
-    """Turns triggers into actions, one state machine per action rule."""
+    """Turns triggers into actions, one state machine per action rule.
 
-    def __init__(self, rules: Iterable[ActionRule]) -> None:
-        self._states = [_ActionState(rule) for rule in rules]
+    ``merge_s`` gives, per action name, how long a piece shorter than ``min_duration_s`` waits
+    to merge with the next piece (see :func:`merge_windows`); 0 (the default) drops it at once.
+    Call :meth:`frame` with every frame's timestamp before feeding that frame's triggers, so
+    actions end at the first frame after their last trigger.
+    """
+
+    def __init__(
+        self, rules: Iterable[ActionRule], merge_s: Mapping[str, float] | None = None
+    ) -> None:
+        self._frames = _Frames()
+        merge_s = merge_s or {}
+        self._states = [
+            _ActionState(rule, self._frames, merge_s.get(rule.name, 0.0)) for rule in rules
+        ]
         self._by_trigger: dict[str, list[_ActionState]] = {}
         for state in self._states:
             for name in state.rule.triggers:
@@ -196,7 +284,13 @@ class ActionAnalyzer:
         found = (s.feed(trigger) for s in self._by_trigger.get(trigger.name, ()))
         return [hit for hit in found if hit is not None]
 
+    def frame(self, ts: float) -> list[ActionHit]:
+        """A frame at ``ts``: remember it and close the actions that went quiet."""
+        self._frames.add(ts)
+        return self.tick(ts)
+
     def tick(self, now: float) -> list[ActionHit]:
+        """Time is ``now`` (no frame, e.g. a live source that is down): close what went quiet."""
         found = (s.close_if_idle(now) for s in self._states)
         return [hit for hit in found if hit is not None]
 
@@ -205,7 +299,7 @@ class ActionAnalyzer:
         return sorted((hit for hit in found if hit is not None), key=lambda h: h.ended_at)
 
     def open_since(self) -> dict[str, float]:
-        """Start of every action still open, by action name."""
+        """Start of every action still open (or held to merge), by action name."""
         opened = {s.rule.name: s.open_since() for s in self._states}
         return {name: since for name, since in opened.items() if since is not None}
 

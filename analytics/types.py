@@ -1,7 +1,9 @@
 """Shared value types of the analytics pipeline (Realeyes levels: trigger → action → event).
 
 Timestamps (``ts``, ``started_at``, ``ended_at``) are seconds: from the start of the media for a
-file, Unix time for a live source (anchored to the wall clock at each (re)connect).
+file, Unix time for a live source (anchored to the wall clock at each (re)connect). Intervals are
+half-open, ``[started_at, ended_at)``: ``ended_at`` is the first frame after the last one that
+matched (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ActionHit(msgspec.Struct, frozen=True, kw_only=True):
-    """Triggers that reached an action rule's threshold within its window."""
+    """Triggers that reached an action rule's threshold within its window, over
+    ``[started_at, ended_at)``; ``score`` is the highest trigger score."""
 
     name: str
     started_at: float
@@ -50,7 +53,8 @@ class ActionHit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EventHit(msgspec.Struct, frozen=True, kw_only=True):
-    """Actions that reached an event rule's threshold: what an analysis record is about."""
+    """Actions that reached an event rule's threshold: what an analysis record is about, over
+    ``[started_at, ended_at)`` of its actions; ``score`` is the highest action score."""
 
     name: str
     started_at: float

@@ -83,9 +83,13 @@ class Supervisor:
                         tb: TracebackType | None) -> None:  # fmt: skip
         assert self._tg is not None
         self._closing = True
-        for part in self._parts.values():
-            if part.task is not None and not part.task.done():
-                part.task.cancel()
+        tasks = [p.task for p in self._parts.values() if p.task is not None]
+        # Python 3.11's wait_for can swallow a cancellation that races with its inner future:
+        # cancel again until every part has really ended.
+        while pending := [t for t in tasks if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
         try:
             await self._tg.__aexit__(et, exc, tb)
         finally:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from analytics.analyzers import (
+    BlackFrameParams,
+    BrightnessParams,
+    FrozenFrameParams,
+    MotionParams,
+    SceneChangeParams,
+)
 from analytics.errors import InvalidParams, RulesError, UnknownAnalytic
 from analytics.registry import ANALYTICS, create_analyzer, describe_all, validate_params
 from analytics.rules import (
@@ -13,8 +21,10 @@ from analytics.rules import (
     EventRule,
     RuleSet,
     merge_rules,
+    merge_windows,
     parse_rules_toml,
 )
+from analytics.tamper import TamperParams
 from analytics.types import ActionHit, Trigger
 
 
@@ -24,9 +34,10 @@ def triggers(name: str, start: float, end: float, step: float = 0.04) -> list[Tr
 
 
 def run_actions(analyzer: ActionAnalyzer, items: list[Trigger], until: float) -> list[ActionHit]:
+    """Each trigger comes with its own frame; then no frame until ``until``."""
     hits: list[ActionHit] = []
     for trigger in items:
-        hits += analyzer.tick(trigger.ts)
+        hits += analyzer.frame(trigger.ts)
         hits += analyzer.feed(trigger)
     hits += analyzer.tick(until)
     return hits
@@ -36,8 +47,8 @@ def test_an_action_spans_its_dense_run_and_closes_after_the_gap() -> None:
     analyzer = ActionAnalyzer([ActionRule(name="m", triggers=("motion",), threshold=3, gap_s=1.0)])
     hits = run_actions(analyzer, triggers("motion", 2.0, 5.0), until=6.5)
 
-    assert len(hits) == 1
-    assert (hits[0].started_at, round(hits[0].ended_at, 6)) == (2.0, 5.0)
+    assert len(hits) == 1  # [first trigger, one frame after the last): half-open
+    assert (hits[0].started_at, round(hits[0].ended_at, 6)) == (2.0, 5.04)
     assert hits[0].trigger_count == 76
 
 
@@ -55,7 +66,7 @@ def test_min_duration_drops_short_runs() -> None:
     analyzer = ActionAnalyzer([rule])
     short = triggers("frozen", 1.0, 1.6) + triggers("frozen", 3.0, 4.6)
     hits = run_actions(analyzer, short, until=6.0)
-    assert [(h.started_at, round(h.ended_at, 6)) for h in hits] == [(3.0, 4.6)]
+    assert [(h.started_at, round(h.ended_at, 6)) for h in hits] == [(3.0, 4.64)]
 
 
 def test_flush_closes_an_open_action() -> None:
@@ -133,6 +144,7 @@ def test_registry_describes_every_analytic_for_the_manager() -> None:
         "black_frame",
         "frozen_frame",
         "brightness",
+        "tamper",
     }
     for entry in described:
         assert set(entry) == {"name", "version", "params_schema"}
@@ -179,3 +191,78 @@ def test_create_analyzer_applies_rule_overrides_and_refuses_bad_params() -> None
     assert "$.sensitivity" in str(refused.value)
     with pytest.raises(UnknownAnalytic):
         create_analyzer("teleport", {})
+
+
+# -- record semantics (issue 17) -------------------------------------------------------------------
+
+
+def test_an_action_ends_at_the_first_frame_after_its_last_trigger() -> None:
+    analyzer = ActionAnalyzer([ActionRule(name="b", triggers=("black",), threshold=2, gap_s=0.5)])
+    hits: list[ActionHit] = []
+    for i in range(60):  # frames every 0.04 s, black from 0.4 s to 1.2 s (exclusive)
+        ts = round(i * 0.04, 6)
+        hits += analyzer.frame(ts)
+        if 0.4 <= ts < 1.2:
+            hits += analyzer.feed(Trigger(name="black", ts=ts, score=1.0))
+
+    assert [(h.started_at, h.ended_at) for h in hits] == [(0.4, 1.2)]  # [start, end)
+
+
+def freeze_rules(event_gap_s: float) -> tuple[ActionAnalyzer, EventAnalyzer]:
+    action = ActionRule(name="f", triggers=("frozen",), threshold=2, gap_s=0.25, min_duration_s=1.0)
+    event = EventRule(name="f", actions=("f",), gap_s=event_gap_s)
+    rules = RuleSet(actions=(action,), events=(event,))
+    return ActionAnalyzer(rules.actions, merge_windows(rules)), EventAnalyzer(rules.events)
+
+
+def run_rules(items: list[Trigger], until: float, event_gap_s: float) -> list[tuple[float, float]]:
+    actions, events = freeze_rules(event_gap_s)
+    found = []
+    for hit in run_actions(actions, items, until) + actions.flush():
+        found += events.feed(hit)
+    found += events.flush()
+    return [(e.started_at, round(e.ended_at, 6)) for e in found]
+
+
+def test_short_pieces_merge_within_the_event_gap_before_min_duration_applies() -> None:
+    # a freeze cut in two by a keyframe: 0.6 s, a 0.4 s hole, 0.5 s; each piece under 1 s
+    pieces = triggers("frozen", 2.0, 2.56) + triggers("frozen", 3.0, 3.44)
+
+    assert run_rules(pieces, until=6.0, event_gap_s=1.0) == [(2.0, 3.48)]
+    assert run_rules(pieces, until=6.0, event_gap_s=0.0) == []  # no gap: each piece too short
+
+
+def test_a_lone_short_piece_is_still_dropped() -> None:
+    lone = triggers("frozen", 2.0, 2.56) + triggers("frozen", 5.0, 6.2)
+
+    assert run_rules(lone, until=8.0, event_gap_s=1.0) == [(5.0, 6.24)]
+
+
+def test_a_held_piece_keeps_its_event_open() -> None:
+    actions, _ = freeze_rules(event_gap_s=1.0)
+    run_actions(actions, triggers("frozen", 2.0, 2.56), until=2.9)
+
+    assert actions.open_since() == {"f": 2.0}  # a next piece may still extend it
+    assert actions.tick(4.0) == [] and actions.open_since() == {}
+
+
+PARAMS = {
+    "motion": MotionParams,
+    "scene_change": SceneChangeParams,
+    "black_frame": BlackFrameParams,
+    "frozen_frame": FrozenFrameParams,
+    "brightness": BrightnessParams,
+    "tamper": TamperParams,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_every_parameter_is_in_the_schema_with_its_default_and_a_description(name: str) -> None:
+    properties = dict(ANALYTICS[name].params_schema["properties"])  # type: ignore[call-overload]
+    del properties["action"], properties["event"]
+    defaults = msgspec.json.decode(msgspec.json.encode(PARAMS[name]()))
+
+    assert set(properties) == set(defaults)
+    for field, schema in properties.items():
+        assert schema["default"] == defaults[field], field
+        assert len(schema["description"]) > 20, field

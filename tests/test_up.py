@@ -69,8 +69,13 @@ def test_up_serves_cli_and_http_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         env_file = tmp_path / ".vigil" / "vigil.env"
         assert oct(env_file.stat().st_mode & 0o777) == "0o600"
         assert "VIGIL_API_TOKEN=" in env_file.read_text()
-        view = _cli(tmp_path, "stream", "create", "--source", "file:///tmp/x.mp4", "--kind", "file")
+        view = _cli(tmp_path, "stream", "create", "--source", "file:///tmp/x.mp4", "--kind", "file",
+                    "--spool", f"directory:{tmp_path}/records", "--max-attempts", "9",
+                    "--restart-delay", "1.5", "--staleness", "42", "--no-autorestart")  # fmt: skip
         assert view["status"] == "pending"
+        assert view["spool"] == {"type": "directory", "url": None, "path": f"{tmp_path}/records"}
+        assert view["autorestart"]["max_attempts"] == 9 and view["autorestart"]["delay_s"] == 1.5
+        assert view["autorestart"]["enabled"] is False and view["staleness_s"] == 42
         status, body = _get(f"http://{http}/api/v1/streams/{view['stream_id']}")
         assert status == 200 and body["result"] == view
 

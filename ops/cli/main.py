@@ -182,13 +182,46 @@ def stream() -> None:
 @click.option("--group", default=None)
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE; repeatable")
 @click.option("--allow-unregistered", is_flag=True, help="accept analytics no agent offers yet")
+@click.option("--spool", default=None, metavar="TARGET",
+              help="where records go: jetstream (default), webhook:URL or directory:PATH")  # fmt: skip
+@click.option("--autorestart/--no-autorestart", default=None,
+              help="restart after a non-fatal failure (default: on)")  # fmt: skip
+@click.option("--max-attempts", type=click.IntRange(0, 1000), default=None,
+              help="restarts before giving up (default 5)")  # fmt: skip
+@click.option("--restart-delay", type=click.FloatRange(0, 86400), default=None,
+              help="seconds before the first restart (default 5)")  # fmt: skip
+@click.option("--backoff", type=click.FloatRange(1, 10), default=None,
+              help="each next delay is this many times longer (default 2)")  # fmt: skip
+@click.option("--max-delay", type=click.FloatRange(0, 86400), default=None,
+              help="longest delay between restarts, seconds (default 600)")  # fmt: skip
+@click.option("--staleness", type=click.FloatRange(0.001, 86400), default=None,
+              help="seconds without feedback before the stream is given to another agent")  # fmt: skip
 @click.option("--request-id", default=None, help="idempotency key")
 @json_option
 def stream_create(source: str, kind: str, name: str | None, analytics: tuple[str, ...],
                   group: str | None, labels: tuple[str, ...], allow_unregistered: bool,
-                  request_id: str | None, as_json: bool) -> None:  # fmt: skip
-    """Create a stream (or a file to process once)."""
+                  spool: str | None, autorestart: bool | None, max_attempts: int | None,
+                  restart_delay: float | None, backoff: float | None, max_delay: float | None,
+                  staleness: float | None, request_id: str | None, as_json: bool) -> None:  # fmt: skip
+    """Create a stream (or a file to process once).
+
+    \b
+    Examples:
+      vigil stream create --source rtsp://cam-7.example/live --analytic motion --group lobby
+      vigil stream create --source file:///media/clip.mp4 --kind file \\
+          --analytic 'scene_change:{"threshold": 0.5}' --spool directory:/var/lib/vigil/records
+      vigil stream create --source rtsp://cam-9.example/live --max-attempts 10 --staleness 60
+    """
     body: dict[str, Any] = {"source": {"url": source}, "kind": kind}
+    if spool:
+        body["spool"] = _spool(spool)
+    restart = {k: v for k, v in (("enabled", autorestart), ("max_attempts", max_attempts),
+                                 ("delay_s", restart_delay), ("backoff", backoff),
+                                 ("max_delay_s", max_delay)) if v is not None}  # fmt: skip
+    if restart:
+        body["autorestart"] = restart
+    if staleness is not None:
+        body["staleness_s"] = staleness
     if name:
         body["name"] = name
     if group:
@@ -202,6 +235,19 @@ def stream_create(source: str, kind: str, name: str | None, analytics: tuple[str
     if request_id:
         body["request_id"] = request_id
     _run("stream.create", body, as_json)
+
+
+def _spool(text: str) -> dict[str, str]:
+    kind, sep, where = text.partition(":")
+    if kind == "jetstream" and not sep:
+        return {"type": "jetstream"}
+    if kind == "webhook" and where:
+        return {"type": "webhook", "url": where}
+    if kind == "directory" and where:
+        return {"type": "directory", "path": where}
+    raise click.BadParameter(
+        f"{text!r}: use jetstream, webhook:URL or directory:PATH", param_hint="--spool"
+    )
 
 
 def _analytic(text: str) -> dict[str, Any]:

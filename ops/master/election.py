@@ -140,7 +140,11 @@ class Election:
             log.warning("another manager appended an election concurrently; releasing the lease")
             await self.release()
             return None
-        await self.projector.wait_for(seq, timeout=60)
+        if not await self.projector.wait_for(seq, timeout=max(self.lease_s, 5.0)):
+            log.warning("projections did not reach our election event (seq %d) in time;"
+                        " releasing the lease", seq)  # fmt: skip
+            await self.release()
+            return None
         self.reign = Reign(Fence("master", seq), epoch, self.clock(), time.monotonic())
         self.epoch = epoch
         log.info("manager %s is master, epoch %d (election event seq %d)", self.manager_id,
