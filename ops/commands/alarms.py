@@ -39,6 +39,13 @@ def alarm_aggregate(
     )  # fmt: skip
 
 
+def _const(cmd: A.AlarmCommand) -> Callable[[AlarmKey | None], A.AlarmCommand]:
+    def make(_state: AlarmKey | None) -> A.AlarmCommand:
+        return cmd
+
+    return make
+
+
 class AlarmWriter:
     """Raise, clear and acknowledge alarms (idempotent: raising an active alarm, or clearing
     one that is not active, changes nothing)."""
@@ -56,10 +63,8 @@ class AlarmWriter:
         return Cause(kind="system", name=name, manager_id=self.manager_id)
 
     async def _run(self, kind: str, source: str, cmd: A.AlarmCommand) -> AlarmKey | None:
-        key = key_of(kind, source)
-        state, _ = await self.executor.execute(self.agg, key, lambda _s: cmd,
-                                                 msg_id=None)  # fmt: skip
-        return state
+        done = await self.executor.execute(self.agg, key_of(kind, source), _const(cmd))
+        return done[0]
 
     async def raise_(self, kind: str, source: str, reason: str, *,
                      severity: A.Severity | None = None, cause: Cause | None = None) -> bool:  # fmt: skip
@@ -114,8 +119,8 @@ class AlarmCommands:
                          cause=Cause(kind="command", name="alarm.ack", request_id=req.request_id,
                                      manager_id=w.manager_id),
                          alarm_id=req.alarm_id, by=req.by or "anonymous")  # fmt: skip
-        state, seq = await w.executor.execute(w.agg, key_of(found.kind, found.source),
-                                              lambda _s: cmd)  # fmt: skip
+        done = await w.executor.execute(w.agg, key_of(found.kind, found.source), _const(cmd))
+        state, seq = done
         acked = state.find(req.alarm_id) if state is not None else None
         if acked is None:
             raise NotFound(f"alarm {req.alarm_id} not found")

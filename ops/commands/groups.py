@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from core import group as G
 from core.errors import IllegalTransition, NotFound
@@ -25,6 +26,9 @@ from projections.streams import StreamsProjection
 
 __all__ = ["GroupCommands", "group_aggregate", "group_routes"]
 
+MemberRole = Literal["active", "standby", "member"]
+MemberStatus = Literal["ready", "not_ready", "absent"]
+
 
 def group_aggregate(
     groups: GroupsProjection,
@@ -37,6 +41,13 @@ def group_aggregate(
 
 def _members(members: list[R.MemberIn]) -> tuple[GroupMember, ...]:
     return tuple(GroupMember(agent=m.agent, priority=m.priority) for m in members)
+
+
+def _const(cmd: G.GroupCommand) -> Callable[[GroupState | None], G.GroupCommand]:
+    def make(_state: GroupState | None) -> G.GroupCommand:
+        return cmd
+
+    return make
 
 
 class GroupCommands:
@@ -66,24 +77,17 @@ class GroupCommands:
     # ---- views ---------------------------------------------------------------------------------
 
     def view(self, g: GroupState) -> GroupView:
-        by_name: dict[str, list[str]] = {}
-        status: dict[str, str] = {}
-        names = {m.agent for m in g.config.members}
-        for a in self.agents.agents.values():
-            if a.status == "gone" or a.name not in names:
-                continue
-            by_name.setdefault(a.name, []).append(a.agent_id)
-            if a.status == "ready" or status.get(a.name) != "ready":
-                status[a.name] = a.status
         members = []
         for m in g.members_by_priority():
-            role = ("member" if not g.is_redundant
-                    else "active" if m.agent == g.active else "standby")  # fmt: skip
-            members.append(MemberView(
-                agent=m.agent, priority=m.priority, role=role,  # type: ignore[arg-type]
-                status=status.get(m.agent, "absent"),  # type: ignore[arg-type]
-                agent_ids=sorted(by_name.get(m.agent, [])),
-            ))  # fmt: skip
+            agents = self.agents.named(m.agent)
+            status: MemberStatus = "absent"
+            if agents:
+                status = "ready" if any(a.status == "ready" for a in agents) else "not_ready"
+            role: MemberRole = "member"
+            if g.is_redundant:
+                role = "active" if m.agent == g.active else "standby"
+            members.append(MemberView(agent=m.agent, priority=m.priority, role=role,
+                                      status=status, agent_ids=[a.agent_id for a in agents]))  # fmt: skip
         return group_view(g, members=members, streams=len(self.streams.by_group.get(g.name, ())))
 
     # ---- handlers ------------------------------------------------------------------------------
@@ -97,12 +101,13 @@ class GroupCommands:
                             cause=self._cause("group.create", req.request_id), config=config)  # fmt: skip
         msg_id = f"group.create:{req.request_id}" if req.request_id else None
         try:
-            state, seq = await self.executor.execute(self.agg, req.name, lambda _s: cmd,
-                                                     msg_id=msg_id)  # fmt: skip
+            done = await self.executor.execute(self.agg, req.name, _const(cmd), msg_id=msg_id)
         except IllegalTransition:
             if req.request_id is None:
                 raise
-            state, seq = await self.executor.load(self.agg, req.name)  # the same request again
+            again = await self.executor.load(self.agg, req.name)  # the same request again
+            done = again
+        state, seq = done
         assert state is not None
         return self.view(state), seq
 
@@ -127,7 +132,8 @@ class GroupCommands:
                                  expected_version=req.expected_version)  # fmt: skip
 
         msg_id = f"group.update:{req.request_id}" if req.request_id else None
-        state, seq = await self.executor.execute(self.agg, req.name, make, msg_id=msg_id)
+        done = await self.executor.execute(self.agg, req.name, make, msg_id=msg_id)
+        state, seq = done
         assert state is not None
         return self.view(state), seq
 
@@ -150,7 +156,8 @@ class GroupCommands:
                                  expected_version=req.expected_version)  # fmt: skip
 
         msg_id = f"group.delete:{req.request_id}" if req.request_id else None
-        _, seq = await self.executor.execute(self.agg, req.name, make, msg_id=msg_id)
+        done = await self.executor.execute(self.agg, req.name, make, msg_id=msg_id)
+        seq = done[1]
         return GroupDeletedView(name=req.name), seq
 
 

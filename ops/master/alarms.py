@@ -152,10 +152,10 @@ class AlarmDuty:
             if i % 1000 == 999:
                 await asyncio.sleep(0)
         for key in list(self.alarms.active):
-            state = self.alarms.keys.get(key)
-            if state is None:
+            held = self.alarms.keys.get(key)
+            if held is None:
                 continue
-            kind, _, ident = state.source.partition(".")
+            kind, _, ident = held.source.partition(".")
             if kind == "agent":
                 self.dirty_agents.add(ident)
             elif kind == "group":
