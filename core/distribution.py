@@ -90,17 +90,16 @@ def why_waiting(
     agents: Iterable[AgentState],
     load: Callable[[str], int],
     group: GroupState | None = None,
+    *,
+    offered: frozenset[str] | None = None,
 ) -> Waiting:
     """Why a pending, unassigned stream of requirement ``req`` is not placed. Pure; one pass over
-    ``agents`` (the ones that have not left)."""
+    ``agents``: every agent, or (with ``offered``, every analytic any agent offers) at least the
+    agents of the stream's group — its members and the agents carrying its label."""
     names, name = req
-    offered: set[str] = set()
-    known: list[AgentState] = []
-    for a in agents:
-        if a.status == "gone":
-            continue
-        offered.update(o.name for o in a.analytics)
-        known.append(a)
+    known = [a for a in agents if a.status != "gone"]
+    if offered is None:
+        offered = frozenset(o.name for a in known for o in a.analytics)
     missing = sorted(names - offered)
     if missing:
         return Waiting("no_offer", f"no agent offers {', '.join(missing)}")

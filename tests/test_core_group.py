@@ -251,7 +251,9 @@ def test_why_a_stream_waits() -> None:
         return why_waiting((names, name), agents, lambda a: load(a, 0), group).message
 
     assert why([agent("x")]) == "no agent serves group lobby"
-    assert why([agent("x", groups=("lobby",), status="not_ready")]) == "no ready agent in group lobby"
+    assert (
+        why([agent("x", groups=("lobby",), status="not_ready")]) == "no ready agent in group lobby"
+    )
     assert why([agent("x")], names=frozenset({"black_frame"})) == "no agent offers black_frame"
     assert why([agent("prim", groups=("lobby",))]) == "capacity: 0 free of 3 in group lobby"
     state = fold(active_on("prim"))

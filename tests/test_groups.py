@@ -173,8 +173,9 @@ async def test_kill_9_fails_over_within_2s_then_fails_back_after_the_hold(
     assert back
     await eventually(lambda: running_on(nc, ids, prim), timeout=30, interval=0.05,
                      what="streams back on prim")  # fmt: skip
-    print(f"failback: streams back on prim {time.monotonic() - t0:.2f}s after it was ready"
-          " (hold 2 s)")
+    print(
+        f"failback: streams back on prim {time.monotonic() - t0:.2f}s after it was ready (hold 2 s)"
+    )
     assert time.monotonic() - t0 >= 2.0 - 0.3
     await eventually(lambda: _none(active_alarms(nc, "group_failover")), what="failover cleared")
     await eventually(lambda: _none(active_alarms(nc, "agent_disconnected")), what="cleared")

@@ -33,11 +33,12 @@ import time
 from collections.abc import Callable
 
 from core.agent import AgentState
-from core.distribution import Requirement, why_waiting
+from core.distribution import Requirement
 from core.group import GroupState
 from core.stream import StreamState
 from ops.commands.alarms import AlarmWriter
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.waiting import WaitingReasons
 from projections.agents import AgentsProjection
 from projections.alarms import AlarmsProjection
 from projections.groups import GroupsProjection
@@ -61,6 +62,7 @@ class AlarmDuty:
         agents: AgentsProjection,
         groups: GroupsProjection,
         heartbeats: Heartbeats,
+        waiting: WaitingReasons,
         *,
         unplaceable_s: float,
         clock: Callable[[], float] = time.time,
@@ -71,6 +73,7 @@ class AlarmDuty:
         self.agents = agents
         self.groups = groups
         self.heartbeats = heartbeats
+        self.waiting = waiting
         self.unplaceable_s = unplaceable_s
         self.clock = clock
         self.active = False
@@ -282,9 +285,10 @@ class AlarmDuty:
         for req in list(self.blocked_since):
             if req not in pending:
                 del self.blocked_since[req]
-        for req, queue in pending.items():
-            w = why_waiting(req, self.agents.agents.values(), self.streams.load_of,
-                            self.groups.get(req[1]))  # fmt: skip
+        for i, (req, queue) in enumerate(pending.items()):
+            if i % 100 == 99:
+                await asyncio.sleep(0)
+            w = self.waiting.for_requirement(req)
             source = f"group.{req[1]}" if req[1] is not None else "fleet"
             if w.code == "placing":
                 self.blocked_since.pop(req, None)

@@ -150,7 +150,7 @@ class Manager:
         self.alarm_commands = AlarmCommands(self.alarm_writer, self.alarms,
                                             lambda: self.alarm_projector.last_seq)  # fmt: skip
         self.alarm_duty = AlarmDuty(self.alarm_writer, self.alarms, self.streams, self.agents,
-                                    self.groups, self.heartbeats,
+                                    self.groups, self.heartbeats, self.waiting,
                                     unplaceable_s=s.alarm_unplaceable_s)  # fmt: skip
         self.stats_feed = StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
         self.agent_commands = AgentCommands(
