@@ -88,9 +88,15 @@ async def test_a_stream_in_a_group_no_agent_serves_says_why_everywhere(
 
         # A group object named like the label, with a member that is not there: another reason.
         await ok(nc, "group.create", {"name": "lobby", "mode": "active_standby",
+                                      "keepalive_s": 0.3, "failover_s": 1.0,
                                       "members": [{"agent": "cam-box", "priority": 1}]})  # fmt: skip
         view = await ok(nc, "stream.get", {"stream_id": sid})
         assert view["waiting"]["code"] == "no_active_member", view["waiting"]
+        # A member is told the group's keep-alive, at registration and in every poll reply.
+        reg = await ok(nc, "agent.register", {"name": "cam-box", "capacity": 1})
+        assert reg["heartbeat_interval_s"] == 0.3
+        poll = await nc.request(f"vigil.agent.{reg['agent_id']}.streams", b"{}", timeout=5)
+        assert orjson.loads(poll.data)["result"]["heartbeat_interval_s"] == 0.3
         refused = await nc.request("vigil.cmd.group.delete", b'{"name": "lobby"}', timeout=5)
         error = orjson.loads(refused.data)["error"]
         assert error["code"] == "conflict" and "has 1 stream" in error["message"]
