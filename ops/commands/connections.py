@@ -28,6 +28,10 @@ __all__ = ["Advisory", "Connections", "Down"]
 
 log = logging.getLogger(__name__)
 
+IGNORED_REASONS = ("Server Shutdown",)
+"""Disconnects that say nothing about the agent: the server went away (the agent reconnects to
+another node of the cluster; if it does not, its keep-alives stop)."""
+
 REVIVE_AFTER_S = 0.5
 """A heartbeat clears a seen disconnect only if it arrives this long after it (a heartbeat
 sent just before a kill can be handled after the advisory: subscriptions run concurrently)."""
@@ -107,6 +111,8 @@ class Connections:
         elif adv.type.endswith("client_disconnect"):
             if start and start < self.started.get(name, ""):
                 return  # an older connection of an agent that has reconnected since
+            if adv.reason in IGNORED_REASONS:
+                return
             log.info("agent %s: NATS connection closed (%s)", name, adv.reason or "?")
             self.down[name] = Down(at=self.clock(), reason=adv.reason or "closed", start=start)
             self._tell(name, False)

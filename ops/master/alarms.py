@@ -188,19 +188,31 @@ class AlarmDuty:
             await self.writer.raise_(kind, source, reason)
         agents, self.dirty_agents = self.dirty_agents, set()
         for aid in sorted(agents):
+            failed = self.writer.failed
             await self._agent(aid)
+            if self.writer.failed != failed:  # not stored: look again on the next pass
+                self.dirty_agents.add(aid)
         groups, self.dirty_groups = self.dirty_groups, set()
         for name in sorted(groups):
+            failed = self.writer.failed
             await self._group(name)
+            if self.writer.failed != failed:
+                self.dirty_groups.add(name)
         streams, self.dirty_streams = self.dirty_streams, set()
         for sid in sorted(streams):
+            failed = self.writer.failed
             await self._stream(sid)
+            if self.writer.failed != failed:
+                self.dirty_streams.add(sid)
         now = self.clock()
         if (self.waiting_dirty or now >= self.waiting_due) and (
                 now - self.waiting_at >= WAITING_EVERY_S):  # fmt: skip
             self.waiting_dirty = False
             self.waiting_at = now
+            failed = self.writer.failed
             await self._waiting(now)
+            if self.writer.failed != failed:
+                self.waiting_dirty = True
         elif self.waiting_dirty:
             self.waiting_due = min(self.waiting_due, self.waiting_at + WAITING_EVERY_S)
 
