@@ -210,3 +210,44 @@ async def test_heartbeat_figures_are_each_agents_own_process(
         code, out = await vigil(nats_server.url, tmp_path, "agent", "list")
         assert code == 0 and "busy" in out and "work" in out, out
         assert time.time() > 0
+
+
+async def test_groups_over_http_and_the_cli(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    async with Manager(ClientSettings(nats_url=nats_server.url), fast()) as m:
+        await eventually(lambda: m.master.is_master, what="master")
+        code, out = await vigil(nats_server.url, tmp_path, "group", "create", "hq", "--mode",
+                                "active_standby", "--member", "prim:1", "--member", "sec:2",
+                                "--failover", "4")  # fmt: skip
+        assert code == 0 and "active_standby" in out, out
+        hostport = f"127.0.0.1:{free_port()}"
+        auth = {"Authorization": "Bearer t0ken"}
+        async with serve_http(m, hostport, "t0ken") as url, aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/v1/groups", json={"name": "lobby"}) as resp:
+                assert resp.status == 401
+            async with http.post(f"{url}/api/v1/groups", json={"name": "lobby"},
+                                 headers=auth) as resp:  # fmt: skip
+                assert resp.status == 200, await resp.text()
+            async with http.put(f"{url}/api/v1/groups/hq", json={"failback": False},
+                                headers=auth) as resp:  # fmt: skip
+                body = await resp.json()
+                assert body["result"]["failback"] is False and body["result"]["failover_s"] == 4
+            async with http.put(f"{url}/api/v1/groups/hq", json={"failover_s": 1.0},
+                                headers=auth) as resp:  # fmt: skip
+                body = await resp.json()
+                assert resp.status == 400 and body["error"]["details"][0]["path"] == "$.failover_s"
+            async with http.get(f"{url}/api/v1/groups") as resp:
+                names = [g["name"] for g in (await resp.json())["result"]["groups"]]
+                assert names == ["hq", "lobby"]
+            async with http.delete(f"{url}/api/v1/groups/lobby", headers=auth) as resp:
+                assert resp.status == 200
+            async with http.get(f"{url}/api/v1/groups/lobby") as resp:
+                assert resp.status == 404
+            async with http.get(f"{url}/api/v1/alarms?active=true") as resp:
+                assert (await resp.json())["result"] == {"alarms": [], "active": 0}
+            async with http.get(f"{url}/openapi.json") as resp:
+                paths = (await resp.json())["paths"]
+                assert {"/api/v1/groups/{name}", "/api/v1/alarms/{id}/ack"} <= set(paths)
+        code, out = await vigil(nats_server.url, tmp_path, "group", "get", "hq")
+        assert code == 0 and "failback off" in out and "prim" in out, out
