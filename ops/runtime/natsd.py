@@ -158,10 +158,20 @@ class EmbeddedNats:
             "-l", str(self.log_file),
         ]  # fmt: skip
         if self.advisories:
+            self._adopt_global_store()
             return [*argv, "-c", str(self._write_config())]
         if self.user:
             argv += ["--user", self.user, "--pass", self.password or ""]
         return argv
+
+    def _adopt_global_store(self) -> None:
+        """A store written before accounts were configured keeps its JetStream data under the
+        global account ``$G``; hand it to ``ACCOUNT`` once (same files, new owner), so that an
+        existing ``vigil up`` data dir keeps its event log."""
+        base = self.store_dir / "jetstream" / "jetstream"
+        old, new = base / "$G", base / ACCOUNT
+        if old.is_dir() and not new.exists():
+            old.rename(new)
 
     def _write_config(self) -> Path:
         """The advisory configuration (it holds the password: mode 0600)."""
