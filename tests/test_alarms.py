@@ -251,3 +251,43 @@ async def test_groups_over_http_and_the_cli(
                 assert {"/api/v1/groups/{name}", "/api/v1/alarms/{id}/ack"} <= set(paths)
         code, out = await vigil(nats_server.url, tmp_path, "group", "get", "hq")
         assert code == 0 and "failback off" in out and "prim" in out, out
+
+
+async def test_a_stream_that_failed_for_good_and_a_full_outbox_raise_and_clear_alarms(
+    nats_server: EmbeddedNats, nc: Client
+) -> None:
+    async with Manager(ClientSettings(nats_url=nats_server.url), fast()) as m:
+        await eventually(lambda: m.master.is_master, what="master")
+        agent_id = (await ok(nc, "agent.register", {"name": "hand", "capacity": 2}))["agent_id"]
+
+        async def beat(alarms: list[str]) -> None:
+            body = {"ts": time.time(), "alarms": alarms}
+            await nc.publish(f"vigil.agent.{agent_id}.heartbeat", orjson.dumps(body))
+
+        async def active(kind: str) -> list[dict[str, Any]]:
+            await beat(alarms_now)
+            return (await ok(nc, "alarm.list", {"active": True, "kind": kind}))["alarms"]  # type: ignore[no-any-return]
+
+        alarms_now = ["outbox_full: 100000 rows unsent"]
+        [full] = await eventually(lambda: active("outbox_full"), what="outbox_full alarm")
+        assert full["source"] == f"agent.{agent_id}" and "100000 rows" in full["reason"]
+        alarms_now = []
+        await eventually(_empty(lambda: active("outbox_full")), what="outbox_full cleared")
+
+        sid = (await ok(nc, "stream.create", {"source": {"url": "rtsp://cam/9"}}))["stream_id"]
+
+        async def assigned() -> int:
+            await beat([])
+            msg = await nc.request(f"vigil.agent.{agent_id}.streams", b"{}", timeout=2)
+            start = orjson.loads(msg.data)["result"]["start"]
+            return int(start[0]["version"]) if start else 0
+
+        version = await eventually(assigned, what="assignment")
+        fb = {"seq": 1, "stream_id": sid, "version": version, "status": "failure", "ts": time.time(),
+              "error": {"code": "invalid_params", "message": "no such codec", "fatal": True}}  # fmt: skip
+        await nc.jetstream().publish(f"vigil.feedback.{agent_id}", orjson.dumps(fb),
+                                     headers={"Nats-Msg-Id": f"{agent_id}:1"})  # fmt: skip
+        [failed] = await eventually(lambda: active("stream_failed"), what="stream_failed alarm")
+        assert failed["source"] == f"stream.{sid}" and "fatal: invalid_params" in failed["reason"]
+        await ok(nc, "stream.delete", {"stream_id": sid})
+        await eventually(_empty(lambda: active("stream_failed")), what="cleared on delete")
