@@ -256,10 +256,12 @@ def evolve(state: GroupState | None, event: GroupEvent) -> GroupState | None:
         )
         if keep:
             return _replace(state, config=config, version=version, updated_at=event.at)
+        why = state.last_change
+        if state.active is not None:
+            why = ("mode changed to pool" if config.mode == "pool"
+                   else f"active member {state.active} removed by an update")  # fmt: skip
         return _replace(state, config=config, version=version, updated_at=event.at, active=None,
-                        active_since=None,
-                        last_change="active member removed by an update" if state.active else
-                        state.last_change)  # fmt: skip
+                        active_since=None, last_change=why)  # fmt: skip
     if isinstance(event, GroupDeleted):
         return _replace(state, deleted=True, version=version, updated_at=event.at)
     if isinstance(event, GroupActivated | GroupFailover | GroupFailback):
