@@ -119,7 +119,9 @@ def test_update_keeps_the_active_member_while_it_is_a_member() -> None:
     only_prim = (GroupMember(agent="prim"),)
     _, dropped = run(h, G.UpdateGroup(group="hq", at=3, cause=USER,
                                       config=hq(members=only_prim)))  # fmt: skip
-    assert dropped.active is None and dropped.last_change == "active member sec removed by an update"
+    assert (
+        dropped.active is None and dropped.last_change == "active member sec removed by an update"
+    )
     new, _ = run(h, G.UpdateGroup(group="hq", at=3, cause=USER, config=hq()))
     assert new == []  # nothing changed: no event
 

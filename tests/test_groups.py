@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from nats.aio.client import Client
 
@@ -282,3 +283,41 @@ async def test_n_to_1_standby_runs_both_groups_up_to_its_capacity(
     assert alarm["source"] == f"group.{left['group']}"
     agent = await ok(nc, "agent.get", {"agent_id": sb})
     assert agent["active_groups"] == ["branch", "hq"] and agent["load"] == 3
+
+
+async def test_a_silent_active_member_hands_a_big_group_over_in_budgeted_passes(
+    manager: Manager, nc: Client
+) -> None:
+    """Agents spoken by hand: prim stops its keep-alives (still `ready`: its streams are moved by
+    the group's reconcile, 50 per pass, not by the agent's downgrade)."""
+    ids = {}
+    for name in ("prim", "sec"):
+        ids[name] = (await ok(nc, "agent.register", {"name": name, "capacity": 200}))["agent_id"]
+    beating = {"prim", "sec"}
+
+    async def beat() -> None:
+        while True:
+            for name in beating:
+                await nc.publish(f"vigil.agent.{ids[name]}.heartbeat",
+                                 orjson.dumps({"ts": time.time()}))  # fmt: skip
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(beat())
+    try:
+        await make_group(nc, "big", [("prim", 1), ("sec", 2)], keepalive_s=0.5, failover_s=1.5)
+        streams = [(await ok(nc, "stream.create", {"source": {"url": f"rtsp://cam/{i}"},
+                                                   "group": "big"}))["stream_id"]
+                   for i in range(120)]  # fmt: skip
+
+        async def all_on(agent_id: str) -> bool:
+            return all(v["agent_id"] == agent_id for v in await views(nc, streams))
+
+        await eventually(lambda: all_on(ids["prim"]), timeout=30, what="120 assigned to prim")
+        beating.discard("prim")
+        await eventually(lambda: all_on(ids["sec"]), timeout=30, what="120 moved to sec")
+        prim = await ok(nc, "agent.get", {"agent_id": ids["prim"]})
+        assert prim["status"] == "ready"  # moved by the group, not by the agent's downgrade
+        g = await group_view(nc, "big")
+        assert g["active"] == "sec" and "no keep-alive" in g["last_change"]
+    finally:
+        task.cancel()

@@ -228,6 +228,7 @@ class Master:
 
     async def _take_office(self) -> None:
         self.placement.reset()
+        self.redundancy.reset()
         await self.index.rebuild()
         if self.alarms is not None:
             await self.alarms.activate()
@@ -235,6 +236,7 @@ class Master:
     def _leave_office(self) -> None:
         self.index.deactivate()
         self.placement.reset()
+        self.redundancy.reset()
         if self.alarms is not None:
             self.alarms.deactivate()
 
@@ -256,8 +258,8 @@ class Master:
                 await self._append(d, reign)
                 self.redundancy.decide(d, reign, now)
                 await self._append(d, reign)
-                self.redundancy.reconcile(d, now)
-                more = self.lifecycle.decide(d, reign, now, BUDGET)
+                moving = self.redundancy.reconcile(d, now, BUDGET)
+                more = self.lifecycle.decide(d, reign, now, BUDGET) or moving
                 await self._append(d, reign)
                 more = self.placement.decide(d, now, BUDGET) or more
                 await self._append(d, reign)

@@ -27,7 +27,11 @@ from projections.agents import AgentsProjection
 from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
-__all__ = ["Redundancy"]
+__all__ = ["SCAN", "Redundancy"]
+
+SCAN = 500
+"""Streams of changed groups looked at per pass (a failover of a 100k-stream group is spread
+over passes that yield to the event loop, like every duty)."""
 
 
 class Redundancy:
@@ -40,6 +44,8 @@ class Redundancy:
         self.health = health
         self.failovers = 0
         self.failbacks = 0
+        self._todo: dict[str, list[str]] = {}
+        """Groups being reconciled: the stream ids still to look at."""
 
     def decide(self, d: Decisions, reign: Reign, now: float) -> None:
         """Activation, failover and failback decisions for the groups due or changed."""
@@ -57,16 +63,24 @@ class Redundancy:
                 continue  # its event re-marks the group: it is looked at again next pass
             self.index.schedule_group(name, group_due(group, health, now=now, reign_s=reign_s))
 
-    def reconcile(self, d: Decisions, now: float) -> None:
-        """Requeue streams of changed groups that their agent may no longer run."""
-        names, self.index.reconcile = self.index.reconcile, set()
-        for name in sorted(names):
+    def reset(self) -> None:
+        self._todo.clear()
+
+    def reconcile(self, d: Decisions, now: float, budget: int) -> bool:
+        """Requeue streams of changed groups that their agent may no longer run: at most
+        ``budget`` requeues and `SCAN` streams looked at per pass; True when more is left."""
+        for name in self.index.reconcile:
+            self._todo[name] = list(self.streams.by_group.get(name, ()))  # (re)start its scan
+        self.index.reconcile = set()
+        moved = scanned = 0
+        for name in list(self._todo):
+            ids = self._todo[name]
             group = self.groups.get(name)
-            if group is None:
-                continue
-            why = f"group {name}: {group.last_change or 'membership changed'}"
-            for state in self.streams.in_group(name):
-                if not state.is_live or state.agent_id is None:
+            why = f"group {name}: {group.last_change or 'membership changed'}" if group else ""
+            while group is not None and ids and moved < budget and scanned < SCAN:
+                state = self.streams.streams.get(ids.pop())
+                scanned += 1
+                if state is None or not state.is_live or state.agent_id is None:
                     continue
                 agent = self.agents.agents.get(state.agent_id)
                 if agent is None or agent.status != "ready":
@@ -75,3 +89,9 @@ class Redundancy:
                     continue
                 d.stream(state, S.RequeueStream(stream_id=state.stream_id, at=now,
                                                 cause=d.cause("stream.requeue"), reason=why))  # fmt: skip
+                moved += 1
+            if group is None or not ids:
+                del self._todo[name]
+            if moved >= budget or scanned >= SCAN:
+                break
+        return bool(self._todo)
