@@ -47,6 +47,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from agent.host import ProcessTree
 from agent.outbox import FeedbackDraft, Outbox, OutboxFull
 from agent.sender import FeedbackSender
+from agent.spooling import records_spool
 from analytics.registry import describe_all
 from analytics.spool import DirectoryConfig, SpoolConfig, WebhookConfig
 from analytics.worker import AnalyticSpec, Outcome, Report, StreamCounters, StreamJob, run_stream
@@ -69,7 +70,7 @@ from events.protocol import (
     SpoolOut,
 )
 
-__all__ = ["Agent", "AgentConfig", "Refusal", "utc_day"]
+__all__ = ["Agent", "AgentConfig", "IdentityMismatch", "Refusal", "utc_day"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class _Reply(msgspec.Struct):
     ok: bool
     result: msgspec.Raw = msgspec.Raw(b"null")
     error: ErrorBody | None = None
+
+
+class IdentityMismatch(RuntimeError):
+    """The credentials name another agent than the outbox's identity."""
 
 
 class Refusal(Exception):
@@ -154,12 +159,20 @@ class Agent:
         self.sender: FeedbackSender
 
     def _identity(self) -> str:
+        """The agent id: the one its credentials name (a NATS identity is bound to one agent),
+        else the one kept beside its outbox (whose feedback seqs belong to it), else new."""
         path = Path(f"{self.config.outbox}.agent-id")
-        if path.is_file():
-            text = path.read_text().strip()
-            if text:
-                return text
-        agent_id = f"a-{uuid.uuid4().hex[:12]}"
+        kept = path.read_text().strip() if path.is_file() else ""
+        bound = self.client.identity()
+        if bound and kept and kept != bound:
+            raise IdentityMismatch(
+                f"the outbox {self.config.outbox} belongs to agent {kept}, but the credentials"
+                f" are those of agent {bound}: give this agent its own --outbox, or credentials"
+                f" minted for {kept} (vigil creds agent --agent-id {kept} ...)"
+            )
+        if kept:
+            return kept
+        agent_id = bound or f"a-{uuid.uuid4().hex[:12]}"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(agent_id + "\n")
@@ -259,7 +272,7 @@ class Agent:
             groups=list(self.config.groups), labels=self.config.labels, agent_id=self.agent_id,
             host=HostInfo(hostname=os.uname().nodename, pid=os.getpid(), cpus=os.cpu_count() or 1),
         )  # fmt: skip
-        raw = await self._request(subjects.AGENT_REGISTER, _encode(body))
+        raw = await self._request(subjects.agent_register(self.agent_id), _encode(body))
         result = msgspec.json.decode(raw, type=Registered)
         self.heartbeat_interval_s = result.heartbeat_interval_s
         self.feedback_interval_s = result.feedback_interval_s
@@ -400,7 +413,7 @@ class Agent:
     def spool_for(self, stream_id: str, target: SpoolOut | None) -> SpoolConfig | None:
         """The stream's record spooler: its own choice, else the agent's default (JetStream)."""
         if target is None or target.type == "jetstream":
-            return self.config.spool
+            return self.config.spool or records_spool(self.client, self.agent_id)
         if target.type == "webhook":
             queue_dir = self.config.outbox.parent / "spool" / stream_id
             return WebhookConfig(url=str(target.url), queue_dir=str(queue_dir))

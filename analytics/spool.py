@@ -35,6 +35,7 @@ from nats.js.errors import NotFoundError
 
 from analytics.diskqueue import DiskQueue
 from analytics.records import AnalysisRecord, encode_record
+from events.connection import ConnectionSettings, connect
 
 __all__ = [
     "DirectoryConfig",
@@ -58,8 +59,12 @@ class JetStreamConfig(msgspec.Struct, frozen=True, kw_only=True, tag="jetstream"
     unacknowledged ``drain_s`` after the stream ended are lost (they are only in memory)."""
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    connection: ConnectionSettings | None = None
+    """How to connect (credentials, TLS); when set, ``servers`` is not used."""
     stream: str = "VIGIL_RECORDS"
     subject_prefix: str = "vigil.records"
+    ensure: bool = True
+    """Create the stream if missing (agents with their own identity may not: managers do)."""
     ack_timeout_s: float = 5.0
     backoff_base_s: float = 0.2
     backoff_max_s: float = 10.0
@@ -169,7 +174,9 @@ class JetStreamSpooler(_Delivering):
         self._wake.set()
 
     async def ensure_stream(self) -> None:
-        """Create the records stream if it does not exist yet."""
+        """Create the records stream if it does not exist yet (unless ``ensure`` is off)."""
+        if not self.config.ensure:
+            return
         try:
             await self.js.stream_info(self.config.stream)
         except NotFoundError:
@@ -289,6 +296,9 @@ async def connect_nats(config: JetStreamConfig) -> Client:
     attempt = 0
     while True:
         try:
+            if config.connection is not None:
+                return await connect(config.connection, name="vigil-records",
+                                     connect_timeout=config.ack_timeout_s)  # fmt: skip
             return await nats.connect(
                 list(config.servers),
                 max_reconnect_attempts=-1,

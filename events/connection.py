@@ -6,6 +6,7 @@ from ``ops/``. Secrets never travel on a command line: they come from the enviro
 
 from __future__ import annotations
 
+import base64
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,22 @@ import msgspec
 import nats
 from nats.aio.client import Client
 
-__all__ = ["ConnectionSettings", "connect", "tls_context"]
+__all__ = ["ConnectionSettings", "connect", "creds_identity", "tls_context"]
+
+
+def creds_identity(path: str | Path) -> str:
+    """The ``name`` claim of the user JWT in a ``.creds`` file (not verified: the server does)."""
+    text = Path(path).read_text()
+    try:
+        jwt = text.split("-----BEGIN NATS USER JWT-----", 1)[1].split("---", 1)[0].strip()
+        body = jwt.split(".")[1]
+        claims = msgspec.json.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        name = claims["name"]
+    except (IndexError, KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
+        raise ValueError(f"{path} is not a NATS .creds file: {exc!r}") from None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{path}: its user JWT has no name")
+    return name
 
 
 class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +48,13 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """CA bundle that signed the server's certificate (enables TLS)."""
     tls_cert: str | None = None
     tls_key: str | None = None
+    inbox_prefix: str | None = None
+    """Where replies to this client arrive; by default derived from the creds' identity
+    (``_INBOX_<name>``: the permissions of a vigil identity allow only its own inbox)."""
+
+    def identity(self) -> str | None:
+        """The name in the creds file's user JWT (an agent's id), if any."""
+        return creds_identity(self.nats_creds) if self.nats_creds else None
 
     def redacted_url(self) -> str:
         """The URL with any inline password masked (for logs and messages)."""
@@ -64,6 +87,11 @@ def connect_options(settings: ConnectionSettings) -> dict[str, Any]:
     tls = tls_context(settings)
     if tls is not None:
         opts["tls"] = tls
+    prefix = settings.inbox_prefix
+    if prefix is None and settings.nats_creds:
+        prefix = f"_INBOX_{creds_identity(settings.nats_creds)}"
+    if prefix:
+        opts["inbox_prefix"] = prefix
     return opts
 
 

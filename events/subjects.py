@@ -8,16 +8,19 @@ module, so a new subject added here is a subject every role's permissions must a
 
     vigil.cmd.<noun>.<verb>                 request/reply, any manager (queue group)
     vigil.evt.<aggregate>[.<id>]            JetStream VIGIL_EVENTS, written by managers only
-    vigil.agent.register                    request, agents → managers
+    vigil.agent.register                    request, agents → managers (open installations)
+    vigil.agent.<agent_id>.register         request, agent → managers (the id is its identity)
     vigil.agent.<agent_id>.heartbeat        publish, agent → every manager
     vigil.agent.<agent_id>.streams          request, agent → managers (its assignments)
     vigil.agent.<agent_id>.deregister       request, agent → managers
     vigil.agent.<agent_id>.notify           publish, master → agent ("poll now")
     vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
     vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
-    vigil.records.<stream_id>               JetStream VIGIL_RECORDS, analysis records
     vigil.alarm.<kind>.<source>             JetStream VIGIL_ALARMS (retention), operators subscribe
     $SYS.ACCOUNT.<account>.CONNECT|DISCONNECT  nats-server advisories (system account import)
+    vigil.stats.close                       JetStream VIGIL_FEEDBACK, managers: close days
+    vigil.stats.rollup.<kind>.<day>[...]    JetStream VIGIL_STATS, closed days (rollup writer)
+    vigil.records.<agent_id>.<stream_id>    JetStream VIGIL_RECORDS, analysis records
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "AGENT_HEARTBEAT_ALL",
     "AGENT_PREFIX",
     "AGENT_REGISTER",
+    "AGENT_REGISTER_ALL",
     "AGENT_STREAMS_ALL",
     "ALARMS_ALL",
     "ALARMS_PREFIX",
@@ -45,9 +49,14 @@ __all__ = [
     "MANAGERS_QUEUE",
     "MASTER_BUCKET",
     "RECORDS_ALL",
+    "RECORDS_PREFIX",
     "RECORDS_STREAM",
     "REQUESTS_BUCKET",
+    "ROLLUP_ALL",
+    "ROLLUP_PREFIX",
     "SNAPSHOTS_BUCKET",
+    "STATS_CLOSE",
+    "STATS_STREAM",
     "SubjectError",
     "agent_deregister",
     "agent_heartbeat",
@@ -55,6 +64,7 @@ __all__ = [
     "agent_name_of_connection",
     "agent_notify",
     "agent_refused",
+    "agent_register",
     "agent_streams",
     "aggregate_of_subject",
     "alarm",
@@ -65,6 +75,10 @@ __all__ = [
     "feedback_agent_of",
     "group",
     "records",
+    "rollup_chunk",
+    "rollup_fix",
+    "rollup_of",
+    "rollup_seal",
 ]
 
 # ---- JetStream streams and buckets -----------------------------------------------------------
@@ -83,6 +97,8 @@ SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
 """Object store: projection snapshots."""
 ALARMS_STREAM = "VIGIL_ALARMS"
 """Alarms (raised, cleared, acknowledged), kept for the alarm retention (max age)."""
+STATS_STREAM = "VIGIL_STATS"
+"""Closed days of the daily statistics (rollups), written once, kept for years."""
 
 FEEDBACK_DURABLE = "vigil-managers"
 """The durable pull consumer on VIGIL_FEEDBACK shared by all managers (status changes)."""
@@ -97,6 +113,7 @@ EVT_PREFIX = "vigil.evt"
 EVT_ALL = "vigil.evt.>"
 AGENT_PREFIX = "vigil.agent"
 AGENT_REGISTER = "vigil.agent.register"
+AGENT_REGISTER_ALL = "vigil.agent.*.register"
 AGENT_HEARTBEAT_ALL = "vigil.agent.*.heartbeat"
 AGENT_STREAMS_ALL = "vigil.agent.*.streams"
 AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
@@ -111,6 +128,11 @@ ADVISORY_DISCONNECT_ALL = "$SYS.ACCOUNT.*.DISCONNECT"
 AGENT_CONNECTION_PREFIX = "vigil-agent-"
 """Agents name their NATS connection ``vigil-agent-<agent name>``: the advisories say which
 agent's connection opened or closed."""
+STATS_CLOSE = "vigil.stats.close"
+"""In VIGIL_FEEDBACK (so it is ordered with the deltas): "every day up to X is closed".
+Published by managers only; agents must not be allowed to."""
+ROLLUP_PREFIX = "vigil.stats.rollup"
+ROLLUP_ALL = "vigil.stats.rollup.>"
 
 
 class SubjectError(ValueError):
@@ -158,6 +180,10 @@ def agent_name_of_connection(connection_name: str) -> str | None:
     return None
 
 
+def agent_register(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}.{agent_id}.register"
+
+
 def agent_heartbeat(agent_id: str) -> str:
     return f"{AGENT_PREFIX}.{agent_id}.heartbeat"
 
@@ -198,5 +224,34 @@ def feedback_agent_of(subject: str) -> str:
     return parts[2]
 
 
-def records(stream_id: str) -> str:
-    return f"vigil.records.{stream_id}"
+RECORDS_PREFIX = "vigil.records"
+
+
+def records(agent_id: str) -> str:
+    """The records subject prefix of one agent: it publishes ``<prefix>.<stream_id>``."""
+    return f"{RECORDS_PREFIX}.{agent_id}"
+
+
+def rollup_chunk(day: str, index: int) -> str:
+    """Part `index` of the base of closed `day`."""
+    return f"{ROLLUP_PREFIX}.day.{day}.{index}"
+
+
+def rollup_seal(day: str) -> str:
+    """The seal of closed `day` (written after its chunks)."""
+    return f"{ROLLUP_PREFIX}.seal.{day}"
+
+
+def rollup_fix(day: str, agent_id: str, seq: int) -> str:
+    """The correction of `day` by the late delta ``<agent_id>:<seq>``."""
+    return f"{ROLLUP_PREFIX}.fix.{day}.{agent_id}.{seq}"
+
+
+def rollup_of(subject: str) -> tuple[str, str]:
+    """``(kind, day)`` of a rollup subject: kind is ``day``, ``seal`` or ``fix``."""
+    parts = subject.split(".")
+    if len(parts) < 5 or ".".join(parts[:3]) != ROLLUP_PREFIX or parts[3] not in (
+        "day", "seal", "fix"
+    ):  # fmt: skip
+        raise SubjectError(f"not a rollup subject: {subject!r}")
+    return parts[3], parts[4]

@@ -72,6 +72,13 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval_s: Annotated[
         Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
     ] = 60.0
+    http_open_reads: Annotated[
+        bool, msgspec.Meta(description="HTTP reads need no token (writes always do)")
+    ] = False
+    api_tokens_file: Annotated[
+        str | None,
+        msgspec.Meta(description="HTTP tokens with roles (vigil tokens add); digests only"),
+    ] = None
     gc_freeze_interval_s: Annotated[
         Seconds,
         msgspec.Meta(
@@ -96,6 +103,38 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
             " stream_unplaceable alarm"
         ),
     ] = 60.0
+    feedback_retention_s: Annotated[
+        float,
+        msgspec.Meta(ge=1, le=10 * 366 * 86400,
+                     description="VIGIL_FEEDBACK keeps agents' feedback this long; a manager"
+                     " rebuilds the open days from it at start, so keep it well above"
+                     " stats_lateness_s"),
+    ] = 40 * 86400.0  # fmt: skip
+    stats_lateness_s: Annotated[
+        float,
+        msgspec.Meta(ge=0, le=366 * 86400,
+                     description="a UTC day closes this long after it ended: its totals are"
+                     " written once as rollups, later deltas are counted as corrections;"
+                     " make it longer than any agent outage you promise to absorb"),
+    ] = 7 * 86400.0  # fmt: skip
+    stats_retention_years: Annotated[
+        int,
+        msgspec.Meta(ge=0, le=100,
+                     description="closed days (VIGIL_STATS) are kept this many years; 0 keeps"
+                     " them forever"),
+    ] = 0  # fmt: skip
+    stats_writer_interval_s: Annotated[
+        Seconds,
+        msgspec.Meta(description="the rollup writer (the master) looks for days to close and"
+                     " records to write this often (and at once when a day closes)"),
+    ] = 5.0  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.duplicate_window_s > self.feedback_retention_s:
+            raise ValueError(
+                "duplicate_window_s must not exceed feedback_retention_s (JetStream refuses a"
+                " duplicate window longer than the stream's max age)"
+            )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -133,14 +172,22 @@ def _env(data_dir: str | None = None) -> dict[str, str]:
 
 
 def load_client_settings(
-    *, data_dir: str | None = None, nats_url: str | None = None
+    *, data_dir: str | None = None, nats_url: str | None = None, admin: bool = False
 ) -> ClientSettings:
+    """The CLI's settings; ``admin`` uses the admin identity (``VIGIL_ADMIN_CREDS``) for the
+    tools that write the event log."""
     env = _env(data_dir)
+    if admin and env.get("VIGIL_ADMIN_CREDS"):
+        env["VIGIL_NATS_CREDS"] = env["VIGIL_ADMIN_CREDS"]
     defaults = ClientSettings()
     return ClientSettings(
         nats_url=nats_url or env.get("VIGIL_NATS_URL", defaults.nats_url),
         nats_user=env.get("VIGIL_NATS_USER") or None,
         nats_password=env.get("VIGIL_NATS_PASSWORD") or None,
+        nats_creds=env.get("VIGIL_NATS_CREDS") or None,
+        tls_ca=env.get("VIGIL_NATS_TLS_CA") or None,
+        tls_cert=env.get("VIGIL_NATS_TLS_CERT") or None,
+        tls_key=env.get("VIGIL_NATS_TLS_KEY") or None,
         api_token=env.get("VIGIL_API_TOKEN") or None,
         http=env.get("VIGIL_HTTP", defaults.http),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -143,17 +144,31 @@ async def test_state_is_rebuilt_from_events_after_restart(
     }
 
 
-async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> None:
+async def test_http_metrics_dashboard_and_auth(
+    manager: Manager, nc: Client, tmp_path: Path
+) -> None:
     from aiohttp import ClientSession
 
+    from ops.http.auth import HttpAuth, add_token
     from ops.runtime.natsd import free_port
     from ops.runtime.up import serve_http
 
     hostport = f"127.0.0.1:{free_port()}"
-    async with serve_http(manager, hostport, "s3cret") as url, ClientSession() as http:
+    tokens = tmp_path / "tokens"
+    viewer = add_token(tokens, "viewer", "grafana")
+    auth = HttpAuth.from_settings(admin_token="s3cret", tokens_file=tokens)
+    async with serve_http(manager, hostport, auth) as url, ClientSession() as http:
         body = {"source": {"url": "rtsp://cam/9"}}
         async with http.post(f"{url}/api/v1/streams", json=body) as r:
+            assert r.status == 401 and (await r.json())["error"]["code"] == "unauthorized"
+        async with http.get(f"{url}/api/v1/streams") as r:
+            assert r.status == 401  # reads need a token unless configured open
+        async with http.get(f"{url}/api/v1/streams", headers={"Authorization": "Bearer nope"}) as r:
             assert r.status == 401
+        async with http.post(f"{url}/api/v1/streams?accessToken={viewer}", json=body) as r:
+            assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
+        async with http.get(f"{url}/api/v1/streams?accessToken={viewer}") as r:
+            assert r.status == 200
         async with http.post(f"{url}/api/v1/streams?accessToken=s3cret", json=body) as r:
             assert r.status == 200
             sid = (await r.json())["result"]["stream_id"]
@@ -164,9 +179,9 @@ async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> 
             assert r.status == 200 and (await r.json())["result"]["status"] == "stopped"
         async with http.patch(f"{url}/api/v1/streams/{sid}", data=b"{nope", headers=headers) as r:
             assert r.status == 400
-        async with http.get(f"{url}/api/v1/streams/s-missing") as r:
+        async with http.get(f"{url}/api/v1/streams/s-missing", headers=headers) as r:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
-        async with http.get(f"{url}/metrics") as r:
+        async with http.get(f"{url}/metrics", headers=headers) as r:
             text = await r.text()
             assert 'vigil_streams{status="stopped"} 1.0' in text
         async with http.get(f"{url}/openapi.json") as r:
@@ -178,3 +193,19 @@ async def test_http_metrics_dashboard_and_auth(manager: Manager, nc: Client) -> 
             assert r.status == 200 and "<title>vigil</title>" in await r.text()
         async with http.delete(f"{url}/api/v1/streams/{sid}", headers=headers) as r:
             assert r.status == 200
+
+
+async def test_a_manager_without_a_token_refuses_http_writes_and_says_so(manager: Manager) -> None:
+    from aiohttp import ClientSession
+
+    from ops.runtime.natsd import free_port
+    from ops.runtime.up import serve_http
+
+    hostport = f"127.0.0.1:{free_port()}"
+    async with serve_http(manager, hostport, None) as url, ClientSession() as http:
+        async with http.post(f"{url}/api/v1/streams", json={"source": {"url": "rtsp://c/1"}},
+                             headers={"Authorization": "Bearer anything"}) as r:  # fmt: skip
+            body = await r.json()
+            assert r.status == 403 and "no API token" in body["error"]["message"]
+        async with http.get(f"{url}/readyz") as r:
+            assert r.status == 200  # health stays open

@@ -142,7 +142,7 @@ async def test_audit_and_replay_of_a_scenario_with_a_master_failover(
 
         # The same trail over HTTP.
         port = free_port()
-        runner = web.AppRunner(build_app(second, token=None))
+        runner = web.AppRunner(build_app(second, open_reads=True))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:

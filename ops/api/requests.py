@@ -39,10 +39,15 @@ __all__ = [
     "ListGroupsReq",
     "ListStreamsReq",
     "MemberIn",
+    "MonthlyStatsReq",
     "PatchBody",
     "PatchStreamReq",
+    "RangeStatsReq",
     "SourceIn",
     "SpoolIn",
+    "StatsCloseReq",
+    "StatsCorrectionsReq",
+    "StatsVerifyReq",
     "UpdateGroupBody",
     "UpdateGroupReq",
     "convert_request",
@@ -225,9 +230,68 @@ class DailyStatsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_id: Id | None = None
     agent_id: Id | None = None
     group: Id | None = None
-    by: Literal["stream", "agent", "group", "row"] = "stream"
+    by: Literal["stream", "agent", "group", "row", "total"] = "stream"
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+Month = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}$", description="UTC month")]
+Grain = Literal["stream", "agent", "group", "row", "total"]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+Cursor = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class RangeStatsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``vigil.cmd.stats.range``: the UTC days ``from``..``to`` (both included, at most
+    366), one line per day and key (``per: day``) or per key over the range (``per: range``)."""
+
+    from_: Day = msgspec.field(name="from")
+    to: Day
+    per: Literal["day", "range"] = "day"
+    stream_id: Id | None = None
+    agent_id: Id | None = None
+    group: Id | None = None
+    by: Grain = "stream"
+    limit: Limit = 1000
+    cursor: Cursor | None = None
+
+
+class MonthlyStatsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``vigil.cmd.stats.monthly``: one UTC month, per key (``per: range``, the default)
+    or per day and key (``per: day``)."""
+
+    month: Month
+    per: Literal["day", "range"] = "range"
+    stream_id: Id | None = None
+    agent_id: Id | None = None
+    group: Id | None = None
+    by: Grain = "stream"
+    limit: Limit = 1000
+    cursor: Cursor | None = None
+
+
+class StatsCorrectionsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``vigil.cmd.stats.corrections``: late deltas counted for the days ``from``..``to``."""
+
+    from_: Day = msgspec.field(name="from")
+    to: Day
+    stream_id: Id | None = None
+    agent_id: Id | None = None
+    limit: Limit = 1000
+
+
+class StatsVerifyReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``vigil.cmd.stats.verify``: recompute every day the feedback still holds (or
+    only ``day``) and compare it with its rollup."""
+
+    day: Day | None = None
+
+
+class StatsCloseReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``vigil.cmd.stats.close``: close every day up to ``through`` now (before the
+    lateness horizon); later deltas for them count as corrections."""
+
+    through: Day
 
 
 class DumpReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

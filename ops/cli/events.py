@@ -26,6 +26,7 @@ from rich.table import Table
 from events import subjects
 from ops.cli.client import connected
 from ops.logtools.replay import Rebuilt, ReplayError, parse_time, read_log, rebuild, seq_at_time
+from ops.settings import load_client_settings
 
 __all__ = ["events"]
 
@@ -37,8 +38,9 @@ def _out(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def _connect() -> AbstractAsyncContextManager[Client]:
-    return connected()
+def _connect(*, admin: bool = False) -> AbstractAsyncContextManager[Client]:
+    """The CLI's connection; ``admin`` for the tools that write the log (import)."""
+    return connected(load_client_settings(admin=admin))
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> None:
@@ -217,7 +219,10 @@ async def _serve(nc: Client, rebuilt: Rebuilt, hostport: str) -> None:
     from ops.logtools.readonly import ReadOnlyManager
 
     host, _, port = hostport.rpartition(":")
-    app = build_app(ReadOnlyManager(nc, rebuilt), token=None)
+    # reads open on loopback only; elsewhere a token (VIGIL_API_TOKEN) is needed; writes never
+    settings = load_client_settings()
+    app = build_app(ReadOnlyManager(nc, rebuilt), token=settings.api_token,
+                    open_reads=host in ("", "127.0.0.1", "localhost", "::1"))  # fmt: skip
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
@@ -325,7 +330,7 @@ def import_cmd(file: Path, force: bool) -> None:
     from ops.logtools.transfer import import_lines
 
     async def run() -> None:
-        async with _connect() as nc:
+        async with _connect(admin=True) as nc:
             with file.open("rb") as f, _progress("importing") as update:
                 report: Callable[[int], None] = lambda n: update(n, 0)  # noqa: E731
                 n = await import_lines(nc, f, force=force, progress=report)

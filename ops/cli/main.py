@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import orjson
 
 from ops.cli.agents import agent_list
 from ops.cli.alarms import alarms
 from ops.cli.client import fail, request
+from ops.cli.creds import creds
 from ops.cli.groups import group
 from ops.cli.stats import stats
+from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
 
 __all__ = ["main"]
@@ -86,10 +89,12 @@ def manager(nats_url: str | None, http: str | None) -> None:
 @click.option("--outbox", default=None, type=click.Path(path_type=Path),
               help="feedback outbox file (default: .vigil/agents/NAME/outbox.db)")  # fmt: skip
 @click.option("--analytic", "analytics", multiple=True, help="offer only these analytics")
+@click.option("--creds", "creds_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="this agent's identity (vigil creds agent ...); default VIGIL_NATS_CREDS")  # fmt: skip
 @click.pass_context
 def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: int,
           groups: tuple[str, ...], labels: tuple[str, ...], outbox: Path | None,
-          analytics: tuple[str, ...]) -> None:  # fmt: skip
+          analytics: tuple[str, ...], creds_file: str | None) -> None:  # fmt: skip
     """Run the reference agent until Ctrl-C (then it stops its streams and deregisters).
 
     `vigil agent list` shows every agent with its groups and host figures."""
@@ -104,19 +109,29 @@ def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: 
         outbox=outbox or Path(".vigil") / "agents" / agent_name / "outbox.db",
         analytics=analytics or None,
     )  # fmt: skip
-    asyncio.run(run_agent(load_client_settings(nats_url=nats_url), config))
+    settings = load_client_settings(nats_url=nats_url)
+    if creds_file:
+        settings = msgspec.structs.replace(settings, nats_creds=creds_file)
+    asyncio.run(run_agent(settings, config))
 
 
 @main.command()
-def nats() -> None:
-    """Print the connection settings in use."""
+@click.option("--show-secrets", is_flag=True, help="print passwords and tokens in clear")
+def nats(show_secrets: bool) -> None:
+    """Print the connection settings in use (secrets masked)."""
     s = load_client_settings()
-    click.echo(f"VIGIL_NATS_URL={s.nats_url}")
+
+    def secret(value: str) -> str:
+        return value if show_secrets else "****"
+
+    click.echo(f"VIGIL_NATS_URL={s.nats_url if show_secrets else s.redacted_url()}")
+    if s.nats_creds:
+        click.echo(f"VIGIL_NATS_CREDS={s.nats_creds}")
     if s.nats_user:
         click.echo(f"VIGIL_NATS_USER={s.nats_user}")
-        click.echo(f"VIGIL_NATS_PASSWORD={s.nats_password}")
+        click.echo(f"VIGIL_NATS_PASSWORD={secret(s.nats_password or '')}")
     if s.api_token:
-        click.echo(f"VIGIL_API_TOKEN={s.api_token}")
+        click.echo(f"VIGIL_API_TOKEN={secret(s.api_token)}")
     click.echo(f"VIGIL_HTTP={s.http}")
 
 
@@ -318,6 +333,8 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 
 
 main.add_command(stats)
+main.add_command(creds)
+main.add_command(tokens)
 main.add_command(group)
 main.add_command(alarms)
 agent.add_command(agent_list)

@@ -25,7 +25,7 @@ from nats.aio.subscription import Subscription
 
 from core import agent as A
 from core.agent import AgentState
-from core.errors import NotFound
+from core.errors import Invalid, NotFound
 from events import subjects
 from events.model import AgentEvent, AnalyticOffer, Cause
 from events.protocol import Deregistered, Poll, PollResult, Register, Registered
@@ -230,8 +230,19 @@ async def serve_agent_protocol(
     def register(msg: Msg) -> tuple[str, object]:
         return "agent.register", msg.data
 
+    def register_as(msg: Msg) -> tuple[str, object]:
+        """``vigil.agent.<id>.register``: the subject (which only that identity may publish
+        to, when permissions are on) decides the id; a body naming another is refused."""
+        agent_id = subjects.agent_id_of(msg.subject)
+        body = R.decode_request(msg.data, Register)
+        if body.agent_id is not None and body.agent_id != agent_id:
+            raise Invalid("$.agent_id", f"registering on the subject of agent {agent_id} as"
+                          f" {body.agent_id}: an agent registers only as itself")  # fmt: skip
+        return "agent.register", msgspec.structs.replace(body, agent_id=agent_id)
+
     subs = [
         await router.serve_subject(nc, subjects.AGENT_REGISTER, register, internal=True),
+        await router.serve_subject(nc, subjects.AGENT_REGISTER_ALL, register_as, internal=True),
         await router.serve_subject(nc, subjects.AGENT_DEREGISTER_ALL, deregister, internal=True),
         await router.serve_subject(nc, subjects.AGENT_STREAMS_ALL, poll, internal=True),
         await nc.subscribe(subjects.AGENT_HEARTBEAT_ALL, cb=heartbeats.on_msg),

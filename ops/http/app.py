@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ops.api.envelope import error_reply
 from ops.http import routes
-from ops.http.auth import TOKEN
+from ops.http.auth import AUTH, HttpAuth
 from ops.http.backend import BACKEND, Backend
 
 __all__ = ["build_app"]
@@ -45,10 +45,17 @@ async def envelope_errors(request: web.Request, handler: routes.Handler) -> web.
 
 
 def build_app(
-    backend: Backend, *, token: str | None, max_body: int = 1024 * 1024
+    backend: Backend,
+    *,
+    token: str | None = None,
+    auth: HttpAuth | None = None,
+    open_reads: bool = False,
+    max_body: int = 1024 * 1024,
 ) -> web.Application:
+    """The API for ``backend``. ``auth`` (or just an admin ``token``) decides who may do what;
+    ``open_reads`` lets reads through without a token. Bodies over ``max_body`` get 413."""
     app = web.Application(client_max_size=max_body, middlewares=[envelope_errors])
     app[BACKEND] = backend
-    app[TOKEN] = token
+    app[AUTH] = auth or HttpAuth.from_settings(admin_token=token, open_reads=open_reads)
     routes.add_routes(app)
     return app

@@ -15,7 +15,7 @@ import msgspec
 from ops.api import requests as R
 from ops.api import views as V
 from ops.http.history import History
-from ops.stats.queries import DailyStatsView
+from ops.stats.queries import CorrectionsView, DailyStatsView, RangeStatsView
 
 __all__ = ["document"]
 
@@ -59,6 +59,7 @@ def _body(name: str) -> dict[str, Any]:
 
 
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}}
 _WRITE: list[dict[str, list[str]]] = [{"bearer": []}, {"accessToken": []}]
 
 
@@ -97,8 +98,9 @@ def document() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(
         [R.CreateStreamReq, R.PatchBody, R.ListStreamsReq, R.ListAgentsReq, V.StreamView,
          V.StreamList, V.Deleted, V.AgentView, V.AgentList, V.MasterView, History,
-         DailyStatsView, R.CreateGroupReq, R.UpdateGroupBody, R.ListAlarmsReq, V.GroupView,
-         V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList],
+         DailyStatsView, RangeStatsView, CorrectionsView, R.RangeStatsReq, R.MonthlyStatsReq,
+         R.StatsCorrectionsReq, R.CreateGroupReq, R.UpdateGroupBody, R.ListAlarmsReq,
+         V.GroupView, V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList],
         ref_template=_REF,
     )  # fmt: skip
     schemas["Error"] = {
@@ -154,6 +156,15 @@ def document() -> dict[str, Any]:
               for n in ("stream_id", "agent_id", "group", "by", "format", "cursor")),
             {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
                                         "responses": {"200": _ok("daily statistics", "DailyStatsView"), **_ERRORS}}},
+        "/api/v1/stats/range": {"get": {"summary": "statistics of the days from..to, per day or per range (JSON, or CSV with format=csv)",
+                                        "parameters": [*_query(R.RangeStatsReq, schemas), _FORMAT],
+                                        "responses": {"200": _ok("range statistics", "RangeStatsView"), **_ERRORS}}},
+        "/api/v1/stats/monthly": {"get": {"summary": "statistics of one UTC month (JSON, or CSV with format=csv)",
+                                          "parameters": [*_query(R.MonthlyStatsReq, schemas), _FORMAT],
+                                          "responses": {"200": _ok("month statistics", "RangeStatsView"), **_ERRORS}}},
+        "/api/v1/stats/corrections": {"get": {"summary": "late deltas counted after their day closed, with their cause",
+                                              "parameters": _query(R.StatsCorrectionsReq, schemas),
+                                              "responses": {"200": _ok("corrections", "CorrectionsView"), **_ERRORS}}},
     }  # fmt: skip
     paths.update(_groups_and_alarms(schemas))
     return {

@@ -6,6 +6,7 @@
     GET  /api/v1/streams            POST /api/v1/streams
     GET|PATCH|DELETE /api/v1/streams/{id}                 GET /api/v1/streams/{id}/history
     GET  /api/v1/agents /api/v1/agents/{id} /api/v1/master /api/v1/stats/daily
+         /api/v1/stats/range /api/v1/stats/monthly /api/v1/stats/corrections
     GET|POST /api/v1/groups         GET|PUT|DELETE /api/v1/groups/{name}
     GET  /api/v1/alarms             POST /api/v1/alarms/{id}/ack
 
@@ -26,14 +27,14 @@ from events.protocol import ErrorReply
 from ops.api import requests as R
 from ops.api.envelope import HTTP_STATUS, domain_error_body, encode, error_reply
 from ops.api.router import Outcome
-from ops.http.auth import is_authorized
+from ops.http.auth import AUTH, HttpRole
 from ops.http.backend import BACKEND
 from ops.http.history import history
 from ops.http.metrics import CONTENT_TYPE, render
 from ops.http.openapi import document
-from ops.http.stats import daily_stats
+from ops.http.stats import corrections, daily_stats, monthly_stats, range_stats
 
-__all__ = ["Handler", "add_routes", "json_response", "query_values", "respond"]
+__all__ = ["Handler", "add_routes", "json_response", "needs", "query_values", "respond"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -67,14 +68,15 @@ async def call(request: web.Request, name: str, build: Callable[[], object]) -> 
     return respond(await request.app[BACKEND].router.call(name, req))
 
 
-def writes(handler: Handler) -> Handler:
+def needs(role: HttpRole, handler: Handler) -> Handler:
+    """``handler`` for requests whose token has at least ``role`` (``ops.http.auth``)."""
+
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not is_authorized(request):
-            reply = error_reply(
-                "unauthorized",
-                "writes need 'Authorization: Bearer <token>' (VIGIL_API_TOKEN in .vigil/vigil.env)",
-            )
-            return json_response(reply, 401)
+        refused = request.app[AUTH].check(request, role)
+        if refused is not None:
+            status, message = refused
+            reply = error_reply("unauthorized" if status == 401 else "forbidden", message)
+            return json_response(reply, status)
         return await handler(request)
 
     return guarded
@@ -232,23 +234,26 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
-    r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     r.add_get("/", dashboard)
-    r.add_get("/api/v1/streams", list_streams)
-    r.add_post("/api/v1/streams", writes(create_stream))
-    r.add_get("/api/v1/streams/{id}", get_stream)
-    r.add_patch("/api/v1/streams/{id}", writes(patch_stream))
-    r.add_delete("/api/v1/streams/{id}", writes(delete_stream))
-    r.add_get("/api/v1/streams/{id}/history", history)
-    r.add_get("/api/v1/agents", list_agents)
-    r.add_get("/api/v1/agents/{id}", get_agent)
-    r.add_get("/api/v1/master", get_master)
-    r.add_get("/api/v1/stats/daily", daily_stats)
-    r.add_get("/api/v1/groups", list_groups)
-    r.add_post("/api/v1/groups", writes(create_group))
-    r.add_get("/api/v1/groups/{name}", get_group)
-    r.add_put("/api/v1/groups/{name}", writes(update_group))
-    r.add_delete("/api/v1/groups/{name}", writes(delete_group))
-    r.add_get("/api/v1/alarms", list_alarms)
-    r.add_post("/api/v1/alarms/{id}/ack", writes(ack_alarm))
+    r.add_get("/metrics", needs("viewer", metrics))
+    r.add_get("/api/v1/streams", needs("viewer", list_streams))
+    r.add_post("/api/v1/streams", needs("operator", create_stream))
+    r.add_get("/api/v1/streams/{id}", needs("viewer", get_stream))
+    r.add_patch("/api/v1/streams/{id}", needs("operator", patch_stream))
+    r.add_delete("/api/v1/streams/{id}", needs("operator", delete_stream))
+    r.add_get("/api/v1/streams/{id}/history", needs("viewer", history))
+    r.add_get("/api/v1/agents", needs("viewer", list_agents))
+    r.add_get("/api/v1/agents/{id}", needs("viewer", get_agent))
+    r.add_get("/api/v1/master", needs("viewer", get_master))
+    r.add_get("/api/v1/stats/daily", needs("viewer", daily_stats))
+    r.add_get("/api/v1/stats/range", needs("viewer", range_stats))
+    r.add_get("/api/v1/stats/monthly", needs("viewer", monthly_stats))
+    r.add_get("/api/v1/stats/corrections", needs("viewer", corrections))
+    r.add_get("/api/v1/groups", needs("viewer", list_groups))
+    r.add_post("/api/v1/groups", needs("operator", create_group))
+    r.add_get("/api/v1/groups/{name}", needs("viewer", get_group))
+    r.add_put("/api/v1/groups/{name}", needs("operator", update_group))
+    r.add_delete("/api/v1/groups/{name}", needs("operator", delete_group))
+    r.add_get("/api/v1/alarms", needs("viewer", list_alarms))
+    r.add_post("/api/v1/alarms/{id}/ack", needs("operator", ack_alarm))

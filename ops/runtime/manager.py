@@ -10,7 +10,9 @@ status API from its own projections; the master role is taken by one of them at 
     ├── Fleet of projections ◄── projector (part "projector": restarts by rebuilding)
     ├── alarms ◄── alarm projector (VIGIL_ALARMS, part "alarm-projector")
     ├── router ◄── commands (streams, agents, groups, alarms), queries (stats, master, dump)
-    └── Supervisor: projector · stats-feed · feedback · master · alarms · snapshots · housekeeping
+    ├── daily stats: closed days loaded from VIGIL_STATS, open days folded from VIGIL_FEEDBACK
+    └── Supervisor: projector · alarm-projector · stats-feed · stats-rollups · feedback ·
+                    master · alarms · snapshots · housekeeping
 
 While any part is down, or the projections are not caught up, the router answers
 ``unavailable`` and ``/readyz`` says 503 with the reason: never an answer from a dead part.
@@ -53,8 +55,10 @@ from ops.master.election import Election
 from ops.master.loop import Master
 from ops.runtime.storage import ensure_all
 from ops.settings import ClientSettings, ManagerSettings
+from ops.stats.commands import StatsCommands, stats_routes
 from ops.stats.feed import StatsFeed
 from ops.stats.queries import DailyStatsView, StatsQueries
+from ops.stats.rollups import RollupStore
 from projections.alarms import AlarmsProjection
 from projections.engine import Projector, freeze_heap
 from projections.fleet import Fleet
@@ -65,16 +69,8 @@ __all__ = ["Manager"]
 
 log = logging.getLogger(__name__)
 
-PARTS = (
-    "projector",
-    "alarm-projector",
-    "stats-feed",
-    "feedback",
-    "master",
-    "alarms",
-    "snapshots",
-    "housekeeping",
-)
+PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
+         "alarms", "snapshots", "housekeeping")  # fmt: skip
 
 
 class Manager:
@@ -171,8 +167,16 @@ class Manager:
                                      is_writer=lambda: self.master.is_master,
                                      manager_id=self.manager_id, interval_s=s.snapshot_interval_s,
                                      min_events=s.snapshot_min_events)  # fmt: skip
-        self.router = Router(self.routes(), requests_kv=requests_kv, gate=self.readiness)
         self.stats = StatsQueries(self.daily_stats, self.streams, self.projector)
+        self.rollups = RollupStore(self.nc, self.daily_stats,
+                                   is_writer=lambda: self.master.is_master,
+                                   feed_caught_up=lambda: self.daily_stats.caught_up,
+                                   lateness_s=s.stats_lateness_s,
+                                   interval_s=s.stats_writer_interval_s,
+                                   manager_id=self.manager_id)  # fmt: skip
+        self.stats_commands = StatsCommands(self.nc, self.stats, self.rollups, self.stats_feed,
+                                            self.agents, self.projector)  # fmt: skip
+        self.router = Router(self.routes(), requests_kv=requests_kv, gate=self.readiness)
 
         self.supervisor = await self._stack.enter_async_context(
             Supervisor(f"manager {self.manager_id}")
@@ -183,7 +187,13 @@ class Manager:
         self.supervisor.spawn("alarm-projector", self.alarm_projector.run, restart=restart,
                               on_failure=self._rebuild_alarms)  # fmt: skip
         await self.projector.wait_caught_up(timeout=600)
+        if s.feedback_retention_s < s.stats_lateness_s + 2 * 86400:
+            log.warning("feedback_retention_s (%.0f s) is not well above stats_lateness_s (%.0f s):"
+                        " open days are lost if every manager restarts after their feedback"
+                        " expired", s.feedback_retention_s, s.stats_lateness_s)  # fmt: skip
+        await self.rollups.load()  # closed days first: the feed then folds only open days
         self.supervisor.spawn("stats-feed", self.stats_feed.run, restart=restart)
+        self.supervisor.spawn("stats-rollups", self.rollups.run, restart=restart)
         self.supervisor.spawn("feedback", self.feedback.run, restart=restart)
         if self.run_master:
             self.supervisor.spawn("master", self.master.run, restart=restart)
@@ -269,8 +279,9 @@ class Manager:
             Route("stats.daily", R.DailyStatsReq, self._stats_daily, writes=False,
                   result=DailyStatsView),
         ]  # fmt: skip
-        return (routes + agent_routes(self.agent_commands) + group_routes(self.group_commands)
-                + alarm_routes(self.alarm_commands))  # fmt: skip
+        return (routes + agent_routes(self.agent_commands)
+                + stats_routes(self.stats, self.stats_commands)
+                + group_routes(self.group_commands) + alarm_routes(self.alarm_commands))  # fmt: skip
 
     async def _stats_daily(self, req: R.DailyStatsReq) -> tuple[DailyStatsView, int]:
         return await self.stats.daily(req)

@@ -5,11 +5,19 @@ directory, on a given or free loopback port, waits until the port accepts TCP co
 stops it on exit (SIGTERM, then SIGKILL). On Linux the child gets ``PR_SET_PDEATHSIG`` so a
 ``kill -9`` of the parent cannot leave an orphan server holding the store.
 
-With ``advisories`` (the default) the server runs from a small config file
-(``advisory_config``): vigil's clients live in account ``VIGIL``, a system account exists, and
-the server's connect/disconnect advisories of ``VIGIL`` are imported into it, so managers hear
-at once that an agent's connection closed (``ops.commands.connections``; redundancy groups fail
-over within a second of a killed agent).
+With ``secure=True`` (what ``vigil up`` runs) its settings go to a config file (0600) that
+includes the installation's auth (``ops.security.authority``: every participant has its own
+identity and permissions), fsyncs every JetStream write (``sync_interval: always``: an ack means
+"on disk"), optionally serves TLS, and writes a pid file (``vigil creds revoke`` reloads it).
+Without it (tests, benches) it is an open server on loopback. No secret is ever on the command
+line.
+
+Either way the server publishes its connect/disconnect advisories of vigil's account where
+managers can subscribe to them (``ops.commands.connections``: a killed agent's redundancy group
+fails over within a second): the open server runs from a config file with ``advisory_config``
+(vigil's clients in account ``VIGIL``, a system account exporting ``$SYS.ACCOUNT.VIGIL.>``, and
+its import); the secure one gets the same export/import in its account JWTs
+(``ops.security.authority``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -34,23 +43,24 @@ __all__ = [
     "ACCOUNT",
     "EmbeddedNats",
     "NatsServerError",
+    "TlsFiles",
     "advisory_config",
     "find_nats_server",
     "free_port",
 ]
 
 ACCOUNT = "VIGIL"
-"""The account vigil's clients use on the embedded server."""
+"""The account vigil's clients use on the open embedded server."""
 
 
-def advisory_config(*, user: str | None, password: str | None, account: str = ACCOUNT) -> str:
+def advisory_config(*, user: str | None = None, password: str | None = None,
+                    account: str = ACCOUNT) -> str:  # fmt: skip
     """nats-server configuration that lets the clients' account see its own connection
     advisories: ``account`` (JetStream on; ``user`` in it, or everyone without credentials when
     ``user`` is None), a system account ``SYS`` without users that exports
     ``$SYS.ACCOUNT.<account>.>``, and the import of that export into ``account``.
 
-    For a server you run yourself, add the same three things (docs/groups.md). Auth is only the
-    user below; anything richer (roles, nkeys) replaces the ``users`` line and keeps the rest."""
+    For a server you run yourself with plain accounts, add the same (docs/groups.md)."""
     if user:
         users = f"users: [{{user: {json.dumps(user)}, password: {json.dumps(password or '')}}}]"
         no_auth = ""
@@ -69,6 +79,16 @@ def advisory_config(*, user: str | None, password: str | None, account: str = AC
         "system_account: SYS\n"
         f"{no_auth}"
     )
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The server's certificate and key, and the CA that clients present certificates from
+    (mutual TLS when ``verify``)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
 
 
 class NatsServerError(RuntimeError):
@@ -122,34 +142,76 @@ class EmbeddedNats:
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
-        user: str | None = None,
-        password: str | None = None,
+        auth_include: str | Path | None = None,
+        sync_interval: str | None = None,
+        tls: TlsFiles | None = None,
         startup_timeout: float = 15.0,
         log_file: str | Path | None = None,
         advisories: bool = True,
     ) -> None:
         self.advisories = advisories
+        """Open server: run with ``advisory_config`` (a secure one has them in its JWTs)."""
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.user = user
-        self.password = password
+        self.auth_include = Path(auth_include) if auth_include else None
+        self.sync_interval = sync_interval
+        self.tls = tls
         self.startup_timeout = startup_timeout
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
+        self.pid_file = self.store_dir / "nats-server.pid"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        if self.user:
-            return f"nats://{self.user}:{self.password}@{self.host}:{self.port}"
-        return f"nats://{self.host}:{self.port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        """The server's config file (used when auth, TLS or a sync interval is set)."""
+        lines = [
+            "# written by vigil (ops.runtime.natsd)",
+            f"listen: {self.host}:{self.port}",
+            f'pid_file: "{self.pid_file}"',
+            "jetstream {",
+            f'  store_dir: "{self.store_dir / "jetstream"}"',
+        ]
+        if self.sync_interval:
+            lines.append(f"  sync_interval: {self.sync_interval}")
+        lines.append("}")
+        if self.tls:
+            lines += ["tls {", f'  cert_file: "{self.tls.cert}"', f'  key_file: "{self.tls.key}"']
+            if self.tls.ca:
+                lines.append(f'  ca_file: "{self.tls.ca}"')
+            lines.append("}")
+        if self.auth_include:  # nats-server resolves includes relative to the config's directory
+            lines.append(f'include "{os.path.relpath(self.auth_include, self.store_dir)}"')
+        elif self.advisories:
+            lines.append(advisory_config())
+        return "\n".join(lines) + "\n"
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def _adopt_global_store(self) -> None:
+        """A store an open server wrote before it had accounts keeps its JetStream data under
+        the global account ``$G``; hand it to ``ACCOUNT`` once (same files, new owner)."""
+        base = self.store_dir / "jetstream" / "jetstream"
+        old, new = base / "$G", base / ACCOUNT
+        if old.is_dir() and not new.exists():
+            old.rename(new)
+
     def _argv(self) -> list[str]:
-        argv = [
+        if self.advisories and not self.auth_include:
+            self._adopt_global_store()
+        if self.auth_include or self.tls or self.sync_interval or self.advisories:
+            conf = self.store_dir / "nats.conf"
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.config_text())
+            return [find_nats_server(), "-c", str(conf), "-l", str(self.log_file)]
+        return [
             find_nats_server(),
             "-a", self.host,
             "-p", str(self.port),
@@ -157,29 +219,11 @@ class EmbeddedNats:
             "-sd", str(self.store_dir / "jetstream"),
             "-l", str(self.log_file),
         ]  # fmt: skip
-        if self.advisories:
-            self._adopt_global_store()
-            return [*argv, "-c", str(self._write_config())]
-        if self.user:
-            argv += ["--user", self.user, "--pass", self.password or ""]
-        return argv
 
-    def _adopt_global_store(self) -> None:
-        """A store written before accounts were configured keeps its JetStream data under the
-        global account ``$G``; hand it to ``ACCOUNT`` once (same files, new owner), so that an
-        existing ``vigil up`` data dir keeps its event log."""
-        base = self.store_dir / "jetstream" / "jetstream"
-        old, new = base / "$G", base / ACCOUNT
-        if old.is_dir() and not new.exists():
-            old.rename(new)
-
-    def _write_config(self) -> Path:
-        """The advisory configuration (it holds the password: mode 0600)."""
-        path = self.store_dir / "nats-server.conf"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(advisory_config(user=self.user, password=self.password))
-        return path
+    def reload(self) -> None:
+        """Re-read the config (auth changes: a revoked identity is refused from now on)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         """Start the server and block until it accepts TCP connections."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 
 import orjson
 
-from agent.main import records_spool
 from agent.runtime import Agent, AgentConfig
 from ops.runtime.up import ExtraPart, UpContext, UpOptions
 
@@ -20,13 +18,10 @@ log = logging.getLogger("vigil.up")
 async def _local_agents(ctx: UpContext) -> None:
     for i in range(ctx.options.agents):
         name = f"local-{i + 1}"
-        config = AgentConfig(
-            name=name,
-            outbox=ctx.options.data_dir / "agents" / name / "outbox.db",
-            capacity=ctx.options.agent_capacity,
-        )
-        config = replace(config, spool=records_spool(ctx.client))
-        agent = await ctx.stack.enter_async_context(Agent(ctx.client, config))
+        outbox = ctx.options.data_dir / "agents" / name / "outbox.db"
+        config = AgentConfig(name=name, outbox=outbox, capacity=ctx.options.agent_capacity)
+        settings = ctx.install.agent_settings(name, outbox)
+        agent = await ctx.stack.enter_async_context(Agent(settings, config))
         print(f"agent {name} ({agent.agent_id}) started", flush=True)
 
 

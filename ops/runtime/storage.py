@@ -15,15 +15,24 @@ from events import subjects
 from events.jetstream import ensure_stream
 from ops.settings import ManagerSettings
 
-__all__ = ["ensure_alarms_stream", "ensure_feedback_stream", "ensure_records_stream", "key_value"]
+__all__ = [
+    "ensure_alarms_stream",
+    "ensure_feedback_stream",
+    "ensure_records_stream",
+    "ensure_stats_stream",
+    "key_value",
+]
+
+YEAR_S = 365.25 * 86400
 
 
 async def ensure_feedback_stream(
     nc: Client, *, duplicate_window: float = 120.0, replicas: int = 1, max_age: float = 40 * 86400
 ) -> None:
+    """``VIGIL_FEEDBACK``: agents' feedback, and the managers' close markers in the same order."""
     config = api.StreamConfig(
         name=subjects.FEEDBACK_STREAM,
-        subjects=[subjects.FEEDBACK_ALL],
+        subjects=[subjects.FEEDBACK_ALL, subjects.STATS_CLOSE],
         storage=api.StorageType.FILE,
         duplicate_window=duplicate_window,
         num_replicas=replicas,
@@ -54,6 +63,17 @@ async def ensure_alarms_stream(nc: Client, *, retention_s: float, replicas: int 
     await ensure_stream(nc, config)
 
 
+async def ensure_stats_stream(nc: Client, *, replicas: int = 1, years: int = 0) -> None:
+    """``VIGIL_STATS``: closed days (rollups), written once each, never deleted one by one;
+    kept `years` years (0: forever)."""
+    config = api.StreamConfig(
+        name=subjects.STATS_STREAM, subjects=[subjects.ROLLUP_ALL],
+        storage=api.StorageType.FILE, num_replicas=replicas, max_age=years * YEAR_S,
+        duplicate_window=120.0, deny_delete=True,
+    )  # fmt: skip
+    await ensure_stream(nc, config)
+
+
 async def key_value(
     nc: Client, bucket: str, *, ttl: float, replicas: int, history: int = 1
 ) -> KeyValue:
@@ -69,9 +89,12 @@ async def key_value(
 
 
 async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, KeyValue]:
-    """Feedback and records streams; the request-cache and master-lease buckets (returned)."""
+    """Feedback, statistics and records streams; the request-cache and master-lease buckets
+    (returned)."""
     s = settings
-    await ensure_feedback_stream(nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas)
+    await ensure_feedback_stream(nc, duplicate_window=s.duplicate_window_s, replicas=s.replicas,
+                                 max_age=s.feedback_retention_s)  # fmt: skip
+    await ensure_stats_stream(nc, replicas=s.replicas, years=s.stats_retention_years)
     await ensure_records_stream(nc, replicas=s.replicas)
     await ensure_alarms_stream(nc, retention_s=s.alarm_retention_s, replicas=s.replicas)
     requests = await key_value(nc, subjects.REQUESTS_BUCKET, ttl=s.request_ttl_s,

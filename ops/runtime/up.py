@@ -14,19 +14,25 @@ import contextlib
 import logging
 import signal
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from ops.http.app import build_app
+from ops.http.auth import HttpAuth
 from ops.runtime.lock import DataDirLock
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
+from ops.security.authority import Authority
 from ops.settings import (
     ENV_FILE,
     ClientSettings,
+    ManagerSettings,
+    load_client_settings,
     load_manager_settings,
     new_secret,
     read_env_file,
@@ -65,10 +71,11 @@ class UpOptions:
 class UpContext:
     """What the running ``up`` offers to its parts."""
 
-    def __init__(self, options: UpOptions, client: ClientSettings, manager: Manager,
+    def __init__(self, options: UpOptions, install: Installation, manager: Manager,
                  stack: AsyncExitStack) -> None:  # fmt: skip
         self.options = options
-        self.client = client
+        self.install = install
+        self.client = install.cli
         self.manager = manager
         self.stack = stack
 
@@ -89,10 +96,25 @@ def _split_hostport(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def http_auth(settings: ManagerSettings, token: str | None, hostport: str,
+              data_dir: Path | None = None) -> HttpAuth:  # fmt: skip
+    """Who may use the HTTP API: the admin token, the tokens file, and whether reads are open
+    (configured, or ``vigil up`` serving on loopback only)."""
+    host, _ = _split_hostport(hostport)
+    tokens = settings.api_tokens_file or (str(data_dir / "auth" / "tokens") if data_dir else None)
+    loopback = data_dir is not None and host in ("127.0.0.1", "localhost", "::1")
+    return HttpAuth.from_settings(admin_token=token, tokens_file=tokens,
+                                  open_reads=settings.http_open_reads or loopback)  # fmt: skip
+
+
 @asynccontextmanager
-async def serve_http(manager: Manager, hostport: str, token: str | None) -> AsyncIterator[str]:
+async def serve_http(
+    manager: Manager, hostport: str, auth: HttpAuth | str | None
+) -> AsyncIterator[str]:
     host, port = _split_hostport(hostport)
-    runner = web.AppRunner(build_app(manager, token=token), access_log=None)
+    if not isinstance(auth, HttpAuth):
+        auth = HttpAuth.from_settings(admin_token=auth)
+    runner = web.AppRunner(build_app(manager, auth=auth), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -117,12 +139,50 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _embedded(options: UpOptions, stack: AsyncExitStack) -> ClientSettings:
+class Installation:
+    """What ``vigil up`` set up: how its manager and its CLI reach NATS, and the authority that
+    issues identities (None when it uses an external NATS: ``--nats-url``)."""
+
+    def __init__(self, manager: ClientSettings, cli: ClientSettings,
+                 authority: Authority | None, env: dict[str, str]) -> None:  # fmt: skip
+        self.manager = manager
+        self.cli = cli
+        self.authority = authority
+        self.env = env
+
+    def agent_settings(self, name: str, outbox: Path) -> ClientSettings:
+        """Connection settings for a local agent: its own identity, bound to the agent id kept
+        beside its outbox (minted on first use)."""
+        if self.authority is None:
+            return self.cli
+        id_file = Path(f"{outbox}.agent-id")
+        agent_id = id_file.read_text().strip() if id_file.is_file() else ""
+        if not agent_id:
+            agent_id = f"a-{uuid.uuid4().hex[:12]}"
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(agent_id + "\n")
+        creds = self.authority.ensure_creds(
+            self.cli_dir / f"agent-{name}.creds", "agent", f"agent-{name}", agent_id=agent_id
+        )
+        return msgspec.structs.replace(self.cli, nats_creds=str(creds), api_token=None)
+
+    @property
+    def cli_dir(self) -> Path:
+        return Path(self.cli.nats_creds or ".").parent
+
+
+async def _embedded(options: UpOptions, stack: AsyncExitStack) -> Installation:
+    """Start the embedded nats-server with this installation's auth; mint what it needs."""
     env_path = options.data_dir / ENV_FILE
     previous = read_env_file(env_path) if env_path.is_file() else {}
-    user = previous.get("VIGIL_NATS_USER") or "vigil"
-    password = previous.get("VIGIL_NATS_PASSWORD") or new_secret()
     token = previous.get("VIGIL_API_TOKEN") or new_secret()
+    authority = Authority(options.data_dir / "auth")
+    creds = options.data_dir / "creds"
+    manager_creds = authority.ensure_creds(creds / "manager.creds", "manager", "manager")
+    cli_creds = authority.ensure_creds(creds / "client.creds", "client", "client")
+    admin_creds = authority.ensure_creds(creds / "admin.creds", "admin", "admin")
+    authority.ensure_creds(creds / "viewer.creds", "viewer", "viewer")
+    include = authority.write_server_auth()
     port = options.nats_port
     if port is None:
         old = previous.get("VIGIL_NATS_URL", "").rpartition(":")[2]
@@ -130,15 +190,35 @@ async def _embedded(options: UpOptions, stack: AsyncExitStack) -> ClientSettings
             if candidate and _port_free("127.0.0.1", candidate):
                 port = candidate
                 break
-    server = EmbeddedNats(options.data_dir / "nats", port=port, user=user, password=password)
+    server = EmbeddedNats(options.data_dir / "nats", port=port, auth_include=include,
+                          sync_interval="always")  # fmt: skip
     await stack.enter_async_context(server)
     log.info("nats-server %s listening on 127.0.0.1:%d (store %s)", server.pid, server.port,
              server.store_dir)  # fmt: skip
-    client = ClientSettings(
-        nats_url=f"nats://127.0.0.1:{server.port}", nats_user=user, nats_password=password,
-        api_token=token, http=options.http,
-    )  # fmt: skip
-    return client
+    url = f"nats://127.0.0.1:{server.port}"
+    cli = ClientSettings(nats_url=url, nats_creds=str(cli_creds), api_token=token,
+                         http=options.http)  # fmt: skip
+    manager = msgspec.structs.replace(cli, nats_creds=str(manager_creds))
+    env = {
+        "VIGIL_NATS_URL": url,
+        "VIGIL_NATS_CREDS": str(cli_creds.resolve()),
+        "VIGIL_ADMIN_CREDS": str(admin_creds.resolve()),
+        "VIGIL_API_TOKEN": token,
+        "VIGIL_HTTP": options.http,
+    }
+    return Installation(manager, cli, authority, env)
+
+
+def _external(options: UpOptions) -> Installation:
+    """``--nats-url``: an existing NATS; identities come from the environment (VIGIL_NATS_*)."""
+    given = load_client_settings(nats_url=options.nats_url)
+    cli = msgspec.structs.replace(given, api_token=given.api_token or new_secret(),
+                                  http=options.http)  # fmt: skip
+    env = {"VIGIL_NATS_URL": cli.nats_url, "VIGIL_API_TOKEN": cli.api_token or "",
+           "VIGIL_HTTP": options.http}  # fmt: skip
+    if cli.nats_creds:
+        env["VIGIL_NATS_CREDS"] = cli.nats_creds
+    return Installation(cli, cli, None, env)
 
 
 async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> None:
@@ -146,26 +226,17 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
     async with AsyncExitStack() as stack:
         stack.enter_context(DataDirLock(options.data_dir))
         if options.nats_url:
-            client = ClientSettings(
-                nats_url=options.nats_url, api_token=new_secret(), http=options.http
-            )
+            install = _external(options)
         else:
-            client = await _embedded(options, stack)
-        manager = await stack.enter_async_context(Manager(client, load_manager_settings()))
-        url = await stack.enter_async_context(serve_http(manager, options.http, client.api_token))
-        ctx = UpContext(options, client, manager, stack)
+            install = await _embedded(options, stack)
+        settings = load_manager_settings()
+        manager = await stack.enter_async_context(Manager(install.manager, settings))
+        auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
+        url = await stack.enter_async_context(serve_http(manager, options.http, auth))
+        ctx = UpContext(options, install, manager, stack)
         for part in extras or []:
             await part(ctx)
-        write_env_file(
-            options.data_dir / ENV_FILE,
-            {
-                "VIGIL_NATS_URL": client.nats_url,
-                "VIGIL_NATS_USER": client.nats_user or "",
-                "VIGIL_NATS_PASSWORD": client.nats_password or "",
-                "VIGIL_API_TOKEN": client.api_token or "",
-                "VIGIL_HTTP": options.http,
-            },
-        )
+        write_env_file(options.data_dir / ENV_FILE, install.env)
         print(f"vigil is up: dashboard and API at {url}/  (settings in {options.data_dir / ENV_FILE})",
               flush=True)  # fmt: skip
         print("Ctrl-C stops everything.", flush=True)
@@ -177,9 +248,11 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
 async def run_manager(client: ClientSettings, http: str | None) -> None:
     stop = _stop_event()
     async with AsyncExitStack() as stack:
-        manager = await stack.enter_async_context(Manager(client, load_manager_settings()))
+        settings = load_manager_settings()
+        manager = await stack.enter_async_context(Manager(client, settings))
         if http:
-            url = await stack.enter_async_context(serve_http(manager, http, client.api_token))
+            auth = http_auth(settings, client.api_token, http)
+            url = await stack.enter_async_context(serve_http(manager, http, auth))
             print(f"manager {manager.manager_id} serving {url}/", flush=True)
         else:
             print(f"manager {manager.manager_id} running", flush=True)
