@@ -19,6 +19,7 @@ import pytest
 from nats.aio.client import Client
 
 from analytics.clips import ClipSpec, write_clip
+from ops.http.auth import HttpAuth
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.runtime.up import serve_http
@@ -27,6 +28,7 @@ from tests.helpers import eventually, ok
 from tests.test_groups import Agents
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
+OPEN_READS = HttpAuth.from_settings(admin_token=None, open_reads=True)
 
 
 def fast(**kw: Any) -> ManagerSettings:
@@ -69,7 +71,7 @@ async def test_a_stream_in_a_group_no_agent_serves_says_why_everywhere(
         assert code == 0 and "no agent serves group lobby" in out, out
 
         hostport = f"127.0.0.1:{free_port()}"
-        async with serve_http(m, hostport, None) as url, aiohttp.ClientSession() as http:
+        async with serve_http(m, hostport, OPEN_READS) as url, aiohttp.ClientSession() as http:
             async with http.get(f"{url}/metrics") as resp:
                 text = await resp.text()
             line = next(x for x in text.splitlines() if x.startswith("vigil_streams_waiting{"))
@@ -164,7 +166,7 @@ async def test_heartbeat_figures_are_each_agents_own_process(
             await ok(nc, "stream.create", {"source": {"url": f"file://{clip.path}"},
                                            "group": "work"})  # fmt: skip
         hostport = f"127.0.0.1:{free_port()}"
-        async with serve_http(m, hostport, None) as url, aiohttp.ClientSession() as http:
+        async with serve_http(m, hostport, OPEN_READS) as url, aiohttp.ClientSession() as http:
 
             async def rows() -> dict[str, dict[str, Any]]:
                 async with http.get(f"{url}/api/v1/agents") as resp:
@@ -223,7 +225,12 @@ async def test_groups_over_http_and_the_cli(
         assert code == 0 and "active_standby" in out, out
         hostport = f"127.0.0.1:{free_port()}"
         auth = {"Authorization": "Bearer t0ken"}
-        async with serve_http(m, hostport, "t0ken") as url, aiohttp.ClientSession() as http:
+        async with (
+            serve_http(
+                m, hostport, HttpAuth.from_settings(admin_token="t0ken", open_reads=True)
+            ) as url,
+            aiohttp.ClientSession() as http,
+        ):
             async with http.post(f"{url}/api/v1/groups", json={"name": "lobby"}) as resp:
                 assert resp.status == 401
             async with http.post(f"{url}/api/v1/groups", json={"name": "lobby"},
