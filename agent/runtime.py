@@ -27,7 +27,6 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 import stat
 import threading
 import time
@@ -41,12 +40,12 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 import nats
 import nats.errors
-import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from agent.host import ProcessTree
 from agent.outbox import FeedbackDraft, Outbox, OutboxFull
 from agent.sender import FeedbackSender
 from agent.spooling import records_spool
@@ -162,10 +161,12 @@ class Agent:
         self.refused: dict[str, int] = {}
         """Feedback the managers refused, per reason (pushed on vigil.agent.<id>.refused)."""
         self._poll_now = asyncio.Event()
+        self._beat_now = asyncio.Event()
         self._unregistered = asyncio.Event()
         self._supervisor: Supervisor | None = None
         self._executor = ThreadPoolExecutor(max_workers=config.capacity + 2,
                                             thread_name_prefix=f"vigil-{config.name}")  # fmt: skip
+        self.host = ProcessTree(config.outbox.parent)
         self.nc: Client
         self.outbox: Outbox
         self.sender: FeedbackSender
@@ -321,13 +322,16 @@ class Agent:
                     notice.stream_id, notice.reason, notice.message)  # fmt: skip
 
     def heartbeat_body(self) -> Heartbeat:
-        vm = psutil.virtual_memory()
-        disk = shutil.disk_usage(self.config.outbox.parent)
+        """Keep-alive with this agent's own figures (its process tree, its outbox volume)."""
+        host = self.host.sample()
+        alarms = self.alarms[-10:]
+        if self.outbox.is_full():
+            alarms = [*alarms[-9:], f"outbox_full: {self.outbox.depth()} rows unsent"]
         return Heartbeat(
-            ts=time.time(), running=sorted(self.workers),
-            cpu_percent=psutil.cpu_percent(interval=None), mem_used=vm.used,
-            mem_total=vm.total, disk_used=disk.used, disk_total=disk.total,
-            outbox_depth=self.outbox.depth(), alarms=self.alarms[-10:],
+            ts=time.time(), running=sorted(self.workers), cpu_percent=host.cpu_percent,
+            mem_used=host.mem_used, mem_total=host.mem_total, disk_used=host.disk_used,
+            disk_total=host.disk_total, outbox_depth=self.outbox.depth(), alarms=alarms,
+            capacity=self.config.capacity,
         )  # fmt: skip
 
     async def _heartbeat_loop(self) -> None:
@@ -338,7 +342,9 @@ class Agent:
                 await self.nc.publish(subject, _encode(self.heartbeat_body()))
             except (ConnectionError, OSError, nats.errors.Error) as exc:  # reconnecting
                 log.debug("heartbeat: %r", exc)
-            await asyncio.sleep(self.heartbeat_interval_s)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_interval_s)
+            self._beat_now.clear()
 
     async def _poll_loop(self) -> None:
         await self.registered.wait()
@@ -375,6 +381,11 @@ class Agent:
             if page.next is None:
                 break
             after = page.next
+        if result.heartbeat_interval_s and result.heartbeat_interval_s != self.heartbeat_interval_s:
+            log.info("heartbeat interval now %.2fs (told by the manager)",
+                     result.heartbeat_interval_s)  # fmt: skip
+            self.heartbeat_interval_s = result.heartbeat_interval_s
+            self._beat_now.set()
         for stream_id in result.stop:
             self.stop_worker(stream_id)
         listed = {a.stream_id: a.version for a in result.start}

@@ -61,6 +61,7 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     status: AgentStatus = "ready"
     version: int = 1
     not_ready_since: float | None = None
+    not_ready_reason: str | None = None
 
     def offers(self, names: frozenset[str]) -> bool:
         return names <= {a.name for a in self.analytics}
@@ -158,11 +159,16 @@ def evolve(state: AgentState | None, event: AgentEvent) -> AgentState | None:
         case AgentDowngraded():
             return msgspec.structs.replace(
                 state, status="not_ready", not_ready_since=event.at, version=version,
-                updated_at=event.at,
+                updated_at=event.at, not_ready_reason=event.reason,
             )  # fmt: skip
         case AgentRecovered():
             return msgspec.structs.replace(
-                state, status="ready", not_ready_since=None, version=version, updated_at=event.at
+                state,
+                status="ready",
+                not_ready_since=None,
+                version=version,
+                updated_at=event.at,
+                not_ready_reason=None,
             )
         case AgentDeregistered() | AgentRemoved():
             return msgspec.structs.replace(

@@ -2,7 +2,9 @@
 
 Pending, unassigned streams are taken in creation order. A stream may go to a ``ready`` agent that
 offers every analytic it asks for, belongs to its group (any agent when it has none), and has a
-free slot. Among those, the agent with the largest share of free slots wins (LUNA's "percent"),
+free slot. A stream's group is either a *group object* (``core.group``: a pool of member agents,
+or an ``active_standby`` group whose active member alone runs its streams) or, when no group of
+that name exists, a label that agents carry in their ``groups``. Among those, the agent with the largest share of free slots wins (LUNA's "percent"),
 then the one with more free slots, then the smaller agent_id. Running streams never move.
 
 Agents with the same offer are interchangeable for a stream, so candidates are kept in one heap per
@@ -14,21 +16,25 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
 from core.agent import AgentState
+from core.group import GroupState
 from core.stream import StreamState
 
 __all__ = [
     "Assignment",
     "Requirement",
+    "Waiting",
     "eligible",
+    "in_group",
     "load_of",
     "place",
     "plan",
     "requirement_of",
+    "why_waiting",
 ]
 
 
@@ -51,12 +57,87 @@ def requirement_of(stream: StreamState) -> Requirement:
     return frozenset(a.name for a in stream.analytics), stream.group
 
 
-def eligible(agent: AgentState, req: Requirement) -> bool:
-    """Can ``agent`` run streams of requirement ``req`` (capacity aside)?"""
-    names, group = req
-    return (
-        agent.status == "ready" and agent.offers(names) and (group is None or group in agent.groups)
-    )
+def in_group(agent: AgentState, name: str | None, group: GroupState | None) -> bool:
+    """Does ``agent`` serve group ``name`` (its group object ``group``, None for a label)?"""
+    if name is None:
+        return True
+    if group is None or group.deleted:
+        return name in agent.groups
+    if group.is_redundant:
+        return group.active is not None and agent.name == group.active
+    return name in agent.groups or group.member(agent.name) is not None
+
+
+def eligible(agent: AgentState, req: Requirement, group: GroupState | None = None) -> bool:
+    """Can ``agent`` run streams of requirement ``req`` (capacity aside)? ``group`` is the group
+    object the requirement's group names (None: it is a label)."""
+    names, name = req
+    return agent.status == "ready" and agent.offers(names) and in_group(agent, name, group)
+
+
+class Waiting(msgspec.Struct, frozen=True):
+    """Why unassigned pending streams of one requirement wait: a code and a sentence."""
+
+    code: str
+    """``no_offer``, ``no_agent_in_group``, ``no_ready_agent``, ``no_active_member``,
+    ``active_not_ready``, ``capacity``, or ``placing`` (an agent has a free slot: the master's
+    next pass places it)."""
+    message: str
+
+
+def why_waiting(
+    req: Requirement,
+    agents: Iterable[AgentState],
+    load: Callable[[str], int],
+    group: GroupState | None = None,
+    *,
+    offered: frozenset[str] | None = None,
+) -> Waiting:
+    """Why a pending, unassigned stream of requirement ``req`` is not placed. Pure; one pass over
+    ``agents``: every agent, or (with ``offered``, every analytic any agent offers) at least the
+    agents of the stream's group — its members and the agents carrying its label."""
+    names, name = req
+    known = [a for a in agents if a.status != "gone"]
+    if offered is None:
+        offered = frozenset(o.name for a in known for o in a.analytics)
+    missing = sorted(names - offered)
+    if missing:
+        return Waiting("no_offer", f"no agent offers {', '.join(missing)}")
+    serving = [a for a in known if a.offers(names) and in_group(a, name, group)]
+    ready = [a for a in serving if a.status == "ready"]
+    where = f" in group {name}" if name is not None else ""
+    if group is not None and not group.deleted and group.is_redundant:
+        head = f"group {name}: "
+        if group.active is None:
+            members = ", ".join(m.agent for m in group.members_by_priority())
+            return Waiting("no_active_member", f"{head}no member is ready ({members})")
+        if not ready:
+            others = [m.agent for m in group.members_by_priority() if m.agent != group.active
+                      and any(a.name == m.agent and a.status == "ready" for a in known)]  # fmt: skip
+            tail = f"standby {others[0]} ready, failing over" if others else "no standby"
+            return Waiting("active_not_ready",
+                           f"{head}active member {group.active} not ready, {tail}")  # fmt: skip
+        free, total = _free(ready, load)
+        if free <= 0:
+            return Waiting("capacity", f"{head}capacity: 0 free of {total} on active member"
+                           f" {group.active}")  # fmt: skip
+        return Waiting("placing", f"{head}{group.active} has {free} free; placing")
+    if not serving:
+        if name is not None:
+            return Waiting("no_agent_in_group", f"no agent serves group {name}")
+        return Waiting("no_ready_agent", "no agent registered")
+    if not ready:
+        return Waiting("no_ready_agent", f"no ready agent{where}")
+    free, total = _free(ready, load)
+    if free <= 0:
+        return Waiting("capacity", f"capacity: 0 free of {total}{where}")
+    return Waiting("placing", f"{free} free slot(s){where}; placing")
+
+
+def _free(agents: list[AgentState], load: Callable[[str], int]) -> tuple[int, int]:
+    total = sum(a.capacity for a in agents)
+    used = sum(min(load(a.agent_id), a.capacity) for a in agents)
+    return total - used, total
 
 
 def _key(agent: AgentState, load: int) -> tuple[float, int, str]:

@@ -3,8 +3,9 @@ Pure: time, heartbeat ages and feedback times arrive as arguments.
 
 Agents (LUNA's agent downgrade)::
 
+    ready, its NATS connection seen to close (advisory)                           → downgrade
     ready, silent for its downgrade period (and the master has reigned that long) → downgrade
-    not_ready, heartbeating again (after it was downgraded)                       → recover
+    not_ready, heartbeating again (after it was downgraded), connected            → recover
     not_ready for longer than the retention period                                → remove
 
 Streams (autorestart, LUNA's stream downgrade)::
@@ -51,10 +52,16 @@ def agent_rule(
     reign_s: float,
     retention_s: float,
     cause: CauseOf,
+    disconnected: str | None = None,
 ) -> A.AgentCommand | None:
     """The decision about ``agent`` now. ``silent_s``: seconds since its last heartbeat seen by
-    this master (None: none seen during this reign); ``reign_s``: how long this master reigns."""
+    this master (None: none seen during this reign); ``reign_s``: how long this master reigns;
+    ``disconnected``: why its NATS connection closed, if the server said so since its last
+    heartbeat (None: no such advisory)."""
     aid = agent.agent_id
+    if agent.status == "ready" and disconnected is not None:
+        return A.DowngradeAgent(agent_id=aid, at=now, cause=cause("agent.downgrade"),
+                                reason=f"NATS connection closed ({disconnected})")  # fmt: skip
     if agent.status == "ready":
         silent = silent_s if silent_s is not None else reign_s
         if reign_s >= agent.downgrade_s and min(silent, reign_s) >= agent.downgrade_s:
@@ -64,7 +71,7 @@ def agent_rule(
         return None
     if agent.status == "not_ready":
         since = agent.not_ready_since
-        if (silent_s is not None and silent_s < agent.downgrade_s
+        if (disconnected is None and silent_s is not None and silent_s < agent.downgrade_s
                 and (since is None or now - silent_s > since)):  # fmt: skip
             return A.RecoverAgent(agent_id=aid, at=now, cause=cause("agent.recover"))
         if since is not None and now - since > retention_s:

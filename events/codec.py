@@ -71,13 +71,18 @@ def decode_event(data: bytes) -> model.Event:
 
 
 def aggregate_of(event: model.Event) -> str:
-    """The aggregate an event belongs to: ``stream.<id>``, ``agent.<id>`` or ``master``."""
+    """The aggregate an event belongs to: ``stream.<id>``, ``agent.<id>``, ``group.<name>``,
+    ``master`` (in VIGIL_EVENTS), or ``<kind>.<source>`` for an alarm (in VIGIL_ALARMS)."""
     if isinstance(event, model.StreamEvent):
         return f"stream.{event.stream_id}"
     if isinstance(event, model.AgentEvent):
         return f"agent.{event.agent_id}"
     if isinstance(event, model.MasterElected):
         return "master"
+    if isinstance(event, model.GroupEvent):
+        return f"group.{event.group}"
+    if isinstance(event, model.AlarmEvent):
+        return f"{event.kind}.{event.source}"
     raise TypeError(f"no aggregate for {type(event).__name__}")
 
 

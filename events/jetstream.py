@@ -89,6 +89,10 @@ class JetStreamStore:
         )
         await ensure_stream(self.nc, config)
 
+    def subject(self, aggregate: str) -> str:
+        """``<prefix>.<aggregate>`` (``vigil.evt.stream.s-1``; alarms: ``vigil.alarm.<kind>...``)."""
+        return f"{self.prefix}.{aggregate}"
+
     # ---- append ------------------------------------------------------------------------------
 
     def _headers(
@@ -148,7 +152,7 @@ class JetStreamStore:
         msg_id: str | None = None,
         fence: Fence | None = None,
     ) -> list[int]:
-        subject = subject_of(aggregate)
+        subject = self.subject(aggregate)
         seqs: list[int] = []
         for i, event in enumerate(events):
             mid = None if msg_id is None else f"{msg_id}:{i}"
@@ -194,7 +198,7 @@ class JetStreamStore:
             headers = self._headers(None, item.msg_id, fence)
             try:
                 fut = await pipe.publish(
-                    subject_of(item.aggregate), encode_event(item.event), headers
+                    self.subject(item.aggregate), encode_event(item.event), headers
                 )
             except Exception as exc:  # disconnected: fall back to the retrying path
                 log.debug("pipelined publish refused (%r); retrying item %d", exc, i)
@@ -210,7 +214,7 @@ class JetStreamStore:
             item = items[i]
             try:
                 seqs[i] = await self._publish(
-                    subject_of(item.aggregate),
+                    self.subject(item.aggregate),
                     encode_event(item.event),
                     self._headers(None, item.msg_id, fence),
                 )
@@ -235,7 +239,7 @@ class JetStreamStore:
         return int(msg.seq or 0)
 
     async def read(self, aggregate: str) -> list[StoredEvent]:
-        subject = subject_of(aggregate)
+        subject = self.subject(aggregate)
         last = await self._last_subject_seq(subject)
         if last == 0:
             return []

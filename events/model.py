@@ -28,6 +28,10 @@ __all__ = [
     "AgentRecovered",
     "AgentRegistered",
     "AgentRemoved",
+    "AlarmAcked",
+    "AlarmCleared",
+    "AlarmEvent",
+    "AlarmRaised",
     "AnalyticOffer",
     "AnalyticRef",
     "AnyEvent",
@@ -35,6 +39,15 @@ __all__ = [
     "Cause",
     "ErrorInfo",
     "Event",
+    "GroupActivated",
+    "GroupCreated",
+    "GroupDeleted",
+    "GroupEvent",
+    "GroupFailback",
+    "GroupFailover",
+    "GroupMember",
+    "GroupMode",
+    "GroupUpdated",
     "HostInfo",
     "MasterElected",
     "Source",
@@ -261,6 +274,102 @@ class AgentRemoved(AgentEvent, frozen=True, kw_only=True):
     base_version: int
 
 
+# ---- group events: subject vigil.evt.group.<name> ----------------------------------------------
+
+GroupMode = Literal["pool", "active_standby"]
+
+
+class GroupMember(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A member of a redundancy group, by agent *name* (names survive restarts; ids may not).
+    The lowest ``priority`` number is the primary."""
+
+    agent: str
+    priority: int = 1
+
+
+class GroupEvent(Event, frozen=True, kw_only=True):
+    group: str
+
+
+class GroupCreated(GroupEvent, frozen=True, kw_only=True):
+    mode: GroupMode = "pool"
+    members: tuple[GroupMember, ...] = ()
+    keepalive_s: float = 1.0
+    failover_s: float = 3.0
+    failback: bool = True
+    failback_hold_s: float = 10.0
+
+
+class GroupUpdated(GroupEvent, frozen=True, kw_only=True):
+    """User update: the whole configuration is replaced (the active member is kept while it is
+    still a member)."""
+
+    mode: GroupMode = "pool"
+    members: tuple[GroupMember, ...] = ()
+    keepalive_s: float = 1.0
+    failover_s: float = 3.0
+    failback: bool = True
+    failback_hold_s: float = 10.0
+
+
+class GroupDeleted(GroupEvent, frozen=True, kw_only=True):
+    """User delete (refused while streams name the group)."""
+
+
+class GroupActivated(GroupEvent, frozen=True, kw_only=True):
+    """Master decision: a group without an active member gets one (its best ready member)."""
+
+    to_agent: str
+    reason: str
+    base_version: int
+
+
+class GroupFailover(GroupEvent, frozen=True, kw_only=True):
+    """Master decision: the active member was lost; ``to_agent`` runs the group's streams now."""
+
+    from_agent: str
+    to_agent: str
+    reason: str
+    base_version: int
+
+
+class GroupFailback(GroupEvent, frozen=True, kw_only=True):
+    """Master decision: a better-priority member has been healthy for ``failback_hold_s``; the
+    group's streams return to it."""
+
+    from_agent: str
+    to_agent: str
+    reason: str
+    base_version: int
+
+
+# ---- alarms: JetStream VIGIL_ALARMS, subject vigil.alarm.<kind>.<source> ------------------------
+
+
+class AlarmEvent(Event, frozen=True, kw_only=True):
+    """Alarms live in their own stream (kept for the alarm retention, not forever). One subject
+    per (kind, source) holds every instance of that alarm; ``alarm_id`` names one instance."""
+
+    alarm_id: str
+    kind: str
+    source: str
+
+
+class AlarmRaised(AlarmEvent, frozen=True, kw_only=True):
+    severity: Literal["critical", "major", "minor", "warning", "info"] = "major"
+    reason: str = ""
+    transient: bool = False
+    """A notice (reconnected, failback): recorded, and cleared at once."""
+
+
+class AlarmCleared(AlarmEvent, frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class AlarmAcked(AlarmEvent, frozen=True, kw_only=True):
+    by: str
+
+
 # ---- master: subject vigil.evt.master ---------------------------------------------------------
 
 
@@ -289,4 +398,13 @@ AnyEvent = (
     | AgentDeregistered
     | AgentRemoved
     | MasterElected
+    | GroupCreated
+    | GroupUpdated
+    | GroupDeleted
+    | GroupActivated
+    | GroupFailover
+    | GroupFailback
+    | AlarmRaised
+    | AlarmCleared
+    | AlarmAcked
 )

@@ -118,7 +118,10 @@ class Registered(msgspec.Struct, frozen=True, kw_only=True):
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """Published every ``heartbeat_interval_s``. Host figures are the agent's own process tree
-    (not the whole machine), so two agents on one host each report their share."""
+    (not the whole machine), so two agents on one host each report their share:
+    ``cpu_percent`` (100 = one core busy), ``mem_used`` (resident memory of the tree) of
+    ``mem_total`` (the host's memory), ``disk_used`` / ``disk_total`` of the volume holding the
+    outbox and records, ``capacity`` (streams it runs at most; ``running`` are those it runs)."""
 
     ts: Timestamp
     running: Annotated[list[Id], msgspec.Meta(max_length=100_000)] = []
@@ -128,6 +131,7 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     disk_used: Count = 0
     disk_total: Count = 0
     outbox_depth: Count = 0
+    capacity: Count = 0
     alarms: Annotated[list[Annotated[str, msgspec.Meta(max_length=1024)]],
                       msgspec.Meta(max_length=64)] = []  # fmt: skip
 
@@ -188,6 +192,9 @@ class PollResult(msgspec.Struct, frozen=True, kw_only=True):
     next: str | None = None
     """More assignments than fit one reply: poll again with ``after`` = this. ``stop`` is
     complete on the first page; later pages only continue ``start``."""
+    heartbeat_interval_s: float | None = None
+    """The heartbeat interval to keep from now on (it changes when the agent joins a group
+    with a shorter keep-alive); None: keep the current one."""
 
 
 class Deregistered(msgspec.Struct, frozen=True, kw_only=True):

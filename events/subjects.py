@@ -16,6 +16,8 @@ module, so a new subject added here is a subject every role's permissions must a
     vigil.agent.<agent_id>.notify           publish, master → agent ("poll now")
     vigil.agent.<agent_id>.refused          publish, manager → agent (feedback it refused)
     vigil.feedback.<agent_id>               JetStream VIGIL_FEEDBACK, agent's outbox
+    vigil.alarm.<kind>.<source>             JetStream VIGIL_ALARMS (retention), operators subscribe
+    $SYS.ACCOUNT.<account>.CONNECT|DISCONNECT  nats-server advisories (system account import)
     vigil.stats.close                       JetStream VIGIL_FEEDBACK, managers: close days
     vigil.stats.rollup.<kind>.<day>[...]    JetStream VIGIL_STATS, closed days (rollup writer)
     vigil.records.<agent_id>.<stream_id>    JetStream VIGIL_RECORDS, analysis records
@@ -24,12 +26,18 @@ module, so a new subject added here is a subject every role's permissions must a
 from __future__ import annotations
 
 __all__ = [
+    "ADVISORY_CONNECT_ALL",
+    "ADVISORY_DISCONNECT_ALL",
+    "AGENT_CONNECTION_PREFIX",
     "AGENT_DEREGISTER_ALL",
     "AGENT_HEARTBEAT_ALL",
     "AGENT_PREFIX",
     "AGENT_REGISTER",
     "AGENT_REGISTER_ALL",
     "AGENT_STREAMS_ALL",
+    "ALARMS_ALL",
+    "ALARMS_PREFIX",
+    "ALARMS_STREAM",
     "CMD_ALL",
     "CMD_PREFIX",
     "EVENTS_STREAM",
@@ -54,16 +62,19 @@ __all__ = [
     "agent_deregister",
     "agent_heartbeat",
     "agent_id_of",
+    "agent_name_of_connection",
     "agent_notify",
     "agent_refused",
     "agent_register",
     "agent_streams",
     "aggregate_of_subject",
+    "alarm",
     "command",
     "command_of",
     "event",
     "feedback",
     "feedback_agent_of",
+    "group",
     "records",
     "rollup_chunk",
     "rollup_fix",
@@ -87,6 +98,8 @@ SNAPSHOTS_BUCKET = "VIGIL_SNAPSHOTS"
 """Object store: projection snapshots."""
 SECRETS_BUCKET = "VIGIL_SECRETS"
 """KV: credentials of stream sources (kept out of the event log; managers only)."""
+ALARMS_STREAM = "VIGIL_ALARMS"
+"""Alarms (raised, cleared, acknowledged), kept for the alarm retention (max age)."""
 STATS_STREAM = "VIGIL_STATS"
 """Closed days of the daily statistics (rollups), written once, kept for years."""
 
@@ -109,6 +122,15 @@ AGENT_STREAMS_ALL = "vigil.agent.*.streams"
 AGENT_DEREGISTER_ALL = "vigil.agent.*.deregister"
 FEEDBACK_ALL = "vigil.feedback.>"
 RECORDS_ALL = "vigil.records.>"
+ALARMS_PREFIX = "vigil.alarm"
+ALARMS_ALL = "vigil.alarm.>"
+"""Every alarm event: ``vigil.alarm.<kind>.<source>`` (what operators subscribe to)."""
+ADVISORY_CONNECT_ALL = "$SYS.ACCOUNT.*.CONNECT"
+ADVISORY_DISCONNECT_ALL = "$SYS.ACCOUNT.*.DISCONNECT"
+"""nats-server's client advisories, imported from the system account (ops.runtime.natsd)."""
+AGENT_CONNECTION_PREFIX = "vigil-agent-"
+"""Agents name their NATS connection ``vigil-agent-<agent name>``: the advisories say which
+agent's connection opened or closed."""
 STATS_CLOSE = "vigil.stats.close"
 """In VIGIL_FEEDBACK (so it is ordered with the deltas): "every day up to X is closed".
 Published by managers only; agents must not be allowed to."""
@@ -142,6 +164,23 @@ def aggregate_of_subject(subject: str) -> str:
     if not subject.startswith(EVT_PREFIX + "."):
         raise SubjectError(f"not an event subject: {subject!r}")
     return subject[len(EVT_PREFIX) + 1 :]
+
+
+def group(name: str) -> str:
+    """``vigil.evt.group.<name>``."""
+    return event(f"group.{name}")
+
+
+def alarm(kind: str, source: str) -> str:
+    """``vigil.alarm.<kind>.<source>``: every instance of one alarm."""
+    return f"{ALARMS_PREFIX}.{kind}.{source}"
+
+
+def agent_name_of_connection(connection_name: str) -> str | None:
+    """The agent name of a connection named ``vigil-agent-<name>`` (None for anything else)."""
+    if connection_name.startswith(AGENT_CONNECTION_PREFIX):
+        return connection_name[len(AGENT_CONNECTION_PREFIX) :] or None
+    return None
 
 
 def agent_register(agent_id: str) -> str:

@@ -116,6 +116,20 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_min_events: Annotated[
         int, msgspec.Meta(ge=1, description="... and only after this many new events")
     ] = 1000
+    alarm_retention_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="alarms are kept this long (max age of VIGIL_ALARMS); older"
+            " ones are forgotten"
+        ),
+    ] = 10 * 86400.0
+    alarm_unplaceable_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="streams waiting for an agent longer than this raise a"
+            " stream_unplaceable alarm"
+        ),
+    ] = 60.0
     feedback_retention_s: Annotated[
         float,
         msgspec.Meta(ge=1, le=10 * 366 * 86400,

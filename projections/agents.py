@@ -1,8 +1,9 @@
 """Current state of every agent, folded with ``core.agent.evolve``.
 
 Also kept up to date per event (so command handlers never walk all agents): ``offers``, the
-newest registered offer of each analytic among agents that have not left, and ``listeners``
-that hear every change as ``(before, after)``.
+newest registered offer of each analytic among agents that have not left, ``by_name`` (agent
+name → ids of the agents registered under it that have not left: groups name their members),
+and ``listeners`` that hear every change as ``(before, after)``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class AgentsProjection:
         self.ignored = 0
         self.offers: dict[str, AnalyticOffer] = {}
         self._offerers: dict[str, set[str]] = {}
+        self.by_name: dict[str, set[str]] = {}
 
     def apply(self, seq: int, aggregate: str, event: Event) -> None:
         if not isinstance(event, AgentEvent):
@@ -66,10 +68,16 @@ class AgentsProjection:
         names: set[str] = set()
         aid = after.agent_id
         if before is not None and before.status != "gone":
+            held = self.by_name.get(before.name)
+            if held is not None:
+                held.discard(aid)
+                if not held:
+                    del self.by_name[before.name]
             for offer in before.analytics:
                 self._offerers.get(offer.name, set()).discard(aid)
                 names.add(offer.name)
         if after.status != "gone":
+            self.by_name.setdefault(after.name, set()).add(aid)
             for offer in after.analytics:
                 self._offerers.setdefault(offer.name, set()).add(aid)
                 names.add(offer.name)
@@ -95,6 +103,10 @@ class AgentsProjection:
 
     def seq_of(self, agent_id: str) -> int:
         return self.last_seq.get(agent_id, 0)
+
+    def named(self, name: str) -> list[AgentState]:
+        """The agents registered as ``name`` that have not left."""
+        return [self.agents[aid] for aid in sorted(self.by_name.get(name, ()))]
 
     def active(self) -> dict[str, AgentState]:
         return {k: v for k, v in self.agents.items() if v.status != "gone"}

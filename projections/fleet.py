@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from projections.agents import AgentsProjection
 from projections.engine import Snapshottable
+from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["Fleet"]
@@ -18,9 +19,10 @@ class Fleet:
     def __init__(self) -> None:
         self.streams = StreamsProjection()
         self.agents = AgentsProjection()
+        self.groups = GroupsProjection()
 
     def all(self) -> list[Snapshottable]:
-        return [self.streams, self.agents]
+        return [self.streams, self.agents, self.groups]
 
     def reset(self) -> None:
         for p in self.all():

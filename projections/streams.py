@@ -5,7 +5,9 @@ reads and the master O(what they touch):
 - ``by_agent``: agent_id → streams assigned to it and not finished — load and polls;
 - ``pending``: unassigned ``pending`` streams by placement requirement (analytics, group), in
   creation order — placement looks only at requirements that have work;
-- ``counts``: streams per status — metrics and the dashboard without a walk.
+- ``counts``: streams per status — metrics and the dashboard without a walk;
+- ``by_group``: group name → streams that name it (not deleted) — failover moves and the count
+  that refuses deleting a group.
 
 Every change is also offered to ``listeners`` (``(before, after)``), so the master keeps its own
 due-time indexes without walking all streams.
@@ -65,6 +67,7 @@ class StreamsProjection:
         self.by_agent: dict[str, set[str]] = {}
         self.pending: dict[Requirement, SortedList[OrderKey]] = {}
         self.counts: Counter[str] = Counter()
+        self.by_group: dict[str, set[str]] = {}
 
     # ---- fold ----------------------------------------------------------------------------------
 
@@ -90,8 +93,11 @@ class StreamsProjection:
         sid = after.stream_id
         if before is None:
             self.order.add((after.created_at, sid))
+            if after.group is not None:
+                self.by_group.setdefault(after.group, set()).add(sid)
         elif after.status == "deleted" and before.status != "deleted":
             self.order.discard((after.created_at, sid))
+            self._ungroup(after)
         if before is not None:
             self.counts[before.status] -= 1
         self.counts[after.status] += 1
@@ -114,6 +120,15 @@ class StreamsProjection:
         elif now and not was:
             req = requirement_of(after)
             self.pending.setdefault(req, SortedList()).add((after.created_at, sid))
+
+    def _ungroup(self, state: StreamState) -> None:
+        if state.group is None:
+            return
+        grouped = self.by_group.get(state.group)
+        if grouped is not None:
+            grouped.discard(state.stream_id)
+            if not grouped:
+                del self.by_group[state.group]
 
     def _unpend(self, state: StreamState) -> None:
         req = requirement_of(state)
@@ -160,6 +175,10 @@ class StreamsProjection:
 
     def load_of(self, agent_id: str) -> int:
         return len(self.by_agent.get(agent_id, ()))
+
+    def in_group(self, group: str) -> list[StreamState]:
+        """The (not deleted) streams that name ``group``."""
+        return [self.streams[sid] for sid in sorted(self.by_group.get(group, ()))]
 
     # ---- snapshots (projections.snapshot) and verify (ops.logtools.verify) -------------------------
 

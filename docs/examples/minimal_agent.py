@@ -50,9 +50,11 @@ async def main() -> None:
     parser.add_argument("--state", default="minimal-agent.json")
     args = parser.parse_args()
 
+    # Named "vigil-agent-<name>": the managers then know at once when this connection closes.
     nc = await nats.connect(
-        args.url, user=args.user, password=args.password, max_reconnect_attempts=-1
-    )
+        args.url, user=args.user, password=args.password, max_reconnect_attempts=-1,
+        name="vigil-agent-minimal-agent",
+    )  # fmt: skip
     js = nc.jetstream()
     state = State(Path(args.state))
 

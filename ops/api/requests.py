@@ -20,17 +20,25 @@ from events.bounded import decode as bounded_decode
 from events.protocol import AnalyticName, Id, Labels, Name
 
 __all__ = [
+    "AckAlarmReq",
     "AgentIdReq",
     "AnalyticIn",
     "AutorestartIn",
+    "CreateGroupReq",
     "CreateStreamReq",
     "DailyStatsReq",
+    "DeleteGroupReq",
     "DeleteStreamReq",
     "DumpReq",
     "EmptyReq",
     "GetStreamReq",
+    "GroupBody",
+    "GroupNameReq",
     "ListAgentsReq",
+    "ListAlarmsReq",
+    "ListGroupsReq",
     "ListStreamsReq",
+    "MemberIn",
     "MonthlyStatsReq",
     "PatchBody",
     "PatchStreamReq",
@@ -40,6 +48,8 @@ __all__ = [
     "StatsCloseReq",
     "StatsCorrectionsReq",
     "StatsVerifyReq",
+    "UpdateGroupBody",
+    "UpdateGroupReq",
     "convert_request",
     "decode_request",
     "invalid_from",
@@ -289,3 +299,84 @@ class DumpReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     keys: Annotated[list[Annotated[str, msgspec.Meta(max_length=300)]],
                     msgspec.Meta(max_length=1000)] | None = None  # fmt: skip
+
+
+# ---- groups and alarms (issue 12) ------------------------------------------------------------
+
+GroupMode = Literal["pool", "active_standby"]
+Priority = Annotated[int, msgspec.Meta(ge=0, le=1000, description="lowest first: the primary")]
+Keepalive = Annotated[float, msgspec.Meta(ge=0.1, le=3600,
+                                          description="heartbeat interval members are told")]  # fmt: skip
+Failover = Annotated[float, msgspec.Meta(ge=0.2, le=86400,
+                                         description="the active member silent this long: fail over")]  # fmt: skip
+Hold = Annotated[float, msgspec.Meta(ge=0, le=86400,
+                                     description="the better member healthy this long: fail back")]  # fmt: skip
+AlarmId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class MemberIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    agent: Name
+    """The agent's *name* (what it registers as; it survives restarts)."""
+    priority: Priority = 1
+
+
+class GroupBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``POST /api/v1/groups`` body (with ``name``) and the group fields of ``group.create``."""
+
+    mode: GroupMode = "pool"
+    members: Annotated[list[MemberIn], msgspec.Meta(max_length=256)] = []
+    keepalive_s: Keepalive = 1.0
+    failover_s: Failover = 3.0
+    failback: bool = True
+    failback_hold_s: Hold = 10.0
+
+
+class CreateGroupReq(GroupBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Id
+    request_id: RequestId | None = None
+
+
+class UpdateGroupBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``PUT /api/v1/groups/{name}``: the fields to change (others are kept)."""
+
+    mode: GroupMode | None = None
+    members: Annotated[list[MemberIn], msgspec.Meta(max_length=256)] | None = None
+    keepalive_s: Keepalive | None = None
+    failover_s: Failover | None = None
+    failback: bool | None = None
+    failback_hold_s: Hold | None = None
+    expected_version: Version | None = None
+    request_id: RequestId | None = None
+
+
+class UpdateGroupReq(UpdateGroupBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Id
+
+
+class GroupNameReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Id
+
+
+class ListGroupsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class DeleteGroupReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Id
+    expected_version: Version | None = None
+    request_id: RequestId | None = None
+
+
+class ListAlarmsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    active: bool | None = None
+    """True: active alarms only; False: cleared ones only; None: all kept alarms."""
+    kind: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    source: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class AckAlarmReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    alarm_id: AlarmId
+    by: Name | None = None
+    """Who acknowledges (default: ``anonymous``)."""
+    request_id: RequestId | None = None

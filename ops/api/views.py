@@ -12,6 +12,9 @@ from typing import Literal
 import msgspec
 
 from core.agent import AgentState, AgentStatus
+from core.alarm import AlarmState, Severity
+from core.distribution import Waiting
+from core.group import GroupState
 from core.sources import with_credentials
 from core.stream import Status, StreamState
 from events.model import AnalyticOffer, Autorestart, ErrorInfo, HostInfo
@@ -20,14 +23,23 @@ from events.protocol import AssignedAnalytic, Assignment, Heartbeat, SourceOut, 
 __all__ = [
     "AgentList",
     "AgentView",
+    "AlarmList",
+    "AlarmView",
     "Deleted",
+    "GroupDeletedView",
+    "GroupList",
+    "GroupView",
     "HeartbeatView",
     "MasterView",
+    "MemberView",
     "StreamList",
     "StreamView",
     "ThisManager",
+    "WaitingView",
     "agent_view",
+    "alarm_view",
     "assignment_of",
+    "group_view",
     "iso",
     "stream_view",
 ]
@@ -37,6 +49,14 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class WaitingView(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a pending stream is not placed (computed from the same state the master places
+    with; ``code`` is stable, ``message`` is for people)."""
+
+    code: str
+    message: str
 
 
 class StreamView(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +78,8 @@ class StreamView(msgspec.Struct, frozen=True, kw_only=True):
     autorestart: Autorestart
     staleness_s: float | None
     spool: SpoolOut | None
+    waiting: WaitingView | None = None
+    """Pending and unassigned: why it waits (``vigil stream get`` shows it)."""
 
 
 class StreamList(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +118,11 @@ class AgentView(msgspec.Struct, frozen=True, kw_only=True):
     last_heartbeat: HeartbeatView | None
     feedback_refused: dict[str, int] = {}
     """This agent's feedback messages refused by the managers, per reason."""
+    active_groups: list[str] = []
+    """Group objects this agent runs streams of (the active member; every member of a pool)."""
+    standby_groups: list[str] = []
+    """``active_standby`` groups this agent stands by for."""
+    not_ready_reason: str | None = None
 
 
 class AgentList(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +143,87 @@ class MasterView(msgspec.Struct, frozen=True, kw_only=True):
     election_seq: int | None = None
     this_manager: ThisManager | None = None
     replay_of_seq: int | None = None
+
+
+class MemberView(msgspec.Struct, frozen=True, kw_only=True):
+    agent: str
+    """Agent name."""
+    priority: int
+    role: Literal["active", "standby", "member"]
+    status: Literal["ready", "not_ready", "absent"]
+    """Of the agent(s) registered under that name (absent: none)."""
+    agent_ids: list[str]
+
+
+class GroupView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    mode: Literal["pool", "active_standby"]
+    members: list[MemberView]
+    keepalive_s: float
+    failover_s: float
+    failback: bool
+    failback_hold_s: float
+    active: str | None
+    active_since: str | None
+    last_change: str | None
+    failovers: int
+    failbacks: int
+    streams: int
+    """Streams that name this group."""
+    version: int
+    created_at: str | None
+    updated_at: str | None
+
+
+class GroupList(msgspec.Struct, frozen=True, kw_only=True):
+    groups: list[GroupView]
+
+
+class GroupDeletedView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    deleted: bool = True
+
+
+class AlarmView(msgspec.Struct, frozen=True, kw_only=True):
+    alarm_id: str
+    kind: str
+    source: str
+    severity: Severity
+    reason: str
+    active: bool
+    raised_at: str | None
+    cleared_at: str | None
+    clear_reason: str | None
+    acked: bool
+    acked_by: str | None
+    acked_at: str | None
+
+
+class AlarmList(msgspec.Struct, frozen=True, kw_only=True):
+    alarms: list[AlarmView]
+    """Newest first."""
+    active: int
+    """Active alarms (of all kept, not only those listed)."""
+
+
+def alarm_view(a: AlarmState) -> AlarmView:
+    return AlarmView(
+        alarm_id=a.alarm_id, kind=a.kind, source=a.source, severity=a.severity, reason=a.reason,
+        active=a.active, raised_at=iso(a.raised_at), cleared_at=iso(a.cleared_at),
+        clear_reason=a.clear_reason, acked=a.acked_by is not None, acked_by=a.acked_by,
+        acked_at=iso(a.acked_at),
+    )  # fmt: skip
+
+
+def group_view(g: GroupState, *, members: list[MemberView], streams: int) -> GroupView:
+    c = g.config
+    return GroupView(
+        name=g.name, mode=c.mode, members=members, keepalive_s=c.keepalive_s,
+        failover_s=c.failover_s, failback=c.failback, failback_hold_s=c.failback_hold_s,
+        active=g.active, active_since=iso(g.active_since), last_change=g.last_change,
+        failovers=g.failovers, failbacks=g.failbacks, streams=streams, version=g.version,
+        created_at=iso(g.created_at), updated_at=iso(g.updated_at),
+    )  # fmt: skip
 
 
 def _analytics(s: StreamState) -> list[AssignedAnalytic]:
@@ -139,7 +247,7 @@ def assignment_of(
     )  # fmt: skip
 
 
-def stream_view(s: StreamState) -> StreamView:
+def stream_view(s: StreamState, waiting: Waiting | None = None) -> StreamView:
     return StreamView(
         stream_id=s.stream_id, name=s.name,
         source=SourceOut(s.source.url, credentials=s.source.secret is not None), kind=s.kind,
@@ -148,6 +256,7 @@ def stream_view(s: StreamState) -> StreamView:
         last_error=s.last_error, restarts=s.restarts,
         restart_not_before=iso(s.restart_not_before), labels=s.labels,
         autorestart=s.autorestart, staleness_s=s.staleness_s, spool=_spool(s),
+        waiting=WaitingView(code=waiting.code, message=waiting.message) if waiting else None,
     )  # fmt: skip
 
 
@@ -157,6 +266,7 @@ def agent_view(
     load: int = 0,
     heartbeat: HeartbeatView | None = None,
     refused: dict[str, int] | None = None,
+    roles: tuple[list[str], list[str]] = ([], []),
 ) -> AgentView:
     return AgentView(
         agent_id=a.agent_id, name=a.name, status=a.status, version=a.version,
@@ -166,4 +276,5 @@ def agent_view(
         not_ready_since=iso(a.not_ready_since), heartbeat_interval_s=a.heartbeat_interval_s,
         feedback_interval_s=a.feedback_interval_s, downgrade_s=a.downgrade_s,
         last_heartbeat=heartbeat, feedback_refused=refused or {},
+        active_groups=roles[0], standby_groups=roles[1], not_ready_reason=a.not_ready_reason,
     )  # fmt: skip

@@ -19,8 +19,11 @@ import msgspec
 import orjson
 
 from core.sources import SourcePolicy
+from ops.cli.agents import agent_list
+from ops.cli.alarms import alarms
 from ops.cli.client import fail, request
 from ops.cli.creds import creds
+from ops.cli.groups import group
 from ops.cli.stats import stats
 from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
@@ -95,7 +98,7 @@ def manager(nats_url: str | None, http: str | None) -> None:
     asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--nats-url", default=None)
 @click.option("--name", default=None, help="agent name (default: hostname)")
 @click.option("--capacity", default=8, show_default=True, type=click.IntRange(1, 10_000))
@@ -112,11 +115,16 @@ def manager(nats_url: str | None, http: str | None) -> None:
               help="a directory record spools may be under; repeatable")  # fmt: skip
 @click.option("--allow-host", "allow_hosts", multiple=True,
               help="an address, CIDR or name sources may use even if denied (loopback...)")  # fmt: skip
-def agent(nats_url: str | None, name: str | None, capacity: int, groups: tuple[str, ...],
-          labels: tuple[str, ...], outbox: Path | None, analytics: tuple[str, ...],
-          creds_file: str | None, media_roots: tuple[str, ...], spool_roots: tuple[str, ...],
-          allow_hosts: tuple[str, ...]) -> None:  # fmt: skip
-    """Run the reference agent until Ctrl-C (then it stops its streams and deregisters)."""
+@click.pass_context
+def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: int,
+          groups: tuple[str, ...], labels: tuple[str, ...], outbox: Path | None,
+          analytics: tuple[str, ...], creds_file: str | None, media_roots: tuple[str, ...],
+          spool_roots: tuple[str, ...], allow_hosts: tuple[str, ...]) -> None:  # fmt: skip
+    """Run the reference agent until Ctrl-C (then it stops its streams and deregisters).
+
+    `vigil agent list` shows every agent with its groups and host figures."""
+    if ctx.invoked_subcommand is not None:
+        return
     from agent.main import run_agent
     from agent.runtime import AgentConfig
 
@@ -355,6 +363,9 @@ def stream_delete(stream_id: str, as_json: bool) -> None:
 main.add_command(stats)
 main.add_command(creds)
 main.add_command(tokens)
+main.add_command(group)
+main.add_command(alarms)
+agent.add_command(agent_list)
 
 
 from ops.cli.events import events  # noqa: E402  (vigil events …, issue 7)

@@ -60,6 +60,14 @@ fit are paged (``PollResult.next``)."""
 _encode = msgspec.json.Encoder().encode
 
 
+def _no_groups(_name: str) -> float | None:
+    return None
+
+
+def _no_roles(_name: str) -> tuple[list[str], list[str]]:
+    return [], []
+
+
 class PollReq(msgspec.Struct, frozen=True):
     """``agent.poll``: the agent id (from the subject) and its `Poll` body."""
 
@@ -93,9 +101,15 @@ class AgentCommands:
         heartbeats: Heartbeats,
         refused: RefusedCounts = _no_refusals,
         secrets: SecretStore | None = None,
+        keepalive: Callable[[str], float | None] = _no_groups,
+        roles: Callable[[str], tuple[list[str], list[str]]] = _no_roles,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.secrets = secrets or SecretStore(None)
+        self.keepalive = keepalive
+        """agent name → the shortest keep-alive of its groups (None: in no group)."""
+        self.roles = roles
+        """agent name → (groups it is active in, groups it stands by for)."""
         self.executor = executor
         self.projector = projector
         self.agents = agents
@@ -107,12 +121,16 @@ class AgentCommands:
         self.refused = refused
         self.clock = clock
 
-    def intervals(self) -> tuple[float, float, float]:
+    def intervals(self, name: str | None = None) -> tuple[float, float, float]:
         """(heartbeat, feedback, downgrade) periods: a healthy agent sends at least three
-        heartbeats per downgrade period, so timing jitter never downgrades it."""
+        heartbeats per downgrade period, so timing jitter never downgrades it; a member of a
+        group heartbeats at least every ``keepalive_s`` of its groups."""
         s = self.settings
         downgrade = s.agent_downgrade_s
         heartbeat = min(s.heartbeat_interval_s, downgrade / 3)
+        keepalive = self.keepalive(name) if name is not None else None
+        if keepalive is not None:
+            heartbeat = min(heartbeat, keepalive)
         feedback = min(s.feedback_interval_s, s.stream_staleness_s / 3)
         return heartbeat, feedback, downgrade
 
@@ -125,7 +143,7 @@ class AgentCommands:
         for i, offer in enumerate(req.analytics):
             check_schema(offer.params_schema, f"$.analytics[{i}].params_schema")
         agent_id = req.agent_id or f"a-{uuid.uuid4().hex[:12]}"
-        heartbeat, feedback, downgrade = self.intervals()
+        heartbeat, feedback, downgrade = self.intervals(req.name)
         cmd = A.RegisterAgent(
             agent_id=agent_id, at=self.clock(), cause=self._cause("agent.register", agent_id),
             name=req.name,
@@ -150,7 +168,8 @@ class AgentCommands:
     async def poll(self, req: PollReq) -> tuple[PollResult, int]:
         """What the agent should run (with assignment versions) and what it should stop."""
         agent_id = req.agent_id
-        if self.agents.get(agent_id) is None:
+        agent = self.agents.get(agent_id)
+        if agent is None:
             raise NotFound(f"agent {agent_id} is not registered: register again")
         assigned = self.streams.assigned_to(agent_id)
         running = req.poll.running
@@ -174,7 +193,8 @@ class AgentCommands:
             start.append(assignment)
         result = PollResult(start=start,
                             stop=sorted(set(running) - keep) if after is None else [],
-                            refused=dict(self.refused(agent_id)), next=next_after)  # fmt: skip
+                            refused=dict(self.refused(agent_id)), next=next_after,
+                            heartbeat_interval_s=self.intervals(agent.name)[0])  # fmt: skip
         return result, self.projector.last_seq
 
     # ---- reads -------------------------------------------------------------------------------
@@ -186,7 +206,8 @@ class AgentCommands:
             age = round(self.heartbeats.clock() - seen[0], 3)
             hb = HeartbeatView(**msgspec.structs.asdict(seen[1]), age_s=age)
         return agent_view(agent, load=self.streams.load_of(agent.agent_id), heartbeat=hb,
-                          refused=dict(self.refused(agent.agent_id)))  # fmt: skip
+                          refused=dict(self.refused(agent.agent_id)),
+                          roles=self.roles(agent.name))  # fmt: skip
 
     async def get(self, req: R.AgentIdReq) -> tuple[AgentView, int]:
         agent = self.agents.get(req.agent_id)

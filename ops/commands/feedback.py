@@ -10,8 +10,9 @@ The agent is the one in the subject (``vigil.feedback.<agent_id>``). Outcomes, c
 - ``applied`` / ``stale`` / ``not_assigned``: processed and acknowledged (stale and not-assigned
   feedback is a normal race: the stream moved on);
 - ``invalid`` (does not decode), ``agent_mismatch`` (the body names another agent),
-  ``unknown_agent``: **refused** — terminated (``AckTerm``: never redelivered), and the agent is
-  told on ``vigil.agent.<id>.refused`` with the reason;
+  ``unknown_agent``: **refused** — terminated (``AckTerm``: never redelivered), the agent is
+  told on ``vigil.agent.<id>.refused`` with the reason, and ``on_refused`` hears it (the
+  ``invalid_feedback`` alarm);
 - ``error``: a bug while handling one message — logged, terminated, and the consumer goes on.
   One poisonous message never stops status processing.
 - ``retry``: the event store did not answer — negatively acknowledged, redelivered later.
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -42,7 +43,7 @@ from events.store import Unavailable
 from ops.commands.streams import StreamCommands
 from projections.agents import AgentsProjection
 
-__all__ = ["REFUSALS", "FeedbackConsumer"]
+__all__ = ["REFUSALS", "FeedbackConsumer", "OnRefused"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ REFUSALS = ("invalid", "agent_mismatch", "unknown_agent")
 """Outcomes that refuse a message (terminated, counted, the agent told)."""
 
 _encode = msgspec.json.Encoder().encode
+
+OnRefused = Callable[[str, str, str], Awaitable[object]]
+"""(agent_id, reason, message) of a refused feedback message."""
 
 
 class _Refusal(Exception):
@@ -70,6 +74,7 @@ class FeedbackConsumer:
         agents: AgentsProjection,
         *,
         on_feedback: Callable[[Feedback], None] | None = None,
+        on_refused: OnRefused | None = None,
         clock: Callable[[], float] = time.time,
         batch: int = 256,
     ) -> None:
@@ -77,6 +82,7 @@ class FeedbackConsumer:
         self.streams = streams
         self.agents = agents
         self.on_feedback = on_feedback
+        self.on_refused = on_refused
         self.clock = clock
         self.batch = batch
         self.counts: Counter[str] = Counter()
@@ -128,6 +134,13 @@ class FeedbackConsumer:
                         refusal.message)  # fmt: skip
             await self._tell(msg.subject, refusal)
             await _settle(msg.term())
+            if self.on_refused is not None:
+                try:
+                    agent_id = subjects.feedback_agent_of(msg.subject)
+                except ValueError:
+                    agent_id = ""
+                if agent_id:
+                    await self.on_refused(agent_id, refusal.reason, refusal.message)
             return refusal.reason
         except Exception:
             self.counts["error"] += 1

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from core import stream as S
+from core.distribution import Waiting
 from core.errors import IllegalTransition, Invalid, NotFound
 from core.sources import (
     SourcePolicy,
@@ -51,6 +52,10 @@ def _no_registry(analytics: list[R.AnalyticIn], allow_unregistered: bool) -> Non
     return None
 
 
+def _no_reason(_state: StreamState) -> Waiting | None:
+    return None
+
+
 def stream_aggregate(
     streams: StreamsProjection,
 ) -> AggregateType[StreamState, S.StreamCommand, StreamEvent]:
@@ -71,10 +76,12 @@ class StreamCommands:
         validate_analytics: ParamsValidator = _no_registry,
         policy: SourcePolicy | None = None,
         secrets: SecretStore | None = None,
+        waiting: Callable[[StreamState], Waiting | None] = _no_reason,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy or SourcePolicy()
         self.secrets = secrets or SecretStore(None)
+        self.waiting = waiting
         self.executor = executor
         self.projector = projector
         self.streams = streams
@@ -150,13 +157,13 @@ class StreamCommands:
             loaded = await self.executor.load(self.agg, stream_id)
             state, seq = loaded
         assert state is not None
-        return stream_view(state), seq
+        return stream_view(state, self.waiting(state)), seq
 
     async def get(self, req: R.GetStreamReq) -> tuple[StreamView, int]:
         state = self.streams.get(req.stream_id)
         if state is None:
             raise NotFound(f"stream {req.stream_id} not found")
-        return stream_view(state), self.streams.seq_of(req.stream_id)
+        return stream_view(state, self.waiting(state)), self.streams.seq_of(req.stream_id)
 
     async def list_streams(self, req: R.ListStreamsReq) -> tuple[StreamList, int]:
         after = _decode_cursor(req.cursor)
@@ -173,7 +180,8 @@ class StreamCommands:
                     break
                 page.append(s)
         next_cursor = _encode_cursor(page[-1].created_at, page[-1].stream_id) if more else None
-        result = StreamList(streams=[stream_view(s) for s in page], next_cursor=next_cursor)
+        result = StreamList(streams=[stream_view(s, self.waiting(s)) for s in page],
+                            next_cursor=next_cursor)  # fmt: skip
         return result, self.projector.last_seq
 
     async def patch(self, req: R.PatchStreamReq) -> tuple[StreamView, int]:
@@ -190,7 +198,7 @@ class StreamCommands:
         msg_id = f"stream.patch:{req.request_id}" if req.request_id else None
         state, seq = await self.execute(req.stream_id, make, msg_id=msg_id)
         assert state is not None
-        return stream_view(state), seq
+        return stream_view(state, self.waiting(state)), seq
 
     async def delete(self, req: R.DeleteStreamReq) -> tuple[Deleted, int]:
         now = self.clock()

@@ -18,11 +18,14 @@ from events.aio import Supervisor
 from ops.api.router import Router
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.waiting import WaitingReasons
 from ops.master.loop import Master
 from ops.stats.feed import StatsFeed
 from ops.stats.rollups import RollupStore
 from projections.agents import AgentsProjection
+from projections.alarms import AlarmsProjection
 from projections.engine import Projector
+from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["CONTENT_TYPE", "ManagerCollector", "MetricsSource", "render"]
@@ -43,6 +46,9 @@ class MetricsSource(Protocol):
     supervisor: Supervisor
     stats_feed: StatsFeed
     rollups: RollupStore
+    groups: GroupsProjection
+    alarms: AlarmsProjection
+    waiting: WaitingReasons
 
 
 class ManagerCollector(Collector):
@@ -75,6 +81,8 @@ class ManagerCollector(Collector):
         yield load
         yield capacity
         yield depth
+        yield from _hosts(m)
+        yield from _groups_and_alarms(m)
         yield GaugeMetricFamily(
             "vigil_event_seq", "Last event sequence applied", value=m.projector.last_seq
         )
@@ -126,6 +134,60 @@ class ManagerCollector(Collector):
         for key in ("sealed", "corrections_written", "seal_mismatch", "write_errors"):
             yield CounterMetricFamily(f"vigil_stats_rollup_{key}", f"Rollups: {key}",
                                       value=float(rollup[key]))  # fmt: skip
+
+
+def _hosts(m: MetricsSource) -> Iterator[Metric]:
+    """Each agent's own process tree, from its last heartbeat (AddPac's monitoring screen)."""
+    labels = ["agent_id", "name"]
+    cpu = GaugeMetricFamily("vigil_agent_cpu_percent", "CPU of the agent's process tree"
+                            " (100 = one core)", labels=labels)  # fmt: skip
+    mem = GaugeMetricFamily("vigil_agent_memory_bytes", "Resident memory of the agent's process"
+                            " tree", labels=labels)  # fmt: skip
+    disk = GaugeMetricFamily("vigil_agent_disk_used_bytes", "Used bytes of the agent's outbox"
+                             " volume", labels=labels)  # fmt: skip
+    disk_total = GaugeMetricFamily("vigil_agent_disk_total_bytes", "Size of the agent's outbox"
+                                   " volume", labels=labels)  # fmt: skip
+    for agent in m.agents.active().values():
+        seen = m.heartbeats.last.get(agent.agent_id)
+        if seen is None:
+            continue
+        hb, key = seen[1], [agent.agent_id, agent.name]
+        cpu.add_metric(key, hb.cpu_percent)
+        mem.add_metric(key, hb.mem_used)
+        disk.add_metric(key, hb.disk_used)
+        disk_total.add_metric(key, hb.disk_total)
+    yield from (cpu, mem, disk, disk_total)
+
+
+def _groups_and_alarms(m: MetricsSource) -> Iterator[Metric]:
+    waiting = GaugeMetricFamily(
+        "vigil_streams_waiting", "Pending streams no agent runs yet, by placement reason",
+        labels=["reason", "group", "message"])  # fmt: skip
+    for req, why, count in m.waiting.summary():
+        waiting.add_metric([why.code, req[1] or "", why.message], count)
+    yield waiting
+    active = GaugeMetricFamily("vigil_group_active_member", "1 for the active member of an"
+                               " active_standby group", labels=["group", "agent"])  # fmt: skip
+    failovers = CounterMetricFamily("vigil_group_failovers", "Failovers of a group",
+                                    labels=["group"])  # fmt: skip
+    failbacks = CounterMetricFamily("vigil_group_failbacks", "Failbacks of a group",
+                                    labels=["group"])  # fmt: skip
+    for g in m.groups.live():
+        if g.is_redundant and g.active is not None:
+            active.add_metric([g.name, g.active], 1)
+        failovers.add_metric([g.name], g.failovers)
+        failbacks.add_metric([g.name], g.failbacks)
+    yield from (active, failovers, failbacks)
+    alarms = GaugeMetricFamily("vigil_alarms_active", "Active alarms", labels=["kind", "severity"])
+    counts: Counter[tuple[str, str]] = Counter()
+    for key in m.alarms.active:
+        state = m.alarms.keys.get(key)
+        current = state.active if state is not None else None
+        if current is not None:
+            counts[(current.kind, current.severity)] += 1
+    for (kind, severity), n in sorted(counts.items()):
+        alarms.add_metric([kind, severity], n)
+    yield alarms
 
 
 def render(collector: Collector | None) -> bytes:

@@ -63,13 +63,44 @@ _FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}}
 _WRITE: list[dict[str, list[str]]] = [{"bearer": []}, {"accessToken": []}]
 
 
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _groups_and_alarms(schemas: dict[str, Any]) -> dict[str, Any]:
+    group = "a group view: members with their role, the active member, counts"
+    return {
+        "/api/v1/groups": {
+            "get": {"summary": "redundancy groups", "responses": {"200": _ok("{groups}", "GroupList"), **_ERRORS}},
+            "post": {"summary": "create a group", "security": _WRITE, "requestBody": _body("CreateGroupReq"),
+                     "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
+        },
+        "/api/v1/groups/{name}": {
+            "get": {"summary": "one group", "parameters": _NAME, "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
+            "put": {"summary": "change a group (fields left out are kept)", "security": _WRITE,
+                    "parameters": _NAME, "requestBody": _body("UpdateGroupBody"),
+                    "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
+            "delete": {"summary": "delete a group (refused with the count while streams name it)",
+                       "security": _WRITE, "parameters": _NAME,
+                       "responses": {"200": _ok("{name, deleted}", "GroupDeletedView"), **_ERRORS}},
+        },
+        "/api/v1/alarms": {"get": {"summary": "alarms kept (newest first)", "parameters": _query(R.ListAlarmsReq, schemas),
+                                   "responses": {"200": _ok("{alarms, active}", "AlarmList"), **_ERRORS}}},
+        "/api/v1/alarms/{id}/ack": {"post": {
+            "summary": "acknowledge an alarm (who, when)", "security": _WRITE, "parameters": _ID,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"by": {"type": "string"}, "request_id": {"type": "string"}}}}}},
+            "responses": {"200": _ok("the alarm", "AlarmView"), **_ERRORS}}},
+    }  # fmt: skip
+
+
 @cache
 def document() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(
         [R.CreateStreamReq, R.PatchBody, R.ListStreamsReq, R.ListAgentsReq, V.StreamView,
          V.StreamList, V.Deleted, V.AgentView, V.AgentList, V.MasterView, History,
          DailyStatsView, RangeStatsView, CorrectionsView, R.RangeStatsReq, R.MonthlyStatsReq,
-         R.StatsCorrectionsReq],
+         R.StatsCorrectionsReq, R.CreateGroupReq, R.UpdateGroupBody, R.ListAlarmsReq,
+         V.GroupView, V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList],
         ref_template=_REF,
     )  # fmt: skip
     schemas["Error"] = {
@@ -135,6 +166,7 @@ def document() -> dict[str, Any]:
                                               "parameters": _query(R.StatsCorrectionsReq, schemas),
                                               "responses": {"200": _ok("corrections", "CorrectionsView"), **_ERRORS}}},
     }  # fmt: skip
+    paths.update(_groups_and_alarms(schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "vigil", "version": "1",

@@ -7,6 +7,8 @@
     GET|PATCH|DELETE /api/v1/streams/{id}                 GET /api/v1/streams/{id}/history
     GET  /api/v1/agents /api/v1/agents/{id} /api/v1/master /api/v1/stats/daily
          /api/v1/stats/range /api/v1/stats/monthly /api/v1/stats/corrections
+    GET|POST /api/v1/groups         GET|PUT|DELETE /api/v1/groups/{name}
+    GET  /api/v1/alarms             POST /api/v1/alarms/{id}/ack
 
 Handlers build the command's request Struct from the path, the query and the body and call the
 router: the same handler, validation and envelope as over NATS.
@@ -168,6 +170,66 @@ async def get_master(request: web.Request) -> web.Response:
     return await call(request, "master.get", R.EmptyReq)
 
 
+# ---- groups and alarms ------------------------------------------------------------------------
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    return await call(request, "group.list", R.ListGroupsReq)
+
+
+async def create_group(request: web.Request) -> web.Response:
+    raw = await request.read()
+    return await call(request, "group.create", lambda: R.decode_request(raw, R.CreateGroupReq))
+
+
+async def get_group(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return await call(request, "group.get",
+                      lambda: R.convert_request({"name": name}, R.GroupNameReq))  # fmt: skip
+
+
+async def update_group(request: web.Request) -> web.Response:
+    raw = await request.read()
+    name = request.match_info["name"]
+
+    def build() -> R.UpdateGroupReq:
+        body = R.decode_request(raw, R.UpdateGroupBody)
+        values = {k: v for k, v in msgspec.to_builtins(body).items() if v is not None}
+        return R.convert_request({"name": name, **values}, R.UpdateGroupReq)
+
+    return await call(request, "group.update", build)
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    values: dict[str, object] = {"name": request.match_info["name"]}
+    if "expected_version" in request.query:
+        values["expected_version"] = request.query["expected_version"]
+    return await call(request, "group.delete",
+                      lambda: R.convert_request(values, R.DeleteGroupReq))  # fmt: skip
+
+
+async def list_alarms(request: web.Request) -> web.Response:
+    return await call(request, "alarm.list",
+                      lambda: R.convert_request(query_values(request), R.ListAlarmsReq))  # fmt: skip
+
+
+class _AckBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    by: str | None = None
+    request_id: str | None = None
+
+
+async def ack_alarm(request: web.Request) -> web.Response:
+    raw = await request.read()
+    alarm_id = request.match_info["id"]
+
+    def build() -> R.AckAlarmReq:
+        body = R.decode_request(raw, _AckBody)
+        values = {k: v for k, v in msgspec.to_builtins(body).items() if v is not None}
+        return R.convert_request({"alarm_id": alarm_id, **values}, R.AckAlarmReq)
+
+    return await call(request, "alarm.ack", build)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
@@ -188,3 +250,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/stats/range", needs("viewer", range_stats))
     r.add_get("/api/v1/stats/monthly", needs("viewer", monthly_stats))
     r.add_get("/api/v1/stats/corrections", needs("viewer", corrections))
+    r.add_get("/api/v1/groups", needs("viewer", list_groups))
+    r.add_post("/api/v1/groups", needs("operator", create_group))
+    r.add_get("/api/v1/groups/{name}", needs("viewer", get_group))
+    r.add_put("/api/v1/groups/{name}", needs("operator", update_group))
+    r.add_delete("/api/v1/groups/{name}", needs("operator", delete_group))
+    r.add_get("/api/v1/alarms", needs("viewer", list_alarms))
+    r.add_post("/api/v1/alarms/{id}/ack", needs("operator", ack_alarm))

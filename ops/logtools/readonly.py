@@ -13,9 +13,18 @@ from core.errors import DomainError
 from events.jetstream import JetStreamStore
 from ops.api import requests as R
 from ops.api.router import AnyRoute, Route, Router
-from ops.api.views import AgentList, AgentView, MasterView, StreamList, StreamView
+from ops.api.views import (
+    AgentList,
+    AgentView,
+    GroupList,
+    GroupView,
+    MasterView,
+    StreamList,
+    StreamView,
+)
 from ops.commands.agents import AgentCommands
 from ops.commands.executor import Executor
+from ops.commands.groups import GroupCommands
 from ops.commands.heartbeats import Heartbeats
 from ops.commands.streams import StreamCommands
 from ops.logtools.replay import Rebuilt
@@ -24,7 +33,15 @@ from projections.engine import Projector
 
 __all__ = ["ReadOnly", "ReadOnlyManager"]
 
-_WRITES = ("stream.create", "stream.patch", "stream.delete", "agent.register")
+_WRITES = (
+    "stream.create",
+    "stream.patch",
+    "stream.delete",
+    "agent.register",
+    "group.create",
+    "group.update",
+    "group.delete",
+)
 
 
 class ReadOnly(DomainError):
@@ -48,7 +65,10 @@ class ReadOnlyManager:
         executor = Executor(JetStreamStore(nc), projector)
         svc = StreamCommands(executor, projector, self.streams, manager_id=self.manager_id)
         agents = AgentCommands(executor, projector, self.agents, self.streams, ManagerSettings(),
-                               manager_id=self.manager_id, heartbeats=Heartbeats())  # fmt: skip
+                               manager_id=self.manager_id, heartbeats=Heartbeats(),
+                               roles=rebuilt.fleet.groups.roles_of)  # fmt: skip
+        groups = GroupCommands(executor, projector, rebuilt.fleet.groups, self.agents,
+                               self.streams, manager_id=self.manager_id)  # fmt: skip
         routes: list[AnyRoute] = [
             Route("stream.get", R.GetStreamReq, svc.get, writes=False, result=StreamView),
             Route("stream.list", R.ListStreamsReq, svc.list_streams, writes=False,
@@ -57,6 +77,9 @@ class ReadOnlyManager:
             Route("agent.list", R.ListAgentsReq, agents.list_agents, writes=False,
                   result=AgentList),
             Route("master.get", R.EmptyReq, self.master_info, writes=False, result=MasterView),
+            Route("group.get", R.GroupNameReq, groups.get, writes=False, result=GroupView),
+            Route("group.list", R.ListGroupsReq, groups.list_groups, writes=False,
+                  result=GroupList),
         ]  # fmt: skip
         routes += [Route(name, R.EmptyReq, _refuse) for name in _WRITES]
         self.router = Router(routes)

@@ -7,6 +7,7 @@ that decides the same thing twice) is stored once.
 from __future__ import annotations
 
 from core import agent as A
+from core import group as G
 from core import stream as S
 from core.errors import DomainError
 from events.model import Cause, Event
@@ -43,6 +44,16 @@ class Decisions:
         for i, event in enumerate(events):
             mid = f"{type(event).__name__}:{state.agent_id}:{state.version}:{i}"
             self.items.append(Append(f"agent.{state.agent_id}", event, msg_id=mid))
+        return bool(events)
+
+    def group(self, state: G.GroupState, cmd: G.GroupCommand) -> bool:
+        try:
+            events: list[Event] = list(G.decide(state, cmd))
+        except DomainError:
+            return False
+        for i, event in enumerate(events):
+            mid = f"{type(event).__name__}:{state.name}:{state.version}:{i}"
+            self.items.append(Append(f"group.{state.name}", event, msg_id=mid))
         return bool(events)
 
     def take(self) -> list[Append]:

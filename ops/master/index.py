@@ -11,7 +11,13 @@ The projections call ``on_stream`` / ``on_agent`` for every change, and the hear
 - ``placement``: requirements with a new pending stream (look at every eligible agent);
 - ``freed``: agents that freed capacity or changed (registered, recovered): for requirements
   that already had pending streams, they are the only new candidates;
-- ``notify``: agents whose set of assignments changed (tell them to poll).
+- ``notify``: agents whose set of assignments changed (tell them to poll);
+- ``groups_due`` / ``groups_dirty``: redundancy groups whose rule may fire (a due time from
+  ``core.redundancy.group_due``, or a change: the group, a member's agent or connection, a
+  member becoming healthy);
+- ``reconcile``: groups whose active member or membership changed: their streams held by
+  agents that may no longer run them are requeued;
+- ``disconnected``: agents whose NATS connection the server saw close (liveness, at once).
 
 On election the master calls ``rebuild`` (a chunked walk that yields to the loop), because a
 standby does not keep the heaps (its index is ``active`` only while master).
@@ -27,9 +33,11 @@ from collections.abc import Callable
 
 from core.agent import AgentState
 from core.distribution import Requirement, requirement_of
+from core.group import GroupState
 from core.stream import StreamState
 from projections.agents import AgentsProjection
 from projections.engine import freeze_heap
+from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["MasterIndex"]
@@ -40,19 +48,28 @@ AgentDue = Callable[[AgentState, float], float]
 CHUNK = 250
 
 
+def _nothing() -> None:
+    return None
+
+
 class MasterIndex:
     def __init__(self, streams: StreamsProjection, agents: AgentsProjection, *,
                  stream_due: StreamDue, agent_due: AgentDue,
+                 groups: GroupsProjection | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.streams = streams
         self.agents = agents
+        self.groups = groups or GroupsProjection()
         self.stream_due = stream_due
         self.agent_due = agent_due
         self.clock = clock
         self.active = False
+        self.wake: Callable[[], None] = _nothing
+        """Called when something needs the master at once (a connection closed)."""
         self._reset()
         streams.listeners.append(self.on_stream)
         agents.listeners.append(self.on_agent)
+        self.groups.listeners.append(self.on_group)
 
     def _reset(self) -> None:
         self.due: list[tuple[float, str]] = []
@@ -64,6 +81,11 @@ class MasterIndex:
         self.placement: set[Requirement] = set()
         self.freed: set[str] = set()
         self.notify: set[str] = set()
+        self.groups_due: list[tuple[float, str]] = []
+        self.group_due_at: dict[str, float] = {}
+        self.groups_dirty: set[str] = set()
+        self.reconcile: set[str] = set()
+        self.disconnected: set[str] = set()
 
     # ---- scheduling ----------------------------------------------------------------------------
 
@@ -91,6 +113,26 @@ class MasterIndex:
             return
         self.agent_due_at[aid] = at
         heapq.heappush(self.agents_due, (at, aid))
+
+    def schedule_group(self, name: str, at: float) -> None:
+        if math.isinf(at):
+            self.group_due_at.pop(name, None)
+            return
+        if self.group_due_at.get(name) == at:
+            return
+        self.group_due_at[name] = at
+        heapq.heappush(self.groups_due, (at, name))
+
+    def pop_groups_due(self, now: float) -> set[str]:
+        """Groups due now and groups that changed (both sets are emptied)."""
+        out, self.groups_dirty = self.groups_dirty, set()
+        heap, due_at = self.groups_due, self.group_due_at
+        while heap and heap[0][0] <= now:
+            at, name = heapq.heappop(heap)
+            if due_at.get(name) == at:
+                del due_at[name]
+                out.add(name)
+        return out
 
     def pop_due(self, now: float, limit: int) -> list[str]:
         """Streams whose due time has come (at most ``limit``), removed from the heap."""
@@ -141,6 +183,34 @@ class MasterIndex:
             self.freed.add(after.agent_id)
         if after.status != "ready" and self.streams.by_agent.get(after.agent_id):
             self.orphaned.add(after.agent_id)
+        if before is None or before.status != after.status or before.name != after.name:
+            self.groups_dirty |= self.groups.by_member.get(after.name, set())
+
+    def on_group(self, before: GroupState | None, after: GroupState) -> None:
+        if not self.active:
+            return
+        name = after.name
+        self.groups_dirty.add(name)
+        self.reconcile.add(name)
+        self.placement |= {req for req in self.streams.pending if req[1] == name}
+        if before is None or before.config != after.config or after.deleted:
+            for m in after.config.members:  # keep-alives may have changed: poll, learn them
+                self.notify |= self.agents.by_name.get(m.agent, set())
+
+    def on_connection(self, name: str, connected: bool) -> None:
+        """The server saw an agent's connection open or close (``ops.commands.connections``)."""
+        if not self.active:
+            return
+        self.groups_dirty |= self.groups.by_member.get(name, set())
+        if not connected:
+            self.disconnected |= self.agents.by_name.get(name, set())
+            self.wake()
+
+    def on_healthy(self, name: str) -> None:
+        """A member just became healthy (``ops.master.health``): its groups may fail back."""
+        if not self.active:
+            return
+        self.groups_dirty |= self.groups.by_member.get(name, set())
 
     def on_heartbeat(self, agent_id: str, _mono: float) -> None:
         if not self.active:
@@ -175,6 +245,9 @@ class MasterIndex:
             await asyncio.sleep(0)
         self.placement = set(self.streams.pending)
         self.notify = set(self.streams.by_agent)
+        live = {g.name for g in self.groups.live()}
+        self.groups_dirty |= live
+        self.reconcile |= live
         freeze_heap()
 
     def deactivate(self) -> None:

@@ -2,11 +2,17 @@
 
 Each tick, while elected, over what changed only (``ops.master.index``):
 
-- ``liveness``: downgrade silent agents, recover returning ones, remove long-gone ones;
+- ``liveness``: downgrade silent or disconnected agents, recover returning ones, remove
+  long-gone ones;
+- ``redundancy``: activate, fail over and fail back ``active_standby`` groups, and requeue the
+  streams of a group that moved (``core.redundancy``);
 - ``lifecycle``: restarts with backoff, requeues of stale / never-started streams and of the
   streams of agents that went down, restart-counter resets;
 - ``placement``: pending streams onto agents with free capacity;
 - ``notify``: tell agents whose assignments changed to poll.
+
+Alarms are raised and cleared by ``ops.master.alarms.AlarmDuty``, its own task, so storing an
+alarm never delays a failover. A connection loss reported by the server wakes the loop at once.
 
 Decisions are pure (``core.rules``, ``core.distribution``, ``core.stream``/``core.agent``
 decide), appended in small fenced batches, and the loop yields between batches, so a master
@@ -17,6 +23,7 @@ appends are refused by the server (``Fenced``): it steps down at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -34,17 +41,22 @@ from events.jetstream import JetStreamStore
 from events.model import MasterElected
 from events.store import Fence, Fenced, Unavailable
 from ops.api.views import MasterView, ThisManager, iso
+from ops.commands.connections import Connections
 from ops.commands.heartbeats import Heartbeats
+from ops.master.alarms import AlarmDuty
 from ops.master.decisions import Decisions
 from ops.master.election import Election, Reign
+from ops.master.health import Health
 from ops.master.index import MasterIndex
 from ops.master.lifecycle import Lifecycle
 from ops.master.liveness import Liveness
 from ops.master.notify import Notify
 from ops.master.placement import Placement
+from ops.master.redundancy import Redundancy
 from ops.settings import ManagerSettings
 from projections.agents import AgentsProjection
 from projections.engine import Projector
+from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["Master"]
@@ -74,8 +86,15 @@ class Master:
         settings: ManagerSettings,
         *,
         manager_id: str,
+        groups: GroupsProjection | None = None,
+        connections: Connections | None = None,
+        alarms: AlarmDuty | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        groups = groups or GroupsProjection()
+        connections = connections or Connections()
+        self.alarms = alarms
+        self._wake = asyncio.Event()
         self.election = election
         self.store = store
         self.projector = projector
@@ -85,14 +104,20 @@ class Master:
         self.clock = clock
         self.last_feedback: dict[str, float] = {}
         self.index = MasterIndex(streams, agents, stream_due=self._stream_due,
-                                 agent_due=self._agent_due, clock=clock)  # fmt: skip
+                                 agent_due=self._agent_due, groups=groups, clock=clock)  # fmt: skip
+        self.index.wake = self._wake.set
         heartbeats.listeners.append(self.index.on_heartbeat)
+        self.health = Health(agents, groups, heartbeats, connections)
+        self.health.on_healthy.append(self.index.on_healthy)
+        connections.listeners.append(self.index.on_connection)
         self.liveness = Liveness(self.index, agents, heartbeats,
-                                 retention_s=settings.agent_retention_s)  # fmt: skip
+                                 retention_s=settings.agent_retention_s,
+                                 connections=connections)  # fmt: skip
+        self.redundancy = Redundancy(self.index, groups, streams, agents, self.health)
         self.lifecycle = Lifecycle(self.index, streams, agents, self.last_feedback,
                                    default_staleness_s=settings.stream_staleness_s,
                                    start_deadline_s=settings.stream_start_deadline_s)  # fmt: skip
-        self.placement = Placement(self.index, streams, agents)
+        self.placement = Placement(self.index, streams, agents, groups)
         self.notify = Notify(self.index, nc)
         self.decisions = 0
         self.rejected = 0
@@ -189,19 +214,31 @@ class Master:
                     await self.tick()
                 elif self.index.active:
                     self._leave_office()
-                await asyncio.sleep(self.settings.master_tick_s)
+                await self._pause(self.settings.master_tick_s)
         finally:
             if self.election.reign is not None:
                 self.election.step_down("manager stopping")
                 await self.election.release()
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the next tick, or less when something needs the master at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
     async def _take_office(self) -> None:
         self.placement.reset()
+        self.redundancy.reset()
         await self.index.rebuild()
+        if self.alarms is not None:
+            await self.alarms.activate()
 
     def _leave_office(self) -> None:
         self.index.deactivate()
         self.placement.reset()
+        self.redundancy.reset()
+        if self.alarms is not None:
+            self.alarms.deactivate()
 
     async def tick(self) -> None:
         """One pass of every duty over what changed; repeats at once while work is left."""
@@ -219,7 +256,10 @@ class Master:
                 d = Decisions(manager_id=self.manager_id, epoch=reign.epoch)
                 self.liveness.decide(d, reign, now)
                 await self._append(d, reign)
-                more = self.lifecycle.decide(d, reign, now, BUDGET)
+                self.redundancy.decide(d, reign, now)
+                await self._append(d, reign)
+                moving = self.redundancy.reconcile(d, now, BUDGET)
+                more = self.lifecycle.decide(d, reign, now, BUDGET) or moving
                 await self._append(d, reign)
                 more = self.placement.decide(d, now, BUDGET) or more
                 await self._append(d, reign)

@@ -8,7 +8,8 @@ a free slot; so the next pass needs to look only at
 - other requirements with pending streams: only agents that freed capacity or changed
   (``MasterIndex.freed``).
 
-Eligible agents per requirement are cached and kept up to date per agent event.
+Eligible agents per requirement are cached and kept up to date per agent event; a group change
+(failover, failback, membership) drops the cache of that group's requirements.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Iterator
 from core import stream as S
 from core.agent import AgentState
 from core.distribution import Requirement, eligible, place
+from core.group import GroupState
 from ops.master.decisions import Decisions
 from ops.master.index import MasterIndex
 from projections.agents import AgentsProjection
+from projections.groups import GroupsProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["Placement"]
@@ -28,24 +31,32 @@ __all__ = ["Placement"]
 
 class Placement:
     def __init__(self, index: MasterIndex, streams: StreamsProjection,
-                 agents: AgentsProjection) -> None:  # fmt: skip
+                 agents: AgentsProjection, groups: GroupsProjection | None = None) -> None:  # fmt: skip
         self.index = index
         self.streams = streams
         self.agents = agents
+        self.groups = groups or GroupsProjection()
         self._eligible: dict[Requirement, dict[str, AgentState]] = {}
         agents.listeners.append(self._on_agent)
+        self.groups.listeners.append(self._on_group)
 
     def _on_agent(self, _before: AgentState | None, after: AgentState) -> None:
         for req, members in self._eligible.items():
-            if eligible(after, req):
+            if eligible(after, req, self.groups.get(req[1])):
                 members[after.agent_id] = after
             else:
                 members.pop(after.agent_id, None)
 
+    def _on_group(self, _before: GroupState | None, after: GroupState) -> None:
+        for req in [r for r in self._eligible if r[1] == after.name]:
+            del self._eligible[req]
+
     def eligible_for(self, req: Requirement) -> dict[str, AgentState]:
         members = self._eligible.get(req)
         if members is None:
-            members = {a.agent_id: a for a in self.agents.agents.values() if eligible(a, req)}
+            group = self.groups.get(req[1])
+            members = {a.agent_id: a for a in self.agents.agents.values()
+                       if eligible(a, req, group)}  # fmt: skip
             self._eligible[req] = members
         return members
 

@@ -6,12 +6,13 @@ status API from its own projections; the master role is taken by one of them at 
 ::
 
     Manager (async context manager)
-    ├── store (VIGIL_EVENTS), buckets (requests, master lease), feedback/records streams
+    ├── store (VIGIL_EVENTS), buckets (requests, master lease), feedback/records/alarms streams
     ├── Fleet of projections ◄── projector (part "projector": restarts by rebuilding)
-    ├── router ◄── commands (streams, agents), queries (stats, master, projections.dump)
+    ├── alarms ◄── alarm projector (VIGIL_ALARMS, part "alarm-projector")
+    ├── router ◄── commands (streams, agents, groups, alarms), queries (stats, master, dump)
     ├── daily stats: closed days loaded from VIGIL_STATS, open days folded from VIGIL_FEEDBACK
-    └── Supervisor: projector · stats-feed · stats-rollups · feedback · master · snapshots ·
-                    housekeeping
+    └── Supervisor: projector · alarm-projector · stats-feed · stats-rollups · feedback ·
+                    master · alarms · snapshots · housekeeping
 
 While any part is down, or the projections are not caught up, the router answers
 ``unavailable`` and ``/readyz`` says 503 with the reason: never an answer from a dead part.
@@ -38,14 +39,19 @@ from ops.api import requests as R
 from ops.api.router import AnyRoute, Route, Router
 from ops.api.views import MasterView, StreamList, StreamView
 from ops.commands.agents import AgentCommands, agent_routes, serve_agent_protocol
+from ops.commands.alarms import AlarmCommands, AlarmWriter, alarm_routes
 from ops.commands.analytics import AnalyticsRegistry
+from ops.commands.connections import Connections
 from ops.commands.executor import Executor
 from ops.commands.feedback import FeedbackConsumer
+from ops.commands.groups import GroupCommands, group_routes
 from ops.commands.heartbeats import Heartbeats
 from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
+from ops.commands.waiting import WaitingReasons
 from ops.http.metrics import ManagerCollector
 from ops.logtools.verify import DumpResult, dump_handler
+from ops.master.alarms import AlarmDuty
 from ops.master.election import Election
 from ops.master.loop import Master
 from ops.runtime.storage import ensure_all
@@ -54,6 +60,7 @@ from ops.stats.commands import StatsCommands, stats_routes
 from ops.stats.feed import StatsFeed
 from ops.stats.queries import DailyStatsView, StatsQueries
 from ops.stats.rollups import RollupStore
+from projections.alarms import AlarmsProjection
 from projections.engine import Projector, freeze_heap
 from projections.fleet import Fleet
 from projections.snapshot import Snapshotter, restore_latest
@@ -63,8 +70,8 @@ __all__ = ["Manager"]
 
 log = logging.getLogger(__name__)
 
-PARTS = ("projector", "stats-feed", "stats-rollups", "feedback", "master", "snapshots",
-         "housekeeping")  # fmt: skip
+PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
+         "alarms", "snapshots", "housekeeping")  # fmt: skip
 
 
 class Manager:
@@ -84,6 +91,8 @@ class Manager:
         self.fleet = Fleet()
         self.streams = self.fleet.streams
         self.agents = self.fleet.agents
+        self.groups = self.fleet.groups
+        self.alarms = AlarmsProjection(retention_s=self.settings.alarm_retention_s)
         self.daily_stats = DailyStats()  # folded from VIGIL_FEEDBACK by self.stats_feed
         self.as_of_seq: int | None = None
         self._stack = AsyncExitStack()
@@ -117,25 +126,46 @@ class Manager:
         self.secrets = SecretStore(secrets_kv)
         start_seq = await restore_latest(self.nc, self.fleet.all(), self.store.stream)
         self.projector = Projector(self.nc, self.fleet.all(), start_seq=start_seq)
+        self.alarm_projector = await self._alarm_projector()
         self.heartbeats = Heartbeats()
+        self.connections = Connections()
         executor = Executor(self.store, self.projector)
         self.analytics = AnalyticsRegistry(self.agents)
+        self.waiting = WaitingReasons(self.streams, self.agents, self.groups,
+                                      lambda: self.projector.last_seq)  # fmt: skip
         self.stream_commands = StreamCommands(
             executor, self.projector, self.streams, manager_id=self.manager_id,
             validate_analytics=self.analytics.validate, policy=s.source_policy(),
-            secrets=self.secrets,
+            secrets=self.secrets, waiting=self.waiting.for_stream,
         )  # fmt: skip
+        self.group_commands = GroupCommands(executor, self.projector, self.groups, self.agents,
+                                            self.streams, manager_id=self.manager_id)  # fmt: skip
+        alarm_store = JetStreamStore(self.nc, stream=subjects.ALARMS_STREAM, subject_prefix="vigil",
+                                     duplicate_window=min(s.duplicate_window_s,
+                                                          s.alarm_retention_s),
+                                     replicas=s.replicas)  # fmt: skip
+        self.alarm_writer = AlarmWriter(Executor(alarm_store, self.alarm_projector), self.alarms,
+                                        manager_id=self.manager_id)  # fmt: skip
+        self.alarm_commands = AlarmCommands(self.alarm_writer, self.alarms,
+                                            lambda: self.alarm_projector.last_seq)  # fmt: skip
+        self.alarm_duty = AlarmDuty(self.alarm_writer, self.alarms, self.streams, self.agents,
+                                    self.groups, self.heartbeats, self.waiting,
+                                    unplaceable_s=s.alarm_unplaceable_s)  # fmt: skip
         self.stats_feed = StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
         self.agent_commands = AgentCommands(
             executor, self.projector, self.agents, self.streams, s, manager_id=self.manager_id,
             heartbeats=self.heartbeats, refused=self.stats_feed.refused_for, secrets=self.secrets,
+            keepalive=self.groups.keepalive_for, roles=self.groups.roles_of,
         )  # fmt: skip
         election = Election(lease_kv, self.store, self.projector, manager_id=self.manager_id,
                             lease_s=s.master_lease_s)  # fmt: skip
         self.master = Master(election, self.store, self.projector, self.streams, self.agents,
-                             self.heartbeats, self.nc, s, manager_id=self.manager_id)  # fmt: skip
+                             self.heartbeats, self.nc, s, manager_id=self.manager_id,
+                             groups=self.groups, connections=self.connections,
+                             alarms=self.alarm_duty)  # fmt: skip
         self.feedback = FeedbackConsumer(self.nc, self.stream_commands, self.agents,
-                                         on_feedback=self.master.note_feedback)  # fmt: skip
+                                         on_feedback=self.master.note_feedback,
+                                         on_refused=self._feedback_refused)  # fmt: skip
         self.snapshots = Snapshotter(self.nc, self.projector, self.fleet.all(),
                                      is_writer=lambda: self.master.is_master,
                                      manager_id=self.manager_id, interval_s=s.snapshot_interval_s,
@@ -157,6 +187,8 @@ class Manager:
         restart = Restart()
         self.supervisor.spawn("projector", self.projector.run, restart=restart,
                               on_failure=self._rebuild)  # fmt: skip
+        self.supervisor.spawn("alarm-projector", self.alarm_projector.run, restart=restart,
+                              on_failure=self._rebuild_alarms)  # fmt: skip
         await self.projector.wait_caught_up(timeout=600)
         if s.feedback_retention_s < s.stats_lateness_s + 2 * 86400:
             log.warning("feedback_retention_s (%.0f s) is not well above stats_lateness_s (%.0f s):"
@@ -168,6 +200,7 @@ class Manager:
         self.supervisor.spawn("feedback", self.feedback.run, restart=restart)
         if self.run_master:
             self.supervisor.spawn("master", self.master.run, restart=restart)
+            self.supervisor.spawn("alarms", self.alarm_duty.run, restart=restart)
         self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
         self.supervisor.spawn("housekeeping", self._housekeeping, restart=restart)
 
@@ -175,6 +208,8 @@ class Manager:
         subs: list[Subscription] = [await self.router.serve(self.nc)]
         subs += await serve_agent_protocol(self.nc, self.router, self.heartbeats)
         subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.master.on_feedback_msg))
+        for subject in (subjects.ADVISORY_CONNECT_ALL, subjects.ADVISORY_DISCONNECT_ALL):
+            subs.append(await self.nc.subscribe(subject, cb=self.connections.on_msg))
         for sub in subs:
             self._stack.push_async_callback(_unsubscribe, sub)
         log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
@@ -191,11 +226,36 @@ class Manager:
             start_seq = 1
         self.projector.reset(start_seq)
 
+    async def _alarm_projector(self) -> Projector:
+        """The projector of ``VIGIL_ALARMS``, from its first kept message (older ones expired)."""
+        info = await self.nc.jetstream().stream_info(subjects.ALARMS_STREAM)
+        first = max(int(info.state.first_seq or 1), 1)
+        return Projector(self.nc, [self.alarms], stream=subjects.ALARMS_STREAM,
+                         subject_prefix="vigil", start_seq=first)  # fmt: skip
+
+    async def _rebuild_alarms(self, _exc: BaseException) -> None:
+        self.alarms.reset()
+        try:
+            info = await self.nc.jetstream().stream_info(subjects.ALARMS_STREAM)
+            first = max(int(info.state.first_seq or 1), 1)
+        except Exception as exc:  # NATS down: fold from the start once it is back
+            log.warning("alarm stream unreadable for the rebuild (%r)", exc)
+            first = 1
+        self.alarm_projector.reset(first)
+
+    async def _feedback_refused(self, agent_id: str, reason: str, message: str) -> None:
+        await self.alarm_writer.raise_("invalid_feedback", f"agent.{agent_id}",
+                                       f"feedback of agent {agent_id} refused ({reason}):"
+                                       f" {message}", severity="minor")  # fmt: skip
+
     async def _housekeeping(self) -> None:
-        """Keep long-lived state out of the cyclic GC's full collections (``freeze_heap``)."""
+        """Keep long-lived state out of the cyclic GC's full collections (``freeze_heap``);
+        forget alarms older than the retention."""
         while True:
-            await asyncio.sleep(self.settings.gc_freeze_interval_s)
+            await asyncio.sleep(min(self.settings.gc_freeze_interval_s,
+                                    self.settings.alarm_retention_s))  # fmt: skip
             freeze_heap()
+            self.alarms.prune()
 
     async def _close_nc(self) -> None:
         """Everything above has stopped and replied; flush what is buffered and close."""
@@ -223,7 +283,8 @@ class Manager:
                   result=DailyStatsView),
         ]  # fmt: skip
         return (routes + agent_routes(self.agent_commands)
-                + stats_routes(self.stats, self.stats_commands))  # fmt: skip
+                + stats_routes(self.stats, self.stats_commands)
+                + group_routes(self.group_commands) + alarm_routes(self.alarm_commands))  # fmt: skip
 
     async def _stats_daily(self, req: R.DailyStatsReq) -> tuple[DailyStatsView, int]:
         return await self.stats.daily(req)

@@ -11,12 +11,20 @@ identity and permissions), fsyncs every JetStream write (``sync_interval: always
 "on disk"), optionally serves TLS, and writes a pid file (``vigil creds revoke`` reloads it).
 Without it (tests, benches) it is an open server on loopback. No secret is ever on the command
 line.
+
+Either way the server publishes its connect/disconnect advisories of vigil's account where
+managers can subscribe to them (``ops.commands.connections``: a killed agent's redundancy group
+fails over within a second): the open server runs from a config file with ``advisory_config``
+(vigil's clients in account ``VIGIL``, a system account exporting ``$SYS.ACCOUNT.VIGIL.>``, and
+its import); the secure one gets the same export/import in its account JWTs
+(``ops.security.authority``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -31,7 +39,46 @@ from types import TracebackType
 
 import psutil
 
-__all__ = ["EmbeddedNats", "NatsServerError", "TlsFiles", "find_nats_server", "free_port"]
+__all__ = [
+    "ACCOUNT",
+    "EmbeddedNats",
+    "NatsServerError",
+    "TlsFiles",
+    "advisory_config",
+    "find_nats_server",
+    "free_port",
+]
+
+ACCOUNT = "VIGIL"
+"""The account vigil's clients use on the open embedded server."""
+
+
+def advisory_config(*, user: str | None = None, password: str | None = None,
+                    account: str = ACCOUNT) -> str:  # fmt: skip
+    """nats-server configuration that lets the clients' account see its own connection
+    advisories: ``account`` (JetStream on; ``user`` in it, or everyone without credentials when
+    ``user`` is None), a system account ``SYS`` without users that exports
+    ``$SYS.ACCOUNT.<account>.>``, and the import of that export into ``account``.
+
+    For a server you run yourself with plain accounts, add the same (docs/groups.md)."""
+    if user:
+        users = f"users: [{{user: {json.dumps(user)}, password: {json.dumps(password or '')}}}]"
+        no_auth = ""
+    else:  # no credentials: every client lands in the account as user "vigil"
+        users = 'users: [{user: "vigil"}]'
+        no_auth = 'no_auth_user: "vigil"\n'
+    return (
+        "accounts {\n"
+        f"  {account} {{\n"
+        "    jetstream: enabled\n"
+        f"    {users}\n"
+        f'    imports: [{{stream: {{account: SYS, subject: "$SYS.ACCOUNT.{account}.>"}}}}]\n'
+        "  }\n"
+        f'  SYS {{ exports: [{{stream: "$SYS.ACCOUNT.{account}.>"}}] }}\n'
+        "}\n"
+        "system_account: SYS\n"
+        f"{no_auth}"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +147,10 @@ class EmbeddedNats:
         tls: TlsFiles | None = None,
         startup_timeout: float = 15.0,
         log_file: str | Path | None = None,
+        advisories: bool = True,
     ) -> None:
+        self.advisories = advisories
+        """Open server: run with ``advisory_config`` (a secure one has them in its JWTs)."""
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
@@ -134,14 +184,26 @@ class EmbeddedNats:
                       f'  key_file: "{self.tls.key.resolve()}"', "}"]  # fmt: skip
         if self.auth_include:  # nats-server resolves includes relative to the config's directory
             lines.append(f'include "{os.path.relpath(self.auth_include, self.store_dir)}"')
+        elif self.advisories:
+            lines.append(advisory_config())
         return "\n".join(lines) + "\n"
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def _adopt_global_store(self) -> None:
+        """A store an open server wrote before it had accounts keeps its JetStream data under
+        the global account ``$G``; hand it to ``ACCOUNT`` once (same files, new owner)."""
+        base = self.store_dir / "jetstream" / "jetstream"
+        old, new = base / "$G", base / ACCOUNT
+        if old.is_dir() and not new.exists():
+            old.rename(new)
+
     def _argv(self) -> list[str]:
-        if self.auth_include or self.tls or self.sync_interval:
+        if self.advisories and not self.auth_include:
+            self._adopt_global_store()
+        if self.auth_include or self.tls or self.sync_interval or self.advisories:
             conf = self.store_dir / "nats.conf"
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

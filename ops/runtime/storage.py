@@ -15,7 +15,13 @@ from events import subjects
 from events.jetstream import ensure_stream
 from ops.settings import ManagerSettings
 
-__all__ = ["ensure_feedback_stream", "ensure_records_stream", "ensure_stats_stream", "key_value"]
+__all__ = [
+    "ensure_alarms_stream",
+    "ensure_feedback_stream",
+    "ensure_records_stream",
+    "ensure_stats_stream",
+    "key_value",
+]
 
 YEAR_S = 365.25 * 86400
 
@@ -43,6 +49,16 @@ async def ensure_records_stream(
         name=subjects.RECORDS_STREAM, subjects=[subjects.RECORDS_ALL],
         storage=api.StorageType.FILE, num_replicas=replicas, max_age=max_age,
         duplicate_window=120.0,
+    )  # fmt: skip
+    await ensure_stream(nc, config)
+
+
+async def ensure_alarms_stream(nc: Client, *, retention_s: float, replicas: int = 1) -> None:
+    """``VIGIL_ALARMS`` (``vigil.alarm.<kind>.<source>``): alarms are kept ``retention_s``."""
+    config = api.StreamConfig(
+        name=subjects.ALARMS_STREAM, subjects=[subjects.ALARMS_ALL],
+        storage=api.StorageType.FILE, num_replicas=replicas, max_age=retention_s,
+        duplicate_window=min(120.0, retention_s), allow_direct=True,
     )  # fmt: skip
     await ensure_stream(nc, config)
 
@@ -80,6 +96,7 @@ async def ensure_all(nc: Client, settings: ManagerSettings) -> tuple[KeyValue, K
                                  max_age=s.feedback_retention_s)  # fmt: skip
     await ensure_stats_stream(nc, replicas=s.replicas, years=s.stats_retention_years)
     await ensure_records_stream(nc, replicas=s.replicas)
+    await ensure_alarms_stream(nc, retention_s=s.alarm_retention_s, replicas=s.replicas)
     requests = await key_value(nc, subjects.REQUESTS_BUCKET, ttl=s.request_ttl_s,
                                replicas=s.replicas)  # fmt: skip
     lease = await key_value(nc, subjects.MASTER_BUCKET, ttl=s.master_lease_s, replicas=s.replicas)

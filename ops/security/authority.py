@@ -123,17 +123,30 @@ class Authority:
             "mem_storage": _UNLIMITED, "disk_storage": _UNLIMITED,
             "streams": _UNLIMITED, "consumer": _UNLIMITED,
         }  # fmt: skip
-        nats: dict[str, Any] = {"limits": limits, "type": "account", "version": 2}
+        nats: dict[str, Any] = {"limits": limits, "type": "account", "version": 2,
+                                "imports": [self._advisories(import_from=self.system.public)]}  # fmt: skip
         if revocations:
             nats["revocations"] = revocations
         return encode_jwt(self.operator, self.account.public, "vigil", nats)
+
+    def _advisories(self, *, import_from: str | None = None) -> dict[str, Any]:
+        """The system account's connect/disconnect advisories of the vigil account, exported
+        by the system account and imported by the vigil account: managers hear at once that an
+        agent's connection closed (``ops.commands.connections``)."""
+        claim: dict[str, Any] = {"name": "advisories",
+                                 "subject": f"$SYS.ACCOUNT.{self.account.public}.>",
+                                 "type": "stream"}  # fmt: skip
+        if import_from is not None:
+            claim["account"] = import_from
+        return claim
 
     def system_jwt(self) -> str:
         limits = {"subs": _UNLIMITED, "data": _UNLIMITED, "payload": _UNLIMITED,
                   "imports": _UNLIMITED, "exports": _UNLIMITED, "wildcards": True,
                   "conn": _UNLIMITED, "leaf": _UNLIMITED}  # fmt: skip
         return encode_jwt(self.operator, self.system.public, "SYS",
-                          {"limits": limits, "type": "account", "version": 2})  # fmt: skip
+                          {"limits": limits, "type": "account", "version": 2,
+                           "exports": [self._advisories()]})  # fmt: skip
 
     def server_auth(self) -> str:
         """The auth part of a nats-server config (``include`` it on every server)."""

@@ -5,7 +5,8 @@
     manager   everything in the vigil account (commands, events, JetStream, KV, inboxes)
     admin     the same: operators' tools that write the log (``vigil events import``)
     client    send commands; read the event log, snapshots (replay, audit, verify, export)
-    viewer    send read commands only (get, list, daily statistics, master)
+    viewer    send read commands only (get, list, daily statistics, master); follow alarms
+              (``vigil.alarm.>``, as clients may)
     agent X   its own register/heartbeat/streams/deregister, feedback and records subjects;
               receive only its own notify/refused pushes and replies to its own inbox
 
@@ -91,6 +92,7 @@ def permissions(role: Role, *, tag: str, agent_id: str | None = None) -> Permiss
         )  # fmt: skip
     if role == "viewer":
         return Permissions(pub_allow=[S.command(c) for c in READ_COMMANDS],
-                           sub_allow=[f"{inbox}.>"])  # fmt: skip
+                           sub_allow=[f"{inbox}.>", S.ALARMS_ALL])  # fmt: skip
     reader = _log_reader(inbox)
-    return Permissions(pub_allow=[S.CMD_ALL, *reader.pub_allow], sub_allow=reader.sub_allow)
+    return Permissions(pub_allow=[S.CMD_ALL, *reader.pub_allow],
+                       sub_allow=[*reader.sub_allow, S.ALARMS_ALL])  # fmt: skip

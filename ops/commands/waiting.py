@@ -1,0 +1,83 @@
+"""Why pending streams wait, for the views, ``/metrics`` and the master's alarms.
+
+The reason is a pure function of folded state (``core.distribution.why_waiting``: agents, their
+load, the stream's group object). Every manager folds the same log, so every manager answers the
+same reason without the master storing anything: no event per reason change, nothing to
+replicate. Reasons are cached per requirement until the next event is folded; each requirement
+looks only at the agents of its group (members by name, agents carrying its label), through an
+index built once per folded event, so a fleet of many groups costs O(agents + members), not
+O(groups × agents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.agent import AgentState
+from core.distribution import Requirement, Waiting, requirement_of, why_waiting
+from core.stream import StreamState
+from projections.agents import AgentsProjection
+from projections.groups import GroupsProjection
+from projections.streams import StreamsProjection
+
+__all__ = ["WaitingReasons"]
+
+
+class WaitingReasons:
+    def __init__(self, streams: StreamsProjection, agents: AgentsProjection,
+                 groups: GroupsProjection, last_seq: Callable[[], int]) -> None:  # fmt: skip
+        self.streams = streams
+        self.agents = agents
+        self.groups = groups
+        self.last_seq = last_seq
+        self._cache: dict[Requirement, Waiting] = {}
+        self._labels: dict[str, list[AgentState]] = {}
+        self._all: list[AgentState] = []
+        self._offered: frozenset[str] = frozenset()
+        self._at = -1
+
+    def _refresh(self) -> None:
+        seq = self.last_seq()
+        if seq == self._at:
+            return
+        self._at = seq
+        self._cache.clear()
+        self._all = [a for a in self.agents.agents.values() if a.status != "gone"]
+        self._labels = {}
+        offered: set[str] = set()
+        for a in self._all:
+            offered.update(o.name for o in a.analytics)
+            for label in a.groups:
+                self._labels.setdefault(label, []).append(a)
+        self._offered = frozenset(offered)
+
+    def _candidates(self, name: str | None) -> list[AgentState]:
+        if name is None:
+            return self._all
+        found = {a.agent_id: a for a in self._labels.get(name, ())}
+        group = self.groups.get(name)
+        if group is not None:
+            for m in group.config.members:
+                for a in self.agents.named(m.agent):
+                    found[a.agent_id] = a
+        return list(found.values())
+
+    def for_requirement(self, req: Requirement) -> Waiting:
+        self._refresh()
+        found = self._cache.get(req)
+        if found is None:
+            found = why_waiting(req, self._candidates(req[1]), self.streams.load_of,
+                                self.groups.get(req[1]), offered=self._offered)  # fmt: skip
+            self._cache[req] = found
+        return found
+
+    def for_stream(self, state: StreamState) -> Waiting | None:
+        """Why ``state`` waits, if it is pending and unassigned (else None)."""
+        if state.status != "pending" or state.agent_id is not None:
+            return None
+        return self.for_requirement(requirement_of(state))
+
+    def summary(self) -> list[tuple[Requirement, Waiting, int]]:
+        """Every requirement with waiting streams: its reason and how many wait."""
+        return [(req, self.for_requirement(req), len(queue))
+                for req, queue in list(self.streams.pending.items())]  # fmt: skip
