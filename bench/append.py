@@ -35,9 +35,9 @@ def created(i: int) -> StreamCreated:
     )  # fmt: skip
 
 
-async def main(n: int) -> None:
+async def main(n: int, sync: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with EmbeddedNats(tmp) as server:
+        async with EmbeddedNats(tmp, sync_interval=sync, advisories=False) as server:
             nc = await nats.connect(server.url)
             js = nc.jetstream()
             events = [created(i) for i in range(n)]
@@ -66,7 +66,7 @@ async def main(n: int) -> None:
             command = m / (time.perf_counter() - t0)
             await nc.close()
 
-    print(f"events:               {n}")
+    print(f"events:               {n}   (JetStream sync_interval: {sync or 'default (2 min)'})")
     print(f"raw publish_async:    {raw:10.0f} msg/s")
     print(f"store append_batch:   {batch:10.0f} events/s   ratio to raw {batch / raw:.2f}")
     print(f"store append (1 by 1):{command:10.0f} events/s   ratio to raw {command / raw:.2f}")
@@ -75,4 +75,6 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--sync", default=None, help="JetStream sync_interval, e.g. always")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.sync))

@@ -24,7 +24,7 @@ from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.runtime.up import serve_http
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 from tests.test_groups import Agents
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -32,7 +32,7 @@ OPEN_READS = HttpAuth.from_settings(admin_token=None, open_reads=True)
 
 
 def fast(**kw: Any) -> ManagerSettings:
-    return ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=6,
+    return ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=6,
                            alarm_unplaceable_s=1, **kw)  # fmt: skip
 
 

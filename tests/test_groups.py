@@ -23,11 +23,11 @@ from events.model import AgentRegistered, GroupFailback
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import eventually, ok
+from tests.helpers import LOOPBACK_OK, eventually, ok
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 
-SETTINGS = ManagerSettings(master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=6,
+SETTINGS = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, heartbeat_interval_s=0.5, agent_downgrade_s=6,
                            master_lease_s=3, alarm_unplaceable_s=2)  # fmt: skip
 
 
@@ -45,7 +45,8 @@ class Agents:
     async def start(self, name: str, capacity: int = 4) -> str:
         proc = await asyncio.create_subprocess_exec(
             VIGIL, "agent", "--name", name, "--capacity", str(capacity), "--outbox",
-            str(self.tmp / name / "outbox.db"), env=self.env, cwd=self.tmp,
+            str(self.tmp / name / "outbox.db"), "--media-root", str(self.tmp),
+            env=self.env, cwd=self.tmp,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert proc.stdout is not None

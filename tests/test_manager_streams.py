@@ -132,12 +132,13 @@ async def test_state_is_rebuilt_from_events_after_restart(
     nats_server: EmbeddedNats, nc: Client
 ) -> None:
     settings = ClientSettings(nats_url=nats_server.url)
-    async with Manager(settings):
+    policy = ManagerSettings(**LOOPBACK_OK)
+    async with Manager(settings, policy):
         a = await ok(nc, "stream.create", FILE)
         b = await ok(nc, "stream.create", FILE)
         await ok(nc, "stream.patch", {"stream_id": b["stream_id"], "action": "stop"})
         before = await ok(nc, "stream.list", {})
-    async with Manager(settings):
+    async with Manager(settings, policy):
         after = await ok(nc, "stream.list", {})
     assert after == before
     assert {s["stream_id"]: s["status"] for s in after["streams"]} == {

@@ -150,4 +150,4 @@ async def test_a_revoked_identity_is_refused_after_a_reload(secure: Installation
         await again.close()
         return False
 
-    await eventually(refused, timeout=10, what="revoked identity refused")
+    await eventually(refused, timeout=60, what="revoked identity refused")
