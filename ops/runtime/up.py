@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -200,8 +201,9 @@ async def _embedded(options: UpOptions, stack: AsyncExitStack) -> Installation:
             if candidate and _port_free("127.0.0.1", candidate):
                 port = candidate
                 break
+    sync = os.environ.get("VIGIL_NATS_SYNC_INTERVAL", "always")
     server = EmbeddedNats(options.data_dir / "nats", port=port, auth_include=include,
-                          sync_interval="always", tls=options.tls)  # fmt: skip
+                          sync_interval=sync, tls=options.tls)  # fmt: skip
     await stack.enter_async_context(server)
     log.info("nats-server %s listening on 127.0.0.1:%d (store %s)", server.pid, server.port,
              server.store_dir)  # fmt: skip
