@@ -192,3 +192,23 @@ async def test_silent_agent_is_downgraded_recovers_on_heartbeat_and_is_removed_a
 
 async def _eq(value: object, expected: str) -> bool:
     return await value == expected  # type: ignore[misc]
+
+
+async def test_a_stream_assigned_but_never_started_is_requeued_after_its_deadline(
+    nats_server: EmbeddedNats, nc: Client
+) -> None:
+    """An agent (spoken by hand) that heartbeats and polls but never reports the stream running
+    (nor failed) loses it after the start deadline, with the reason in the log."""
+    settings = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, stream_start_deadline_s=1.0)
+    async with Manager(ClientSettings(nats_url=nats_server.url), settings):
+        reg = await ok(nc, "agent.register", {"name": "mute", "capacity": 2})
+        agent_id = reg["agent_id"]
+        sid = (await ok(nc, "stream.create", {"source": {"url": "rtsp://cam/3"}}))["stream_id"]
+
+        async def requeued() -> bool:
+            await nc.publish(f"vigil.agent.{agent_id}.heartbeat",
+                             orjson.dumps({"ts": time.time()}))  # fmt: skip
+            return any(type(e).__name__ == "StreamRequeued" and "not started" in e.reason  # type: ignore[attr-defined]
+                       for e in await stream_events(nc, sid))  # fmt: skip
+
+        await eventually(requeued, timeout=30, what="requeue for a stream never started")
