@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import nats.errors
 import orjson
 from nats.aio.client import Client
 
@@ -145,9 +146,23 @@ class Verdict:
     elections: list[tuple[int, int]]
 
 
-async def judge(nc: Client) -> Verdict:
+async def judge(nc: Client, *, attempts: int = 5) -> Verdict:
     """Fold the whole log with the pure core, checking on the way: no stream assigned while it
-    was assigned, and no decision of a master epoch after a later election."""
+    was assigned, and no decision of a master epoch after a later election.
+
+    A cluster that has just lost a server may time out creating the reading consumer; the
+    whole log is then read again from the start (a verdict is never built from part of it)."""
+    for attempt in range(attempts):
+        try:
+            return await _judge_once(nc)
+        except (TimeoutError, nats.errors.TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def _judge_once(nc: Client) -> Verdict:
     store = JetStreamStore(nc)
     states: dict[str, StreamState] = {}
     doubles: list[str] = []

@@ -95,11 +95,12 @@ class LogIdentity:
             return (f"the event log was replaced under this manager (it folded {self.log_id},"
                     f" the store now holds {current or 'no log'}): restart the manager to fold"
                     " the new one, or restore the store")  # fmt: skip
+        folded = self.projector.last_seq  # before asking: it may fold more while we wait
         last = await self.store.last_seq()
-        if last < self.projector.last_seq:
+        if last < folded:
             return (f"the event log went back (the store ends at {last}, this manager folded up"
-                    f" to {self.projector.last_seq}): it was truncated or replaced; restart the"
-                    " manager, or restore the store")  # fmt: skip
+                    f" to {folded}): it was truncated or replaced; restart the manager, or"
+                    " restore the store")  # fmt: skip
         return None
 
     async def run(self) -> None:
@@ -113,6 +114,15 @@ class LogIdentity:
             except (TimeoutError, ConnectionError, OSError) as exc:
                 log.debug("log identity check: %r", exc)  # NATS away: the next check tells
                 continue
+            if problem is not None:
+                # Confirm before stopping for good: a cluster electing a new leader can answer
+                # one check from a lagging view.
+                await asyncio.sleep(self.interval_s)
+                try:
+                    problem = await self.check()
+                except (TimeoutError, ConnectionError, OSError) as exc:
+                    log.debug("log identity check: %r", exc)
+                    continue
             if problem is not None:
                 self.problem = problem
                 log.critical("%s", problem)
