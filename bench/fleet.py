@@ -194,7 +194,7 @@ async def probe(nc: nats.NATS, seconds: float, rate: float, lat: dict[str, list[
         if delay > 0:
             await asyncio.sleep(delay)
         kind = "create" if i % 10 == 0 or not sids else "get"
-        body = ({"source": {"url": f"rtsp://probe-{i}.example/x"}} if kind == "create"
+        body = ({"source": {"url": f"rtsp://10.200.{i // 256 % 256}.{i % 256}/probe{i}"}} if kind == "create"
                 else {"stream_id": random.choice(sids)})  # fmt: skip
         try:
             msg = await nc.request(f"vigil.cmd.stream.{kind}", orjson.dumps(body), timeout=10)
@@ -265,7 +265,7 @@ async def run(args: object, report: Report) -> None:
             async def create(i: int) -> None:
                 nonlocal created
                 async with sem:
-                    body = {"source": {"url": f"rtsp://cam-{i}.example/x"}, "request_id": f"fleet-{i}",
+                    body = {"source": {"url": f"rtsp://10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/cam{i}"}, "request_id": f"fleet-{i}",
                             "analytics": [{"name": "motion"}]}  # fmt: skip
                     while True:
                         try:
