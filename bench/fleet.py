@@ -364,8 +364,9 @@ async def run(args: object, report: Report) -> None:
             if killed is not None:
                 report.add("master kill → new master", took if took is not None else float("nan"),
                            "s", "target: lease (5 s) + 1 s")  # fmt: skip
-                churned = await _churned(nc, churn_from or 0)
-                report.add("streams churned after the kill", churned, "", "target 0")
+                churned, why = await _churned(nc, churn_from or 0)
+                report.add("streams churned after the kill", churned, "",
+                           f"target 0{'; ' + why if why else ''}")  # fmt: skip
             for w in workers:
                 if w.pid:
                     os.kill(w.pid, signal.SIGTERM)
@@ -387,17 +388,27 @@ class _quiet:
         return True
 
 
-async def _churned(nc: nats.NATS, after: int) -> int:
-    """Streams requeued or reassigned after sequence ``after`` (a master change should move
-    none of them)."""
+async def _churned(nc: nats.NATS, after: int) -> tuple[int, str]:
+    """Streams requeued after sequence ``after`` (a master change should move none of them),
+    and why: the reasons and the deciding epochs, with the agents downgraded meanwhile."""
+    from collections import Counter
+
     from events.jetstream import JetStreamStore
-    from events.model import StreamRequeued
+    from events.model import AgentDowngraded, StreamRequeued
 
     moved: set[str] = set()
+    why: Counter[str] = Counter()
+    for_agents: Counter[str] = Counter()
     async for e in JetStreamStore(nc).read_all(after + 1):
         if isinstance(e.event, StreamRequeued):
             moved.add(e.event.stream_id)
-    return len(moved)
+            why[f"{e.event.reason.split(':')[0]} (epoch {e.event.cause.epoch})"] += 1
+        elif isinstance(e.event, AgentDowngraded):
+            for_agents[f"epoch {e.event.cause.epoch}"] += 1
+    detail = ", ".join(f"{n} {k}" for k, n in why.most_common(4))
+    if for_agents:
+        detail += "; agents downgraded: " + ", ".join(f"{n} by {k}" for k, n in for_agents.items())
+    return len(moved), detail
 
 
 async def main() -> None:

@@ -1,8 +1,9 @@
 """The master election: a KV lease, and an election event every decision is fenced on.
 
 ``kv.create("lease")`` in bucket ``VIGIL_MASTER`` (max age = lease TTL, no limit markers) wins;
-the winner renews with ``kv.update(last=revision)`` every third of the TTL and steps down on a
-local monotonic deadline if renewals fail. After winning it appends ``MasterElected{epoch}`` to
+the winner renews with ``kv.update(last=revision)`` every third of the TTL (``keep``, a task of
+its own, so no amount of work delays it) and steps down on a local monotonic deadline if renewals
+fail. After winning it appends ``MasterElected{epoch}`` to
 ``vigil.evt.master`` (epoch = previous + 1, with the expected sequence so two winners cannot both
 append) and catches its projections up to that event. Every decision is then appended fenced on
 that event's sequence: once another manager is elected, the server refuses the old master's
@@ -11,6 +12,7 @@ writes (``Fenced``) and it steps down at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -70,6 +72,10 @@ class Election:
         self._deadline = 0.0
         self._renewed_at = 0.0
         self._revision = 0
+        self.holding = False
+        """This manager holds the lease (from winning it until it steps down or releases it);
+        ``keep`` renews it all that time, also while the election event is being caught up."""
+        self._renewing = asyncio.Lock()
 
     @property
     def is_master(self) -> bool:
@@ -85,25 +91,36 @@ class Election:
             return False
         self._deadline = time.monotonic() + self.lease_s * 0.9
         self._renewed_at = time.monotonic()
+        self.holding = True
         return True
 
     async def renew(self) -> None:
-        if time.monotonic() - self._renewed_at < self.lease_s / 3:
-            return
-        try:
-            self._revision = await self.kv.update(LEASE_KEY, self.manager_id.encode(),
-                                                  last=self._revision)  # fmt: skip
-            self._deadline = time.monotonic() + self.lease_s * 0.9
-            self._renewed_at = time.monotonic()
-        except KeyWrongLastSequenceError:
-            self.step_down("lease taken by another manager")
-        except Exception as exc:
-            log.debug("lease renew: %r", exc)
-            if time.monotonic() >= self._deadline:
-                self.step_down("lease not renewed in time")
+        """Renew the lease if a third of its TTL has passed (one renewal at a time)."""
+        async with self._renewing:
+            if not self.holding or time.monotonic() - self._renewed_at < self.lease_s / 3:
+                return
+            try:
+                self._revision = await self.kv.update(LEASE_KEY, self.manager_id.encode(),
+                                                      last=self._revision)  # fmt: skip
+                self._deadline = time.monotonic() + self.lease_s * 0.9
+                self._renewed_at = time.monotonic()
+            except KeyWrongLastSequenceError:
+                self.step_down("lease taken by another manager")
+            except Exception as exc:
+                log.debug("lease renew: %r", exc)
+                if time.monotonic() >= self._deadline:
+                    self.step_down("lease not renewed in time")
+
+    async def keep(self) -> None:
+        """Renew the lease while it is held, whatever the master is busy with (a long placement,
+        catching up with its election event): the lease measures liveness, not idleness."""
+        while True:
+            await asyncio.sleep(self.lease_s / 6)
+            await self.renew()
 
     async def release(self) -> None:
         """Give the lease up (after stepping down, or at shutdown) so a standby takes over now."""
+        self.holding = False
         with contextlib.suppress(Exception):
             await self.kv.delete(LEASE_KEY, last=self._revision)
 
@@ -113,6 +130,7 @@ class Election:
             log.warning("manager %s steps down as master (epoch %d): %s", self.manager_id,
                         self.reign.epoch, why)  # fmt: skip
         self.reign = None
+        self.holding = False
 
     async def last_election(self) -> tuple[int, int]:
         """(epoch, sequence) of the newest ``MasterElected`` in the log ((0, 0) if none)."""

@@ -197,6 +197,11 @@ class Master:
     # ---- the election loop -------------------------------------------------------------------
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.election.keep())
+            await self._run()
+
+    async def _run(self) -> None:
         lease = self.settings.master_lease_s
         try:
             while True:
@@ -209,7 +214,6 @@ class Master:
                         # Standbys try often: a create is ~0.2 ms and decides takeover latency.
                         await asyncio.sleep(min(lease / 8, 0.25) * (0.8 + 0.4 * self._rng.random()))
                         continue
-                await self.election.renew()
                 if self.election.is_master:
                     await self.tick()
                 elif self.index.active:
@@ -264,9 +268,6 @@ class Master:
                 more = self.placement.decide(d, now, BUDGET) or more
                 await self._append(d, reign)
                 await asyncio.sleep(0)
-                # A long tick (20,000 streams to place) keeps its lease: renewing is a no-op
-                # until a third of the TTL has passed.
-                await self.election.renew()
             await self.notify.send()
         except Fenced as exc:
             self.rejected += 1
