@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import nats.errors
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -65,11 +67,19 @@ async def test_r3_streams_survive_the_loss_of_any_one_server(
                                            what="a command after losing a server")  # fmt: skip
                 today = time.strftime("%Y-%m-%d", time.gmtime())
 
-                async def counted_more(before: int) -> bool:
-                    got = await command(nc, "stats.daily", {"date": today})
-                    return bool(got.get("ok") and got["result"]["total"]["frames_decoded"] > before)
+                async def daily() -> int | None:
+                    got = await _attempt(nc, "stats.daily", {"date": today})
+                    return None if got is None else int(got["total"]["frames_decoded"])
 
-                first = (await ok(nc, "stats.daily", {"date": today}))["total"]["frames_decoded"]
+                async def counted_more(before: int) -> bool:
+                    now = await daily()
+                    return now is not None and now > before
+
+                async def answered() -> tuple[int] | None:
+                    got = await daily()
+                    return None if got is None else (got,)
+
+                [first] = await eventually(answered, timeout=60, what="stats answered")
                 await eventually(lambda: counted_more(first), timeout=60,
                                  what="feedback still counted")  # fmt: skip
                 async with aiohttp.ClientSession() as http:
@@ -82,9 +92,20 @@ async def test_r3_streams_survive_the_loss_of_any_one_server(
     await nc.close()
 
 
+async def _attempt(nc: Client, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The command's result, or None while the cluster is not answering it (a server just
+    killed: the client reconnects elsewhere, a stream leader is being elected)."""
+    try:
+        reply = await command(nc, name, body)
+    except (nats.errors.Error, TimeoutError):
+        return None
+    result: dict[str, Any] | None = reply["result"] if reply.get("ok") else None
+    return result
+
+
 async def _create(nc: Client) -> str | None:
-    reply = await command(nc, "stream.create", {"source": {"url": "rtsp://cam.example/new"}})
-    return reply["result"]["stream_id"] if reply.get("ok") else None
+    result = await _attempt(nc, "stream.create", {"source": {"url": "rtsp://cam.example/new"}})
+    return None if result is None else str(result["stream_id"])
 
 
 async def _status(nc: Client, sid: str, status: str) -> bool:
