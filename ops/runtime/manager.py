@@ -49,6 +49,7 @@ from ops.commands.heartbeats import Heartbeats
 from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
 from ops.commands.waiting import WaitingReasons
+from ops.http.backend import FleetView
 from ops.http.metrics import ManagerCollector
 from ops.logtools.verify import DumpResult, dump_handler
 from ops.master.alarms import AlarmDuty
@@ -320,6 +321,10 @@ class Manager:
 
     def collector(self) -> Collector:
         return ManagerCollector(self)
+
+    def read_side(self) -> FleetView:
+        """The read side the dashboard's overview and live updates use (``ops.http``)."""
+        return self
 
 
 async def _unsubscribe(sub: Subscription) -> None:
