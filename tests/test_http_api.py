@@ -249,3 +249,24 @@ async def test_live_updates_push_what_changed(api: Api) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_streams_page_newest_first_and_search(api: Api) -> None:
+    ids = []
+    for n in range(5):
+        body = {**RTSP, "name": f"cam {n}", "labels": {"floor": "roof" if n % 2 else "lobby"}}
+        ids.append((await api.call("POST", "/api/v1/streams", body=body))[2]["result"]["stream_id"])
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        status, _, body = await api.call("GET", f"/api/v1/streams?order=newest&limit=2{cursor}")
+        assert status == 200, body
+        seen += [s["stream_id"] for s in body["result"]["streams"]]
+        if body["result"]["next_cursor"] is None:
+            break
+        cursor = f"&cursor={body['result']['next_cursor']}"
+    assert seen == ids[::-1]
+    _, _, body = await api.call("GET", "/api/v1/streams?q=ROOF")
+    assert [s["stream_id"] for s in body["result"]["streams"]] == [ids[1], ids[3]]
+    _, _, body = await api.call("GET", f"/api/v1/streams?q={ids[4][-6:]}&order=newest")
+    assert [s["stream_id"] for s in body["result"]["streams"]] == [ids[4]]
