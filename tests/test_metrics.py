@@ -4,6 +4,7 @@ camera streaming through an agent, a stream whose file is missing, one no agent 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -108,6 +109,14 @@ async def test_metrics_parse_and_move_as_a_scenario_runs(
         assert value(after, "vigil_alarms_active", kind="stream_failed") == 1
         assert value(after, "vigil_alarms_unacked", kind="stream_failed") == 1
 
+        # every series the Grafana dashboard plots exists (docs/grafana-dashboard.json)
+        await manager.snapshots.maybe_write(force=True)
+        _, now = await scrape(url)
+        names = {n for n, _ in now}
+        dashboard = (Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text()
+        plotted = set(re.findall(r"\b((?:vigil|process)_[a-z_]+)", dashboard))
+        assert len(plotted) > 30 and plotted <= names, sorted(plotted - names)
+
     # the histograms moved: three creates answered, events appended, the master ticked
     creates = "vigil_command_seconds_count"
     assert value(after, creates, command="stream.create", outcome="ok") - value(
@@ -126,3 +135,4 @@ async def test_metrics_parse_and_move_as_a_scenario_runs(
     )
     assert value(after, "vigil_event_seq") > value(before, "vigil_event_seq")
     assert value(after, "vigil_projection_lag_events") == 0
+
