@@ -88,6 +88,8 @@ async def test_an_operator_acts_from_the_dashboard(
             assert await page.evaluate("window.__same_page === true"), "the page was reloaded"
             assert await row.get_attribute("data-status") == "in_progress"
             await page.screenshot(path=shots / "2-list-in-progress.png", full_page=True)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 1024, f"the stream list is {width} px wide at 1,024 px"
 
             # its detail: history and a thumbnail of an analysis record
             await row.locator("td").first.click()

@@ -135,4 +135,3 @@ async def test_metrics_parse_and_move_as_a_scenario_runs(
     )
     assert value(after, "vigil_event_seq") > value(before, "vigil_event_seq")
     assert value(after, "vigil_projection_lag_events") == 0
-
