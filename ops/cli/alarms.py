@@ -30,12 +30,12 @@ def _line(a: dict[str, Any]) -> str:
 
 
 def _show(result: dict[str, Any]) -> None:
-    t = table("raised", "state", "severity", "kind", "source", "alarm_id", "reason", "acked by",
+    t = table("raised", "state", "severity", "kind", "source", "alarm_id", "reason", "ack",
               wide=("reason", "source"))  # fmt: skip
     for a in reversed(result["alarms"]):
         t.add_row(a["raised_at"] or "-", "ACTIVE" if a["active"] else "cleared", a["severity"],
                   a["kind"], a["source"], a["alarm_id"], a["reason"] or "-",
-                  a["acked_by"] or "-")  # fmt: skip
+                  f"acked by {a['acked_by']}" if a["acked"] else "-")  # fmt: skip
     console().print(t)
     click.echo(f"{result['active']} active")
 

@@ -1,8 +1,8 @@
 """How the CLI prints: tables that fit the terminal, readable values, JSON on demand.
 
-Tables use the terminal's width (``COLUMNS`` when set; 120 when output is piped, so a pager or a
-file gets a table, not a squeeze): long free text (errors, reasons, causes) is cut with an
-ellipsis, ids never wrap. Values read as people write them: ``-`` for nothing, ``2.1 GB``,
+Tables use the terminal's width (or ``COLUMNS``): long free text (errors, reasons, causes) is cut
+with an ellipsis, ids never wrap, and the least useful columns go first when even that does not
+fit. Piped output keeps whole lines (grep finds what it looks for). Values read as people write them: ``-`` for nothing, ``2.1 GB``,
 ``1.02 Mbit/s``, ``3.4 s ago`` — never Python's ``None`` or a raw JSON blob.
 """
 
@@ -36,12 +36,13 @@ __all__ = [
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console as wide as the terminal (``COLUMNS``, else 120 when not a terminal)."""
+    """A console as wide as the terminal (or ``COLUMNS``). Piped output (a file, grep, a test)
+    gets whole lines: nothing is cut where nobody reads a screen."""
     stream = sys.stderr if stderr else sys.stdout
     if "COLUMNS" in os.environ or stream.isatty():
         width = shutil.get_terminal_size((120, 24)).columns
     else:
-        width = 120
+        width = 400
     return Console(width=max(width, 60), stderr=stderr, soft_wrap=False, highlight=False)
 
 
