@@ -121,10 +121,20 @@ async def test_an_operator_acts_from_the_dashboard(
             assert listed["alarms"][0]["acked_by"] == "dashboard"
             await page.screenshot(path=shots / "5-alarm-acked.png", full_page=True)
 
+            # groups and agents: edge-1 becomes the active member of an active/standby group
+            await ok(nc, "group.create", {"name": "hq", "mode": "active_standby", "members": [
+                {"agent": "edge-1", "priority": 1}, {"agent": "edge-2", "priority": 2}]})  # fmt: skip
+            await page.goto(url + "/#/groups")
+            await page.get_by_test_id("groups").get_by_text("edge-1 (1)").wait_for(timeout=WAIT_MS)
+            await page.get_by_test_id("groups").locator(".badge.active").wait_for(timeout=WAIT_MS)
+            await page.screenshot(path=shots / "6-groups.png", full_page=True)
+            await page.goto(url + "/#/agents")
+            await page.get_by_test_id("agents").get_by_text("▶ hq").wait_for(timeout=WAIT_MS)
+
             await page.goto(url + "/#/overview")
             await page.get_by_test_id("count-total").get_by_text("2").wait_for(timeout=WAIT_MS)
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 1024, f"the overview is {width} px wide at 1,024 px"
-            await page.screenshot(path=shots / "6-overview.png", full_page=True)
+            await page.screenshot(path=shots / "7-overview.png", full_page=True)
         assert not real_errors(page), real_errors(page)
     assert manager.ready

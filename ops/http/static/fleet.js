@@ -6,17 +6,20 @@ import {listen, showError, state} from "/static/store.js";
 // ---- agents ---------------------------------------------------------------------------------
 
 export function agentRows(agents) {
-  if (!agents.length) return `<tr><td colspan="10" class="empty">No agent has registered yet.</td></tr>`;
+  if (!agents.length) return `<tr><td colspan="9" class="empty">No agent has registered yet.</td></tr>`;
   return agents.map((a) => {
     const hb = a.last_heartbeat;
-    const mem = hb ? meter(hb.mem_used, hb.mem_total, `${bytes(hb.mem_used)} / ${bytes(hb.mem_total)}`) : "–";
-    const disk = hb ? meter(hb.disk_used, hb.disk_total, `${bytes(hb.disk_used)} / ${bytes(hb.disk_total)}`) : "–";
+    const pct = (used, total) => total ? `${Math.round(100 * used / total)} %` : "–";
+    const mem = hb ? `<span title="${esc(bytes(hb.mem_used))} of ${esc(bytes(hb.mem_total))}">${meter(hb.mem_used, hb.mem_total, bytes(hb.mem_used))}</span>` : "–";
+    const disk = hb ? `<span title="${esc(bytes(hb.disk_used))} of ${esc(bytes(hb.disk_total))}">${meter(hb.disk_used, hb.disk_total, pct(hb.disk_used, hb.disk_total))}</span>` : "–";
     const stale = hb && hb.age_s > 3 * a.heartbeat_interval_s;
     return `<tr data-agent="${esc(a.agent_id)}">
       <td title="${esc(a.agent_id)}"><b>${esc(a.name)}</b><br><span class="muted mono">${esc(a.agent_id)}</span></td>
       <td>${badge(a.status, a.not_ready_reason || "")}</td>
-      <td>${esc(a.active_groups.join(", ") || "–")}</td>
-      <td>${esc(a.standby_groups.join(", ") || "–")}</td>
+      <td class="clip">${a.active_groups.length || a.standby_groups.length
+        ? `${a.active_groups.length ? `<span title="active">▶ ${esc(a.active_groups.join(", "))}</span>` : ""}
+           ${a.standby_groups.length ? `<span class="muted" title="standby">◇ ${esc(a.standby_groups.join(", "))}</span>` : ""}`
+        : "–"}</td>
       <td>${meter(a.load, a.capacity, `${a.load} / ${a.capacity}`)}</td>
       <td class="num">${hb ? hb.cpu_percent.toFixed(1) + " %" : "–"}</td>
       <td>${mem}</td><td>${disk}</td>
@@ -25,8 +28,8 @@ export function agentRows(agents) {
   }).join("");
 }
 
-export const AGENT_HEAD = `<tr><th>agent</th><th>status</th><th>active groups</th><th>standby</th>
-  <th>streams / capacity</th><th class="num">cpu</th><th>memory</th><th>storage</th>
+export const AGENT_HEAD = `<tr><th>agent</th><th>status</th><th title="▶ active · ◇ standby">groups</th>
+  <th>streams</th><th class="num">cpu</th><th>memory</th><th>disk</th>
   <th class="num">outbox</th><th>heartbeat</th></tr>`;
 
 const byName = (a, b) => a.name.localeCompare(b.name) || a.agent_id.localeCompare(b.agent_id);
