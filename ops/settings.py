@@ -66,6 +66,13 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
             " agent within this long is requeued"
         ),
     ] = 60.0
+    resolve_timeout_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="how long stream.create waits for DNS to check a source's host against"
+            " the deny list (a name not resolved in time is left to the agent's own check)"
+        ),
+    ] = 1.0
     master_lease_s: Annotated[Seconds, msgspec.Meta(description="master lease TTL")] = 5.0
     master_tick_s: Annotated[Seconds, msgspec.Meta(description="master loop period")] = 0.5
     request_ttl_s: Annotated[
@@ -78,6 +85,10 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval_s: Annotated[
         Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
     ] = 60.0
+    expected_log_id: Annotated[
+        str | None,
+        msgspec.Meta(description="refuse to start on any other event log (vigil up pins its own)"),
+    ] = None
     http_open_reads: Annotated[
         bool, msgspec.Meta(description="HTTP reads need no token (writes always do)")
     ] = False
