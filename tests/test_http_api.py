@@ -242,6 +242,14 @@ async def test_live_updates_push_what_changed(api: Api) -> None:
         await eventually(pushed, what="the new stream pushed")
         await eventually(lambda: any(n == "overview" and d["streams"]["pending"] == 1
                                      for n, d in events), what="overview pushed")  # fmt: skip
+        record = AnalysisRecord(record_id="r-live", stream_id=sid, agent_id="a-1",
+                                event=EventInfo(name="motion", started_at=1.0, ended_at=2.0, score=0.5),
+                                actions=[], triggers=[], window=[])  # fmt: skip
+        ack = await api.manager.nc.jetstream().publish(
+            f"vigil.records.a-1.{sid}", encode_record(record)
+        )
+        await eventually(lambda: any(n == "records" and {"stream_id": sid, "seq": ack.seq} in d["records"]
+                                     for n, d in events), what="the new record pushed")  # fmt: skip
         await api.call("DELETE", f"/api/v1/streams/{sid}")
         await eventually(lambda: any(n == "streams" and sid in d["removed"] for n, d in events),
                          what="the deletion pushed")  # fmt: skip

@@ -11,6 +11,7 @@ hands the same bytes to every connected page::
                                                                   past 100 agents: 50 views a second)
     event: groups     {"groups": [GroupView], "removed": [name]}
     event: alarms     {"alarms": [AlarmView]}
+    event: records    {"records": [{"stream_id", "seq"}]}         new analysis records (no pixels)
 
 ``changed`` holds at most ``max_streams`` views (the newest changes); ``more`` says how many were
 left out — a page then reloads the one page it shows. Nothing is sent while no page listens, and
@@ -29,10 +30,15 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
 
 from core.agent import AgentState
 from core.group import GroupState
 from core.stream import StreamState
+from events import subjects
 from events.model import AlarmEvent
 from ops.api.envelope import error_reply
 from ops.api.views import AgentView, AlarmView, GroupView, StreamView, alarm_view, stream_view
@@ -66,6 +72,16 @@ class AlarmsChanged(msgspec.Struct, frozen=True, kw_only=True):
     alarms: list[AlarmView]
 
 
+class NewRecord(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    seq: int
+    """Its sequence in VIGIL_RECORDS (GET /api/v1/streams/{id}/records lists it)."""
+
+
+class RecordsAdded(msgspec.Struct, frozen=True, kw_only=True):
+    records: list[NewRecord]
+
+
 L = TypeVar("L")
 
 
@@ -97,6 +113,7 @@ class LiveFeed:
         self._beats: set[str] = set()
         self._groups: set[str] = set()
         self._alarms: set[str] = set()
+        self._records: dict[str, int] = {}
         self._dirty = False
         self._wake = asyncio.Event()
         self._agents_sent_at = 0.0
@@ -160,6 +177,15 @@ class LiveFeed:
             return
         self._alarms.add(key)
         self._changed()
+
+    async def on_record(self, msg: Msg) -> None:
+        """A new analysis record (headers only: the pixels stay in JetStream)."""
+        if not self.clients:
+            return
+        stream_id = msg.subject.removeprefix(subjects.RECORDS_PREFIX + ".").partition(".")[2]
+        if stream_id:
+            self._records[stream_id] = msg.metadata.sequence.stream
+            self._changed()
 
     def _on_heartbeat(self, agent_id: str, _at: float) -> None:
         if self.clients:
@@ -259,6 +285,9 @@ class LiveFeed:
                 if kept is not None:
                     alarms += [alarm_view(a) for a in kept.alarms[-20:]]
             messages.append(sse("alarms", AlarmsChanged(alarms=alarms)))
+        if self._records:
+            added = [NewRecord(stream_id=k, seq=v) for k, v in self._records.items()]
+            messages.append(sse("records", RecordsAdded(records=added)))
         if self._dirty:
             messages.append(sse("overview", build_overview(f)))
         self._clear()
@@ -270,6 +299,7 @@ class LiveFeed:
         self._agents.clear()
         self._groups.clear()
         self._alarms.clear()
+        self._records.clear()
         self._dirty = False
         if not self.clients:
             self._beats.clear()
@@ -301,14 +331,31 @@ async def live_feed(app: web.Application) -> AsyncIterator[None]:
     feed.attach()
     app[LIVE] = feed
     task = asyncio.create_task(feed.run(), name="live-feed")
+    records = await _watch_records(app[BACKEND].nc, feed)
     try:
         yield
     finally:
+        if records is not None:
+            with contextlib.suppress(Exception):
+                await records.unsubscribe()
         feed.close()
         feed.detach()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _watch_records(nc: Client, feed: LiveFeed) -> Subscription | None:
+    """New records, headers only, from now on (an ordered consumer: no state on the server)."""
+    try:
+        return await nc.jetstream().subscribe(
+            subjects.RECORDS_ALL, stream=subjects.RECORDS_STREAM, cb=feed.on_record,
+            ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, headers_only=True,
+            idle_heartbeat=5.0,
+        )  # fmt: skip
+    except Exception as exc:  # no records stream yet, or not allowed: pages refresh on changes
+        log.warning("live feed: no push of new analysis records (%r)", exc)
+        return None
 
 
 async def close_live(app: web.Application) -> None:

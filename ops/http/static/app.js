@@ -55,6 +55,7 @@ function connectLive() {
     emit("groups", d);
   });
   on("alarms", (d) => { for (const a of d.alarms) state.alarms.set(a.alarm_id, a); emit("alarms", d); });
+  on("records", (d) => emit("records", d));
   source.onerror = async () => {
     setLive(false, "reconnecting…");
     try { await api("/api/v1/overview"); } catch (err) { if (err.status === 401) source.close(); }

@@ -260,7 +260,7 @@ function records(list) {
 
 export function mountDetail(el, params) {
   const id = params.id;
-  let stream = null, version = 0, timer = null;
+  let stream = null, version = 0;
   el.innerHTML = `<p><a href="#/streams">‹ streams</a></p>
     <div class="detail-head"><h2 id="d-title" style="margin:0">${esc(id)}</h2><span id="d-status" data-testid="detail-status"></span>
       <span class="actions" id="d-actions"></span></div>
@@ -311,10 +311,10 @@ export function mountDetail(el, params) {
     stream = s; render();
     if (s.version !== version) { version = s.version; loadHistory(); loadRecords(); }
   };
-  // Records are not events: while the stream runs, look for new ones now and then (one small
-  // request for this stream only, never a list).
-  timer = setInterval(() => { if (stream && stream.status === "in_progress") loadRecords(); }, 5000);
+  // New analysis records are pushed (their stream id and sequence): reload this stream's newest.
+  const onRecords = ({records: added}) => {
+    if (added.some((r) => r.stream_id === id)) loadRecords();
+  };
   load();
-  const off = listen({streams: onChanged, resync: load});
-  return () => { clearInterval(timer); off(); };
+  return listen({streams: onChanged, resync: load, records: onRecords});
 }
