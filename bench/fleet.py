@@ -229,9 +229,10 @@ async def run(args: object, report: Report) -> None:
             ports = [free_port() for _ in range(a.managers)]
             managers = []
             for port in ports:
+                logfile = open(Path(a.logs) / f"manager-{port}.log", "wb")  # noqa: ASYNC230
                 proc = await asyncio.create_subprocess_exec(
                     VIGIL, "manager", "--http", f"127.0.0.1:{port}", env=env,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+                    stdout=asyncio.subprocess.PIPE, stderr=logfile)  # fmt: skip
                 await asyncio.wait_for(proc.stdout.readline(), 300)  # type: ignore[union-attr]
                 managers.append(proc)
                 say(f"manager on :{port} ready")
@@ -408,12 +409,15 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--feedback-s", type=float, default=10.0)
     parser.add_argument("--kill-master-at", type=float, default=None)
+    parser.add_argument("--logs", default=tempfile.gettempdir() + "/vigil-fleet-logs",
+                        help="the managers' logs go here")  # fmt: skip
     for failure in ("crash", "hang", "slow", "bad"):
         parser.add_argument(f"--{failure}", type=int, default=0, help=f"agents that {failure}")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.agents, args.duration = 2_000, 200, 30.0
         args.kill_master_at = args.kill_master_at or 15.0
+    Path(args.logs).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     report = Report("fleet simulator on a 3-node cluster")
     await run(args, report)
     report.emit(args.json)
