@@ -65,12 +65,22 @@ def creds() -> None:
 
 @creds.command("init")
 @data_dir_option
-def init_authority(data_dir: Path) -> None:
+@json_option
+def init_authority(data_dir: Path, as_json: bool) -> None:
     """Create this installation's authority (operator and account keys) and its server auth
-    block, for NATS servers vigil does not start itself (docs/deploy.md). Idempotent."""
+    block, for NATS servers vigil does not start itself (docs/deploy.md). Idempotent.
+
+    \b
+    Example:
+      vigil creds init --data-dir /etc/vigil      # then include /etc/vigil/auth/auth.conf
+    """
     existed = (data_dir / "auth" / "vigil.nk").is_file()
     authority = Authority(data_dir / "auth")
     path = authority.write_server_auth()
+    if as_json:
+        print_json({"authority": str(authority.path), "server_auth": str(path),
+                    "created": not existed})  # fmt: skip
+        return
     click.echo(f"{'kept' if existed else 'created'} the authority in {authority.path}; include"
                f" {path} in every nats-server's config")  # fmt: skip
 
