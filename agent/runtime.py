@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -45,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from agent.causes import CAUSES, cause_of
 from agent.host import ProcessTree
 from agent.outbox import FeedbackDraft, Outbox, OutboxFull
 from agent.sender import FeedbackSender
@@ -61,7 +63,7 @@ from core.sources import (
     local_path,
     scrub,
 )
-from events import subjects
+from events import logctx, subjects
 from events.aio import Restart, Supervisor
 from events.bounded import decode
 from events.connection import ConnectionSettings, connect
@@ -195,6 +197,11 @@ class Agent:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Agent:
+        with logctx.bound(agent=self.agent_id):  # every task started here logs its agent id
+            await self._enter()
+        return self
+
+    async def _enter(self) -> None:
         self.outbox = await Outbox.open(self.config.outbox, self.agent_id,
                                         max_rows=self.config.outbox_max_rows)  # fmt: skip
         if self.outbox.recovered_from is not None:
@@ -216,7 +223,6 @@ class Agent:
         sup.spawn("heartbeat", self._heartbeat_loop, restart=restart)
         sup.spawn("poll", self._poll_loop, restart=restart)
         sup.spawn("stats", self._stats_loop, restart=restart)
-        return self
 
     async def _stop_parts(self) -> None:
         sup, self._supervisor = self._supervisor, None
@@ -435,11 +441,13 @@ class Agent:
         def on_report(report: Report) -> None:
             loop.call_soon_threadsafe(self._on_report, worker, report)
 
+        with logctx.bound(stream=stream_id):  # the worker thread logs its stream id
+            context = contextvars.copy_context()
         worker.future = loop.run_in_executor(
-            self._executor, run_stream, job, worker.stop, worker.counters, on_report
+            self._executor, context.run, run_stream, job, worker.stop, worker.counters, on_report
         )
         worker.future.add_done_callback(lambda f: self._on_done(worker, f))
-        log.info("stream %s v%d started", stream_id, version)
+        log.info("stream %s v%d started", stream_id, version, extra={"stream_id": stream_id})
 
     async def _refuse_source(self, a: Assignment) -> str | None:
         """Why this agent will not open ``a``'s source or spool (its own policy), or None."""
@@ -480,7 +488,8 @@ class Agent:
         worker = self.workers.get(stream_id)
         if worker is not None:
             worker.stop.set()
-            log.info("stream %s v%d stopping", stream_id, worker.version)
+            log.info("stream %s v%d stopping", stream_id, worker.version,
+                     extra={"stream_id": stream_id})  # fmt: skip
 
     def _on_report(self, worker: Worker, report: Report) -> None:
         if self.workers.get(worker.stream_id) is not worker or worker.failed:
@@ -495,6 +504,7 @@ class Agent:
             code = report.code or ("stream_stalled" if report.kind == "stall" else "source_error")
             err = FeedbackError(code=code, message=scrub(report.message, worker.job.url)[:2048],
                                 fatal=report.fatal)  # fmt: skip
+            self._spawn(self._warn_source(worker, err))
             self._spawn(self._final(worker, "failure", err))
 
     def _on_done(self, worker: Worker, fut: asyncio.Future[Outcome]) -> None:
@@ -514,17 +524,36 @@ class Agent:
             return
         outcome = fut.result()
         log.info("stream %s v%d ended: %s %s", worker.stream_id, worker.version, outcome.status,
-                 outcome.error_code)  # fmt: skip
+                 outcome.error_code, extra={"stream_id": worker.stream_id})  # fmt: skip
         if outcome.status == "done":
             self._spawn(self._final(worker, "done", None))
         elif outcome.status == "failure":
             err = FeedbackError(code=outcome.error_code or "failure",
                                 message=scrub(outcome.message, worker.job.url)[:2048],
                                 fatal=outcome.fatal)  # fmt: skip
+            self._spawn(self._warn_source(worker, err))
             self._spawn(self._final(worker, "failure", err))
         else:
             self._spawn(self._final(worker, None, None))
         self._poll_now.set()
+
+    async def _warn_source(self, worker: Worker, err: FeedbackError) -> None:
+        """A WARNING that says why the camera (or file) could not be read: DNS, refused,
+        timeout, auth... (``agent.causes``), with the agent and stream ids."""
+        host = urlsplit(worker.job.url).hostname if "://" in worker.job.url else None
+        resolves: bool | None = None
+        if host and err.code != "stream_stalled":
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), 5)
+                resolves = True
+            except (OSError, UnicodeError):
+                resolves = False
+            except TimeoutError:
+                resolves = None
+        cause = cause_of(err.message, err.code, resolves=resolves)
+        log.warning("stream %s: %s source failed (%s: %s)%s: %s", worker.stream_id,
+                    worker.job.kind, cause, CAUSES[cause], "" if err.fatal else ", will retry",
+                    err.message, extra={"stream_id": worker.stream_id, "cause": cause})  # fmt: skip
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -20,6 +20,9 @@ class StreamCounters:
     packets whose timestamps fall in that second); partial seconds count as they are.
     ``processing_ms`` is the stream's uptime: wall-clock time between consecutive decoded frames,
     leaving out gaps longer than ``MAX_GAP_S`` (an outage or a reconnect is not uptime).
+    ``media_ms`` is the media time the packets cover: how far their timestamps advanced (a jump
+    of more than ``MAX_GAP_S`` either way — a reconnect, a looped file — starts again from the
+    new timestamp), so bytes over media time is the stream's bitrate however fast it is read.
     """
 
     MAX_GAP_S = 5.0
@@ -30,6 +33,9 @@ class StreamCounters:
         self._total = dict.fromkeys(_FIELDS, 0)
         self._processing_s_delta = 0.0
         self._processing_s_total = 0.0
+        self._media_s_delta = 0.0
+        self._media_s_total = 0.0
+        self._media_front: float | None = None
         self._second: int | None = None
         self._last_decode: float | None = None
         self._second_bytes = 0
@@ -42,6 +48,7 @@ class StreamCounters:
             if media_s is None:
                 self._second_bytes += size
             else:
+                self._advance_media(media_s)
                 second = int(media_s)
                 if second != self._second:
                     self._second = second
@@ -50,6 +57,15 @@ class StreamCounters:
             bps = self._second_bytes * 8
             for table in (self._delta, self._total):
                 table["peak_bitrate_bps"] = max(table["peak_bitrate_bps"], bps)
+
+    def _advance_media(self, media_s: float) -> None:
+        front = self._media_front
+        if front is None or not -self.MAX_GAP_S <= media_s - front <= self.MAX_GAP_S:
+            self._media_front = media_s  # the first packet, or a jump: a new origin
+        elif media_s > front:
+            self._media_s_delta += media_s - front
+            self._media_s_total += media_s - front
+            self._media_front = media_s
 
     def add_decoded(self, frames: int, keyframes: int, seconds: float) -> None:
         del keyframes, seconds  # keyframes: tracked by the handler; time: wall clock, below
@@ -96,8 +112,11 @@ class StreamCounters:
             values = dict(self._delta)
             values["processing_ms"] = int(self._processing_s_delta * 1000)
             carried = self._processing_s_delta - values["processing_ms"] / 1000
+            values["media_ms"] = int(self._media_s_delta * 1000)
+            media_carried = self._media_s_delta - values["media_ms"] / 1000
             self._delta = dict.fromkeys(_FIELDS, 0)
             self._processing_s_delta = carried
+            self._media_s_delta = media_carried
         return StreamStats(**values)
 
     def totals(self) -> StreamStats:
@@ -105,6 +124,7 @@ class StreamCounters:
         with self._lock:
             values = dict(self._total)
             values["processing_ms"] = int(self._processing_s_total * 1000)
+            values["media_ms"] = int(self._media_s_total * 1000)
         return StreamStats(**values)
 
     def _add(self, name: str, amount: int) -> None:

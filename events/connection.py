@@ -114,7 +114,8 @@ async def connect(
     if reconnect_forever:
         opts.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, allow_reconnect=True)
     else:
-        opts.update(max_reconnect_attempts=0, allow_reconnect=False)
+        # nats-py 2.16 retries the *initial* connect forever with 0 attempts; 1 fails in ~2 s
+        opts.update(max_reconnect_attempts=1, allow_reconnect=False)
     if error_cb is not None:
         opts["error_cb"] = error_cb
     opts.update(extra)

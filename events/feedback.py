@@ -41,7 +41,10 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     """Counters measured for one stream since the previous feedback (deltas, never totals).
 
     ``peak_bitrate_bps`` is the highest one-second bitrate seen in the interval: it combines by
-    ``max``, every other field by ``+``.
+    ``max``, every other field by ``+``. ``processing_ms`` is wall-clock *uptime* (time the
+    stream was being decoded, gaps over 5 s left out), not CPU time; ``media_ms`` is the *media*
+    time those bytes cover (advance of the packets' timestamps): the average bitrate is
+    ``bytes_read × 8 / media time``, right for a file decoded faster than real time too.
     """
 
     frames_decoded: Count = 0
@@ -55,6 +58,7 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
     records_sent: Count = 0
     processing_ms: Count = 0
     peak_bitrate_bps: Count = 0
+    media_ms: Count = 0
 
     def combine(self, other: StreamStats) -> StreamStats:
         """The delta covering both intervals (used to coalesce unsent deltas)."""
@@ -70,6 +74,7 @@ class StreamStats(msgspec.Struct, frozen=True, kw_only=True):
             records_sent=self.records_sent + other.records_sent,
             processing_ms=self.processing_ms + other.processing_ms,
             peak_bitrate_bps=max(self.peak_bitrate_bps, other.peak_bitrate_bps),
+            media_ms=self.media_ms + other.media_ms,
         )
 
     def is_zero(self) -> bool:

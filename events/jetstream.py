@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -85,6 +86,9 @@ class JetStreamStore:
         window: int = 512,
     ) -> None:
         self.nc = nc
+        self.observe: Callable[[str, str, float], None] | None = None
+        """Told (``append`` | ``append_batch``, ``ok`` | the error's name, seconds) after every
+        append: the manager's metrics."""
         self.js = nc.jetstream(timeout=publish_timeout)
         self.stream = stream
         self.prefix = subject_prefix
@@ -191,15 +195,23 @@ class JetStreamStore:
     ) -> list[int]:
         subject = self.subject(aggregate)
         seqs: list[int] = []
-        for i, event in enumerate(events):
-            mid = None if msg_id is None else f"{msg_id}:{i}"
-            headers = self._headers(expected_seq, mid, fence)
-            try:
-                seq = await self._publish(subject, encode_event(event), headers)
-            except APIError as exc:
-                raise self._map_error(exc, aggregate, fence) from None
-            seqs.append(seq)
-            expected_seq = seq
+        began, outcome = time.perf_counter(), "ok"
+        try:
+            for i, event in enumerate(events):
+                mid = None if msg_id is None else f"{msg_id}:{i}"
+                headers = self._headers(expected_seq, mid, fence)
+                try:
+                    seq = await self._publish(subject, encode_event(event), headers)
+                except APIError as exc:
+                    raise self._map_error(exc, aggregate, fence) from None
+                seqs.append(seq)
+                expected_seq = seq
+        except Exception as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            if self.observe is not None:
+                self.observe("append", outcome, time.perf_counter() - began)
         return seqs
 
     async def append_batch(
@@ -213,6 +225,18 @@ class JetStreamStore:
         clustered leader's "one fenced write at a time" goes on one by one. Raises the first
         refusal (``Fenced`` / ``Conflict``) once the in-flight ones have settled.
         """
+        began, outcome = time.perf_counter(), "ok"
+        try:
+            return await self._append_batch(items, fence)
+        except Exception as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            if self.observe is not None:
+                self.observe("append_batch", outcome, time.perf_counter() - began)
+
+    async def _append_batch(self, items: Sequence[Append], fence: Fence | None) -> list[int]:
+        """``append_batch`` itself (its caller times it)."""
         if fence is not None and self.clustered and self.atomic:
             atomic = await self._append_atomic(items, fence)
             if atomic is not None:

@@ -76,6 +76,7 @@ __all__ = [
     "feedback_agent_of",
     "group",
     "records",
+    "records_of_stream",
     "rollup_chunk",
     "rollup_fix",
     "rollup_of",
@@ -233,6 +234,11 @@ RECORDS_PREFIX = "vigil.records"
 def records(agent_id: str) -> str:
     """The records subject prefix of one agent: it publishes ``<prefix>.<stream_id>``."""
     return f"{RECORDS_PREFIX}.{agent_id}"
+
+
+def records_of_stream(stream_id: str) -> str:
+    """Every record of one stream, whichever agent analysed it (a filter subject)."""
+    return f"{RECORDS_PREFIX}.*.{stream_id}"
 
 
 def rollup_chunk(day: str, index: int) -> str:

@@ -157,6 +157,9 @@ class Projector:
         self.stop_seq = stop_seq
         self.undecodable = 0
         self.applied = 0
+        self.pending = 0
+        """Events the server still had to deliver after the last one applied (the lag)."""
+        self._stored_ns = ""
         self._routes: dict[str, list[Projection]] = {}
         for p in projections:
             for kind in p.kinds:
@@ -172,6 +175,13 @@ class Projector:
         self.failure: BaseException | None = None
         self.halted: str | None = None
         self._failed = asyncio.Event()
+
+    def lag_s(self, now: float) -> float:
+        """How far behind the log this projector is, in seconds: 0 when nothing is pending,
+        else the age of the last event it applied."""
+        if self.pending == 0 or not self._stored_ns.isdigit():
+            return 0.0
+        return max(now - int(self._stored_ns) / 1e9, 0.0)
 
     @property
     def caught_up(self) -> bool:
@@ -232,13 +242,17 @@ class Projector:
         n = len(t)
         if n == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
             seq, pending = int(t[5]), int(t[8])
+            self._stored_ns = t[7]
         elif (
             n >= 11
         ):  # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<dlv>.<sseq>.<cseq>.<ts>.<pending>
             seq, pending = int(t[7]), int(t[10])
+            self._stored_ns = t[9]
         else:
             meta = msg.metadata
             seq, pending = meta.sequence.stream, meta.num_pending
+            self._stored_ns = str(int(meta.timestamp.timestamp() * 1e9)) if meta.timestamp else ""
+        self.pending = pending
         self._handle(msg, seq, pending)
 
     def stop_applying(self, why: str) -> None:

@@ -235,6 +235,8 @@ class Snapshotter:
         self.interval_s = interval_s
         self.min_events = min_events
         self.last_written = projector.last_seq
+        self.last_written_at: float | None = None
+        """When this manager last wrote a snapshot (None: never; metrics)."""
         self.written = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -247,6 +249,7 @@ class Snapshotter:
         snap = take_snapshot(self.projector, self.projections, self.manager_id)
         await write_snapshot(self.nc, snap)
         self.last_written = snap.header.seq
+        self.last_written_at = snap.header.created_at
         self.written += 1
         log.info("snapshot written at seq %d", snap.header.seq)
         return snap.header.seq

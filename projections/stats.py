@@ -69,6 +69,7 @@ __all__ = [
     "StatsState",
     "add_stats",
     "aggregate",
+    "avg_bitrate_bps",
     "closable_through",
     "is_applied",
     "is_day",
@@ -388,6 +389,14 @@ def summarize(
     return [(line.key, line.stats) for line in ordered], total
 
 
+def avg_bitrate_bps(s: StreamStats) -> int:
+    """Bytes over the *media* time they cover (bits per second of video). Deltas of agents
+    that do not report media time yet fall back to their uptime."""
+    if s.media_ms:
+        return s.bytes_read * 8 * 1000 // s.media_ms
+    return s.bytes_read * 8 * 1000 // s.processing_ms if s.processing_ms else 0
+
+
 def totals_view(s: StreamStats) -> dict[str, int | float]:
     """The user-facing figures of a total (HTTP, CLI, CSV columns, in this order)."""
     return {
@@ -396,9 +405,10 @@ def totals_view(s: StreamStats) -> dict[str, int | float]:
         "frames_dropped": s.frames_dropped,
         "bytes_in": s.bytes_read,
         "peak_bitrate_bps": s.peak_bitrate_bps,
-        "avg_bitrate_bps": s.bytes_read * 8 * 1000 // s.processing_ms if s.processing_ms else 0,
+        "avg_bitrate_bps": avg_bitrate_bps(s),
         "processing_ms": s.processing_ms,
         "uptime_s": round(s.processing_ms / 1000, 3),
+        "media_s": round(s.media_ms / 1000, 3),
         "reconnects": s.reconnects,
         "stalls": s.stalls,
         "events": s.events,

@@ -235,7 +235,7 @@ async def test_groups_over_http_and_the_cli(
                 assert resp.status == 401
             async with http.post(f"{url}/api/v1/groups", json={"name": "lobby"},
                                  headers=auth) as resp:  # fmt: skip
-                assert resp.status == 200, await resp.text()
+                assert resp.status == 201, await resp.text()
             async with http.put(f"{url}/api/v1/groups/hq", json={"failback": False},
                                 headers=auth) as resp:  # fmt: skip
                 body = await resp.json()

@@ -189,7 +189,7 @@ async def test_http_metrics_dashboard_and_auth(
         async with http.get(f"{url}/api/v1/streams?accessToken={viewer}") as r:
             assert r.status == 200
         async with http.post(f"{url}/api/v1/streams?accessToken=s3cret", json=body) as r:
-            assert r.status == 200
+            assert r.status == 201
             sid = (await r.json())["result"]["stream_id"]
         headers = {"Authorization": "Bearer s3cret"}
         async with http.patch(

@@ -76,6 +76,7 @@ async def manager_cells(nc: Client, days: set[str]) -> dict[tuple[str, str], Str
                 reconnects=item["reconnects"], stalls=item["stalls"], triggers=item["triggers"],
                 events=item["events"], records_sent=item["records"],
                 processing_ms=item["processing_ms"], peak_bitrate_bps=item["peak_bitrate_bps"],
+                media_ms=round(item["media_s"] * 1000),
             )  # fmt: skip
             key = (item["stream_id"], item["agent_id"])
             cells[key] = stats if key not in cells else cells[key].combine(stats)

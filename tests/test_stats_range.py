@@ -106,6 +106,7 @@ def stats_of(item: dict[str, Any]) -> StreamStats:
         reconnects=item["reconnects"], stalls=item["stalls"], triggers=item["triggers"],
         events=item["events"], records_sent=item["records"],
         processing_ms=item["processing_ms"], peak_bitrate_bps=item["peak_bitrate_bps"],
+        media_ms=round(item["media_s"] * 1000),
     )  # fmt: skip
 
 

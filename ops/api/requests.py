@@ -125,6 +125,10 @@ class ListStreamsReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     group: Id | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     cursor: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    q: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    """Search: text in the stream id, name, source URL, agent id or a label value (any case)."""
+    order: Literal["oldest", "newest"] = "oldest"
+    """Creation order of the page (the cursor follows it)."""
 
 
 Version = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -118,6 +119,8 @@ class Router:
         self._sem = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
+        self.observe: Callable[[str, str, float], None] | None = None
+        """Told (command, ``ok`` or the error code, seconds) after every command: metrics."""
 
     # ---- entry points ------------------------------------------------------------------------
 
@@ -131,6 +134,16 @@ class Router:
 
     async def _dispatch(
         self, name: str, body: bytes | None, req: object | None, *, internal: bool = False
+    ) -> Outcome:
+        began = time.perf_counter()
+        outcome = await self._dispatch_timed(name, body, req, internal)
+        if self.observe is not None:
+            known = name if name in self.routes else "unknown"
+            self.observe(known, outcome.code or "ok", time.perf_counter() - began)
+        return outcome
+
+    async def _dispatch_timed(
+        self, name: str, body: bytes | None, req: object | None, internal: bool
     ) -> Outcome:
         route = self.routes.get(name)
         if route is None or not (route.exposed or internal):

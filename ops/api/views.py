@@ -23,18 +23,26 @@ from events.protocol import AssignedAnalytic, Assignment, Heartbeat, SourceOut, 
 __all__ = [
     "AgentList",
     "AgentView",
+    "AgentsSummary",
     "AlarmList",
     "AlarmView",
+    "AlarmsSummary",
     "Deleted",
+    "FrameRef",
     "GroupDeletedView",
     "GroupList",
     "GroupView",
+    "GroupsSummary",
     "HeartbeatView",
     "MasterView",
     "MemberView",
+    "Overview",
+    "RecordList",
+    "RecordView",
     "StreamList",
     "StreamView",
     "ThisManager",
+    "WaitingCount",
     "WaitingView",
     "agent_view",
     "alarm_view",
@@ -278,3 +286,96 @@ def agent_view(
         last_heartbeat=heartbeat, feedback_refused=refused or {},
         active_groups=roles[0], standby_groups=roles[1], not_ready_reason=a.not_ready_reason,
     )  # fmt: skip
+
+
+# ---- the dashboard's views (ops.http): the fleet at a glance, analysis records ---------------
+
+
+class WaitingCount(msgspec.Struct, frozen=True, kw_only=True):
+    """Pending streams that wait for the same reason."""
+
+    code: str
+    group: str | None
+    message: str
+    count: int
+
+
+class AgentsSummary(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    ready: int
+    not_ready: int
+    capacity: int
+    """Slots of ready agents."""
+    load: int
+    """Streams assigned to ready agents."""
+    outbox_depth: int
+    """Unsent feedback rows, summed over the agents' last heartbeats."""
+    silent: int
+    """Ready agents this manager has no heartbeat from yet."""
+
+
+class GroupsSummary(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    active_standby: int
+    on_standby: int
+    """``active_standby`` groups whose active member is not their primary (failed over)."""
+    without_active: int
+    """``active_standby`` groups with no active member (their streams wait)."""
+
+
+class AlarmsSummary(msgspec.Struct, frozen=True, kw_only=True):
+    active: int
+    unacked: int
+    """Active alarms nobody acknowledged."""
+    by_severity: dict[str, int]
+    """Active alarms per severity."""
+
+
+class Overview(msgspec.Struct, frozen=True, kw_only=True):
+    """The fleet at a glance (the dashboard's cards), from this manager's projections."""
+
+    manager_id: str
+    seq: int
+    streams_total: int
+    streams: dict[str, int]
+    """Live streams per status (every status, zeros included)."""
+    waiting: list[WaitingCount]
+    agents: AgentsSummary
+    groups: GroupsSummary
+    alarms: AlarmsSummary
+    this_manager: ThisManager
+
+
+class FrameRef(msgspec.Struct, frozen=True, kw_only=True):
+    ts: float
+    """Media time of the frame (seconds)."""
+    url: str | None
+    """Where its JPEG is served (None: the record names a file on the agent's host)."""
+    path: str | None = None
+
+
+class RecordView(msgspec.Struct, frozen=True, kw_only=True):
+    """One analysis record (CONTRACT §5) without its pixels: they are served one by one."""
+
+    seq: int
+    """Its sequence in VIGIL_RECORDS."""
+    stored_at: str | None
+    record_id: str
+    stream_id: str
+    agent_id: str
+    event: str
+    started_at: float
+    ended_at: float
+    score: float
+    actions: list[str]
+    triggers: int
+    frames: list[FrameRef]
+    analytics_version: str
+
+
+class RecordList(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    records: list[RecordView]
+    """Newest first."""
+    total: int
+    """Records of this stream VIGIL_RECORDS still holds."""

@@ -16,8 +16,8 @@ import click
 import orjson
 
 from events import subjects
-from ops.cli.client import connected
-from ops.cli.groups import call
+from ops.cli.client import call, connected
+from ops.cli.output import console, table
 
 __all__ = ["alarms"]
 
@@ -30,8 +30,13 @@ def _line(a: dict[str, Any]) -> str:
 
 
 def _show(result: dict[str, Any]) -> None:
+    t = table("raised", "state", "severity", "kind", "source", "alarm_id", "reason", "ack",
+              wide=("reason", "source"))  # fmt: skip
     for a in reversed(result["alarms"]):
-        click.echo(_line(a))
+        t.add_row(a["raised_at"] or "-", "ACTIVE" if a["active"] else "cleared", a["severity"],
+                  a["kind"], a["source"], a["alarm_id"], a["reason"] or "-",
+                  f"acked by {a['acked_by']}" if a["acked"] else "-")  # fmt: skip
+    console().print(t)
     click.echo(f"{result['active']} active")
 
 
@@ -64,7 +69,15 @@ async def _follow(as_json: bool) -> None:
 @click.pass_context
 def alarms(ctx: click.Context, active: bool, kind: str | None, limit: int, follow: bool,
            as_json: bool) -> None:  # fmt: skip
-    """Alarms kept for the retention period (newest last), raised and cleared by vigil."""
+    """Alarms kept for the retention period (newest last), raised and cleared by vigil.
+
+    \b
+    Examples:
+      vigil alarms --active
+      vigil alarms --kind group_failover --json
+      vigil alarms --follow                      # then every raise, clear and ack as it happens
+      vigil alarms ack al-3f2c9a1b7e12 --by ops@noc
+    """
     if ctx.invoked_subcommand is not None:
         return
     body: dict[str, Any] = {"limit": limit}
@@ -85,7 +98,12 @@ def alarms(ctx: click.Context, active: bool, kind: str | None, limit: int, follo
 @click.option("--by", default=None, help="who acknowledges (default: user@host)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def ack(alarm_id: str, by: str | None, as_json: bool) -> None:
-    """Acknowledge alarm ALARM_ID (recorded with who and when)."""
+    """Acknowledge alarm ALARM_ID (recorded with who and when).
+
+    \b
+    Example:
+      vigil alarms ack al-3f2c9a1b7e12 --by ops@noc
+    """
     who = by or f"{_user()}@{socket.gethostname()}"
     call("alarm.ack", {"alarm_id": alarm_id, "by": who}, as_json,
          lambda a: click.echo(_line(a)))  # fmt: skip

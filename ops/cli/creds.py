@@ -13,14 +13,16 @@ from pathlib import Path
 
 import click
 
+from ops.cli.output import print_json
 from ops.security.authority import Authority
 
 __all__ = ["creds"]
 
 data_dir_option = click.option(
     "--data-dir", default=".vigil", show_default=True, type=click.Path(path_type=Path),
-    help="the installation's data directory (its auth/ holds the keys)",
+    envvar="VIGIL_DATA_DIR", help="the installation's data directory (its auth/ holds the keys)",
 )  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 
 def _authority(data_dir: Path) -> Authority:
@@ -63,12 +65,22 @@ def creds() -> None:
 
 @creds.command("init")
 @data_dir_option
-def init_authority(data_dir: Path) -> None:
+@json_option
+def init_authority(data_dir: Path, as_json: bool) -> None:
     """Create this installation's authority (operator and account keys) and its server auth
-    block, for NATS servers vigil does not start itself (docs/deploy.md). Idempotent."""
+    block, for NATS servers vigil does not start itself (docs/deploy.md). Idempotent.
+
+    \b
+    Example:
+      vigil creds init --data-dir /etc/vigil      # then include /etc/vigil/auth/auth.conf
+    """
     existed = (data_dir / "auth" / "vigil.nk").is_file()
     authority = Authority(data_dir / "auth")
     path = authority.write_server_auth()
+    if as_json:
+        print_json({"authority": str(authority.path), "server_auth": str(path),
+                    "created": not existed})  # fmt: skip
+        return
     click.echo(f"{'kept' if existed else 'created'} the authority in {authority.path}; include"
                f" {path} in every nats-server's config")  # fmt: skip
 
@@ -79,14 +91,25 @@ def init_authority(data_dir: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="where to write the .creds (default: <data-dir>/creds/agent-NAME.creds)")  # fmt: skip
 @data_dir_option
-def agent_creds(name: str, agent_id: str | None, out: Path | None, data_dir: Path) -> None:
-    """Mint an agent identity: it may speak only as its own agent id."""
+@json_option
+def agent_creds(name: str, agent_id: str | None, out: Path | None, data_dir: Path,
+                as_json: bool) -> None:  # fmt: skip
+    """Mint an agent identity: it may speak only as its own agent id.
+
+    \b
+    Examples:
+      vigil creds agent --name edge-7 --out edge-7.creds
+      vigil creds agent --name edge-7 --agent-id a-3f2c9a1b7e12    # keep an outbox's identity
+    """
     authority = _authority(data_dir)
     agent_id = agent_id or f"a-{uuid.uuid4().hex[:12]}"
     path = out or data_dir / "creds" / f"agent-{name}.creds"
     authority.write_creds(path, "agent", f"agent-{name}", agent_id=agent_id)
     _reload(data_dir, authority)  # an earlier identity of that name is revoked
-    click.echo(f"{path}  (agent id {agent_id})")
+    if as_json:
+        print_json({"path": str(path), "name": f"agent-{name}", "agent_id": agent_id})
+    else:
+        click.echo(f"{path}  (agent id {agent_id})")
 
 
 @creds.command("user")
@@ -95,20 +118,41 @@ def agent_creds(name: str, agent_id: str | None, out: Path | None, data_dir: Pat
 @click.option("--name", required=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None)
 @data_dir_option
-def user_creds(role: str, name: str, out: Path | None, data_dir: Path) -> None:
-    """Mint a manager, client (commands, log reading), viewer (reads) or admin identity."""
+@json_option
+def user_creds(role: str, name: str, out: Path | None, data_dir: Path, as_json: bool) -> None:
+    """Mint a manager, client (commands, log reading), viewer (reads) or admin identity.
+
+    \b
+    Examples:
+      vigil creds user --role viewer --name grafana
+      vigil creds user --role manager --name m-2 --out m-2.creds
+    """
     authority = _authority(data_dir)
     path = out or data_dir / "creds" / f"{name}.creds"
     authority.write_creds(path, role, name)  # type: ignore[arg-type]
     _reload(data_dir, authority)
-    click.echo(str(path))
+    if as_json:
+        print_json({"path": str(path), "name": name, "role": role})
+    else:
+        click.echo(str(path))
 
 
 @creds.command("list")
 @data_dir_option
-def list_creds(data_dir: Path) -> None:
-    """Every identity issued, with its role and whether it is revoked."""
-    for ident in sorted(_authority(data_dir).issued.values(), key=lambda i: i.name):
+@json_option
+def list_creds(data_dir: Path, as_json: bool) -> None:
+    """Every identity issued, with its role and whether it is revoked.
+
+    \b
+    Example:
+      vigil creds list --data-dir /var/lib/vigil
+    """
+    issued = sorted(_authority(data_dir).issued.values(), key=lambda i: i.name)
+    if as_json:
+        print_json([{"name": i.name, "role": i.role, "revoked": i.revoked, "agent_id": i.agent_id}
+                    for i in issued])  # fmt: skip
+        return
+    for ident in issued:
         state = "revoked" if ident.revoked else "active"
         agent = f" agent {ident.agent_id}" if ident.agent_id else ""
         click.echo(f"{ident.name:<32} {ident.role:<8} {state:<8}{agent}")
@@ -117,19 +161,33 @@ def list_creds(data_dir: Path) -> None:
 @creds.command("revoke")
 @click.argument("name")
 @data_dir_option
-def revoke_creds(name: str, data_dir: Path) -> None:
-    """Revoke an identity: the servers refuse it from their next reload on."""
+@json_option
+def revoke_creds(name: str, data_dir: Path, as_json: bool) -> None:
+    """Revoke an identity: the servers refuse it from their next reload on.
+
+    \b
+    Example:
+      vigil creds revoke edge-7
+    """
     authority = _authority(data_dir)
     try:
         authority.revoke(name)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     _reload(data_dir, authority)
-    click.echo(f"revoked {name}")
+    if as_json:
+        print_json({"revoked": name})
+    else:
+        click.echo(f"revoked {name}")
 
 
 @creds.command("server-auth")
 @data_dir_option
 def server_auth(data_dir: Path) -> None:
-    """Print the auth block every nats-server of a cluster includes (docs/deploy.md)."""
+    """Print the auth block every nats-server of a cluster includes (docs/deploy.md).
+
+    \b
+    Example:
+      vigil creds server-auth > /etc/nats/auth.conf
+    """
     click.echo(_authority(data_dir).server_auth(), nl=False)

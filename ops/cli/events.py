@@ -21,9 +21,9 @@ import orjson
 from nats.aio.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from events import subjects
+from ops.cli import output
 from ops.cli.client import connected
 from ops.logtools.replay import Rebuilt, ReplayError, parse_time, read_log, rebuild, seq_at_time
 from ops.settings import load_client_settings
@@ -71,7 +71,14 @@ def _progress(what: str) -> Any:
 
 @click.group()
 def events() -> None:
-    """Read the event log: tail, audit, replay, verify, export, import."""
+    """Read the event log: tail, audit, replay, verify, export, import.
+
+    \b
+    Examples:
+      vigil events tail --follow
+      vigil events audit s-3f2c9a1b7e12d4c0
+      vigil events replay --at 2026-11-03T10:00:00Z --serve 127.0.0.1:8090
+    """
 
 
 # ---- tail ------------------------------------------------------------------------------------
@@ -101,7 +108,13 @@ def _line(rec: Any) -> str:
 @click.option("--last", "last", default=20, show_default=True, help="start this many events back")
 @json_option
 def tail(subject: str, follow: bool, last: int, as_json: bool) -> None:
-    """Print the newest events (and, with --follow, new ones as they are stored)."""
+    """Print the newest events (and, with --follow, new ones as they are stored).
+
+    \b
+    Examples:
+      vigil events tail --last 50
+      vigil events tail --subject 'vigil.evt.stream.>' --follow --json
+    """
     from ops.logtools.transfer import record_line
 
     def show(rec: Any) -> None:
@@ -134,7 +147,13 @@ def tail(subject: str, follow: bool, last: int, as_json: bool) -> None:
 @click.argument("ident", metavar="STREAM_ID|AGENT_ID")
 @json_option
 def audit_cmd(ident: str, as_json: bool) -> None:
-    """The full history of one stream or agent: time, event, cause, status before → after."""
+    """The full history of one stream or agent: time, event, cause, status before → after.
+
+    \b
+    Examples:
+      vigil events audit s-3f2c9a1b7e12d4c0
+      vigil events audit a-3f2c9a1b7e12 --json
+    """
     from ops.logtools.audit import audit
 
     async def run() -> None:
@@ -143,8 +162,9 @@ def audit_cmd(ident: str, as_json: bool) -> None:
         if as_json:
             _out({"aggregate": aggregate, "entries": msgspec.to_builtins(entries)})
             return
-        table = Table("seq", "time", "event", "cause", "status", "note", box=None,
-                      title=f"{aggregate}: {len(entries)} events")  # fmt: skip
+        table = output.table("seq", "time", "event", "cause", "status", "note",
+                             wide=("cause", "note"), right=("seq",),
+                             title=f"{aggregate}: {len(entries)} events")  # fmt: skip
         for e in entries:
             status = f"{e.before or '∅'} → {e.after or '∅'}"
             note = "" if e.applied else "superseded (no-op)"
@@ -153,8 +173,8 @@ def audit_cmd(ident: str, as_json: bool) -> None:
                     value = e.details[key]
                     value = value.get("code") if isinstance(value, dict) else value
                     note = f"{note} {key}={value}".strip()
-            table.add_row(str(e.seq), e.time or "", e.event, e.cause, status, note)
-        Console(width=200).print(table)
+            table.add_row(str(e.seq), e.time or "-", e.event, e.cause, status, note or "-")
+        output.console().print(table)
 
     _run(run())
 
@@ -180,7 +200,13 @@ def _views(rebuilt: Rebuilt) -> dict[str, Any]:
               help="serve the read-only status API on that state until Ctrl-C")  # fmt: skip
 @json_option
 def replay(at: str | None, seq: int | None, serve: str | None, as_json: bool) -> None:
-    """Rebuild every projection as of a moment and print (or serve) it."""
+    """Rebuild every projection as of a moment and print (or serve) it.
+
+    \b
+    Examples:
+      vigil events replay --at 2026-11-03T10:00:00Z
+      vigil events replay --seq 120345 --serve 127.0.0.1:8090    # the dashboard API of that moment
+    """
     if (at is None) == (seq is None):
         raise click.UsageError("give exactly one of --at TIME or --seq N")
 
@@ -198,16 +224,18 @@ def replay(at: str | None, seq: int | None, serve: str | None, as_json: bool) ->
             return
         click.echo(f"state as of event seq {views['seq']}"
                    f" ({rebuilt.applied:,} events folded in {rebuilt.seconds:.2f}s)")  # fmt: skip
-        table = Table("stream_id", "name", "status", "agent", "ver", "restarts", box=None)
+        table = output.table("stream_id", "name", "status", "agent", "ver", "restarts",
+                             wide=("name",), right=("ver", "restarts"))  # fmt: skip
         for s in views["streams"]:
             table.add_row(s["stream_id"], s["name"], s["status"], s["agent_id"] or "-",
                           str(s["version"]), str(s["restarts"]))  # fmt: skip
-        Console(width=160).print(table)
-        agents = Table("agent_id", "name", "status", "capacity", "load", box=None)
+        output.console().print(table)
+        agents = output.table("agent_id", "name", "status", "capacity", "load", wide=("name",),
+                              right=("capacity", "load"))  # fmt: skip
         for a in views["agents"]:
             agents.add_row(a["agent_id"], a["name"], a["status"], str(a["capacity"]),
                            str(a["load"]))  # fmt: skip
-        Console(width=160).print(agents)
+        output.console().print(agents)
 
     _run(run())
 
@@ -241,7 +269,13 @@ async def _serve(nc: Client, rebuilt: Rebuilt, hostport: str) -> None:
 @click.option("--no-snapshot", is_flag=True, help="do not compare with the latest snapshot")
 @json_option
 def verify_cmd(no_live: bool, no_snapshot: bool, as_json: bool) -> None:
-    """Rebuild from zero; compare with a live manager and the latest snapshot (exit 1 if not equal)."""
+    """Rebuild from zero; compare with a live manager and the latest snapshot (exit 1 if not equal).
+
+    \b
+    Examples:
+      vigil events verify
+      vigil events verify --no-live --json
+    """
     from ops.logtools.verify import render_diff, verify
 
     async def run() -> int:
@@ -294,7 +328,13 @@ async def _bounds(nc: Client, since: str | None, until: str | None, from_seq: in
 )
 def export_cmd(since: str | None, until: str | None, from_seq: int, to_seq: int | None,
                subject: str, fmt: str, output: Path | None) -> None:  # fmt: skip
-    """Write events as JSON lines (seq, subject, stored time, headers, event body)."""
+    """Write events as JSON lines (seq, subject, stored time, headers, event body).
+
+    \b
+    Examples:
+      vigil events export -o log.jsonl
+      vigil events export --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z > day.jsonl
+    """
     from ops.logtools.transfer import record_line
 
     async def run() -> None:
@@ -325,8 +365,14 @@ def export_cmd(since: str | None, until: str | None, from_seq: int, to_seq: int 
 @events.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="append even though the store is not empty")
-def import_cmd(file: Path, force: bool) -> None:
-    """Append an exported JSON-lines file to a fresh event store (for forensics)."""
+@json_option
+def import_cmd(file: Path, force: bool, as_json: bool) -> None:
+    """Append an exported JSON-lines file to a fresh event store (for forensics).
+
+    \b
+    Example:
+      vigil events import log.jsonl        # uses the admin identity (VIGIL_ADMIN_CREDS)
+    """
     from ops.logtools.transfer import import_lines
 
     async def run() -> None:
@@ -334,6 +380,9 @@ def import_cmd(file: Path, force: bool) -> None:
             with file.open("rb") as f, _progress("importing") as update:
                 report: Callable[[int], None] = lambda n: update(n, 0)  # noqa: E731
                 n = await import_lines(nc, f, force=force, progress=report)
-        click.echo(f"imported {n} events from {file}")
+        if as_json:
+            _out({"imported": n, "file": str(file)})
+        else:
+            click.echo(f"imported {n} events from {file}")
 
     _run(run())

@@ -3,27 +3,14 @@ commands ``vigil.cmd.group.*``)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
-import orjson
 
-from ops.cli.client import fail, request
-from ops.settings import load_client_settings
+from ops.cli.client import call
+from ops.cli.output import console, table
 
-__all__ = ["call", "group"]
-
-
-def call(name: str, body: dict[str, Any], as_json: bool, show: Any) -> None:
-    """Send command ``name``; print its result (``--json``: as JSON), or the error and exit 1."""
-    reply = asyncio.run(request(load_client_settings(), name, body))
-    if not reply.get("ok"):
-        fail(reply, as_json)
-    if as_json:
-        click.echo(orjson.dumps(reply["result"], option=orjson.OPT_INDENT_2).decode())
-    else:
-        show(reply["result"])
+__all__ = ["group"]
 
 
 def _member(text: str) -> dict[str, Any]:
@@ -49,18 +36,16 @@ def _show(g: dict[str, Any]) -> None:
 
 
 def _show_list(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None)
-    for col in ("group", "mode", "active", "members", "streams", "failovers", "failbacks"):
-        table.add_column(col)
+    t = table("group", "mode", "active", "members", "streams", "failovers", "failbacks",
+              wide=("members",), right=("streams", "failovers", "failbacks"))  # fmt: skip
     for g in result["groups"]:
         members = " ".join(f"{m['agent']}:{m['priority']}" + ("*" if m["role"] == "active" else "")
                            for m in g["members"])  # fmt: skip
-        table.add_row(g["name"], g["mode"], g["active"] or "-", members, str(g["streams"]),
-                      str(g["failovers"]), str(g["failbacks"]))  # fmt: skip
-    Console().print(table)
+        t.add_row(g["name"], g["mode"], g["active"] or "-", members or "-", str(g["streams"]),
+                  str(g["failovers"]), str(g["failbacks"]))  # fmt: skip
+    console().print(t)
+    if not result["groups"]:
+        click.echo("no groups (vigil group create NAME ...)", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -70,7 +55,15 @@ member_option = click.option("--member", "members", multiple=True,
 
 @click.group()
 def group() -> None:
-    """Redundancy groups: pools, active/standby (N+1, N+2, N:1), failover and failback."""
+    """Redundancy groups: pools, active/standby (N+1, N+2, N:1), failover and failback.
+
+    \b
+    Examples:
+      vigil group create hq --mode active_standby --member prim:1 --member sec:2
+      vigil group get hq
+      vigil group update hq --no-failback
+      vigil group list --json
+    """
 
 
 @group.command("create")
@@ -89,7 +82,14 @@ def group() -> None:
 def create(name: str, mode: str, members: tuple[str, ...], keepalive_s: float | None,
            failover_s: float | None, failback: bool | None, failback_hold_s: float | None,
            as_json: bool) -> None:  # fmt: skip
-    """Create group NAME."""
+    """Create group NAME.
+
+    \b
+    Examples:
+      vigil group create lobby                                   # a pool
+      vigil group create hq --mode active_standby --member prim:1 --member sec:2 \\
+          --keepalive 1 --failover 3 --failback --hold 10
+    """
     body: dict[str, Any] = {"name": name, "mode": mode, "members": [_member(m) for m in members]}
     for key, value in (("keepalive_s", keepalive_s), ("failover_s", failover_s),
                        ("failback", failback), ("failback_hold_s", failback_hold_s)):  # fmt: skip
@@ -110,7 +110,13 @@ def create(name: str, mode: str, members: tuple[str, ...], keepalive_s: float | 
 def update(name: str, mode: str | None, members: tuple[str, ...], keepalive_s: float | None,
            failover_s: float | None, failback: bool | None, failback_hold_s: float | None,
            as_json: bool) -> None:  # fmt: skip
-    """Change group NAME (options left out are kept; --member replaces all members)."""
+    """Change group NAME (options left out are kept; --member replaces all members).
+
+    \b
+    Examples:
+      vigil group update hq --no-failback
+      vigil group update hq --member prim:1 --member sec:2 --member spare:3
+    """
     body: dict[str, Any] = {"name": name}
     if members:
         body["members"] = [_member(m) for m in members]
@@ -125,14 +131,24 @@ def update(name: str, mode: str | None, members: tuple[str, ...], keepalive_s: f
 @click.argument("name")
 @json_option
 def get(name: str, as_json: bool) -> None:
-    """Show group NAME: members, roles, the active member and why."""
+    """Show group NAME: members, roles, the active member and why.
+
+    \b
+    Example:
+      vigil group get hq
+    """
     call("group.get", {"name": name}, as_json, _show)
 
 
 @group.command("list")
 @json_option
 def list_(as_json: bool) -> None:
-    """List groups."""
+    """List groups.
+
+    \b
+    Example:
+      vigil group list --json
+    """
     call("group.list", {}, as_json, _show_list)
 
 
@@ -140,5 +156,10 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def delete(name: str, as_json: bool) -> None:
-    """Delete group NAME (refused while streams name it)."""
+    """Delete group NAME (refused while streams name it).
+
+    \b
+    Example:
+      vigil group delete lobby
+    """
     call("group.delete", {"name": name}, as_json, lambda r: click.echo(f"deleted {r['name']}"))

@@ -8,9 +8,10 @@ for humans by default and JSON with ``--json``. Exit codes: 0 ok, 1 the command 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ import msgspec
 import orjson
 
 from core.sources import SourcePolicy
-from ops.cli.agents import agent_list
+from events import logctx
+from ops.cli.agents import agent_get, agent_list
 from ops.cli.alarms import alarms
-from ops.cli.client import fail, request
+from ops.cli.client import call
 from ops.cli.creds import creds
 from ops.cli.groups import group
+from ops.cli.master import master
+from ops.cli.output import ago, console, dash, labels, print_fields, print_json, table, when
 from ops.cli.stats import stats
 from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
@@ -31,21 +35,35 @@ from ops.settings import load_client_settings
 __all__ = ["main"]
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("nats").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+def _version() -> str:
+    try:
+        return package_version("vigil")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(_version(), "-V", "--version", prog_name="vigil")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
-def main(verbose: bool) -> None:
-    """vigil: event-sourced manager for fleets of video streams."""
-    _setup_logging(verbose)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="VIGIL_LOG_FORMAT", show_default=True,
+              help="json: one object per line with the agent and stream ids")  # fmt: skip
+def main(verbose: bool, log_format: str) -> None:
+    """vigil: event-sourced manager for fleets of video streams.
+
+    Every command reads VIGIL_* from the environment, else <data-dir>/vigil.env (--data-dir, or
+    VIGIL_DATA_DIR; default .vigil), so a second terminal next to `vigil up` just works. Output is
+    for people; --json prints JSON. Exit codes: 0 ok, 1 refused (the error says why), 2 usage,
+    3 NATS unreachable, credentials refused, or no manager.
+
+    \b
+    Examples:
+      vigil up --demo                       # everything on this machine; prints the dashboard URL
+      vigil stream list --status failure
+      vigil agent list
+      vigil --log-format json agent --name edge-7 --capacity 16
+    """
+    logctx.setup(level=10 if verbose else 20, fmt="json" if log_format == "json" else "text")
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -98,7 +116,13 @@ def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: st
 @click.option("--nats-url", default=None)
 @click.option("--http", "http", default=None, help="serve the HTTP API on HOST:PORT")
 def manager(nats_url: str | None, http: str | None) -> None:
-    """One manager instance (run any number against one NATS)."""
+    """One manager instance (run any number against one NATS; one of them is master).
+
+    \b
+    Examples:
+      vigil manager --nats-url nats://n1:4222 --http 0.0.0.0:8080
+      VIGIL_NATS_CREDS=manager.creds vigil --log-format json manager --nats-url tls://n1:4222
+    """
     from ops.runtime.up import run_manager
 
     asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http))
@@ -128,7 +152,16 @@ def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: 
           spool_roots: tuple[str, ...], allow_hosts: tuple[str, ...]) -> None:  # fmt: skip
     """Run the reference agent until Ctrl-C (then it stops its streams and deregisters).
 
-    `vigil agent list` shows every agent with its groups and host figures."""
+    `vigil agent list` shows every agent with its groups and host figures, `vigil agent get ID`
+    one of them. Camera failures are logged at WARNING with their cause (dns, refused,
+    timeout, auth, ...); --log-format json puts the agent and stream ids on every line.
+
+    \b
+    Examples:
+      vigil agent --name edge-7 --capacity 16 --group lobby --outbox /var/lib/vigil/edge-7/outbox.db
+      vigil --log-format json agent --nats-url tls://n1:4222 --creds edge-7.creds --media-root /srv/media
+      vigil agent list
+    """
     if ctx.invoked_subcommand is not None:
         return
     from agent.main import run_agent
@@ -151,12 +184,27 @@ def agent(ctx: click.Context, nats_url: str | None, name: str | None, capacity: 
 
 @main.command()
 @click.option("--show-secrets", is_flag=True, help="print passwords and tokens in clear")
-def nats(show_secrets: bool) -> None:
-    """Print the connection settings in use (secrets masked)."""
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def nats(show_secrets: bool, as_json: bool) -> None:
+    """Print the connection settings in use (secrets masked).
+
+    \b
+    Examples:
+      vigil nats
+      vigil nats --data-dir /var/lib/vigil --show-secrets
+    """
     s = load_client_settings()
 
     def secret(value: str) -> str:
         return value if show_secrets else "****"
+
+    if as_json:
+        print_json({"VIGIL_NATS_URL": s.nats_url if show_secrets else s.redacted_url(),
+                    "VIGIL_NATS_CREDS": s.nats_creds, "VIGIL_NATS_USER": s.nats_user,
+                    "VIGIL_NATS_PASSWORD": secret(s.nats_password) if s.nats_password else None,
+                    "VIGIL_API_TOKEN": secret(s.api_token) if s.api_token else None,
+                    "VIGIL_HTTP": s.http})  # fmt: skip
+        return
 
     click.echo(f"VIGIL_NATS_URL={s.nats_url if show_secrets else s.redacted_url()}")
     if s.nats_creds:
@@ -173,45 +221,57 @@ def nats(show_secrets: bool) -> None:
 
 
 def _run(name: str, body: dict[str, Any], as_json: bool, show: Any = None) -> None:
-    reply = asyncio.run(request(load_client_settings(), name, body))
-    if not reply.get("ok"):
-        fail(reply, as_json)
-    result = reply["result"]
-    if as_json:
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    elif show is not None:
-        show(result)
-    else:
-        _show_stream(result)
+    call(name, body, as_json, show or _show_stream)
 
 
 def _show_stream(v: dict[str, Any]) -> None:
-    width = max(len(k) for k in v)
-    for key, value in v.items():
-        if isinstance(value, dict | list):
-            value = orjson.dumps(value).decode()
-        click.echo(f"{key:<{width}}  {value}")
+    """One stream, as people read it (never Python's None, never a JSON blob)."""
+    source = v["source"]["url"] + (
+        " (credentials kept apart)" if v["source"].get("credentials") else ""
+    )
+    err = v.get("last_error")
+    ar = v["autorestart"]
+    restart = (f"on: up to {ar['max_attempts']} attempts, {ar['delay_s']:g} s x{ar['backoff']:g}"
+               f" (max {ar['max_delay_s']:g} s)" if ar["enabled"] else "off")  # fmt: skip
+    analytics = ", ".join(a["name"] + (f" {orjson.dumps(a['params']).decode()}" if a["params"] else "")
+                          for a in v["analytics"])  # fmt: skip
+    spool = v.get("spool")
+    rows: list[tuple[str, Any]] = [
+        ("stream", f"{v['name']} ({v['stream_id']})"),
+        ("status", v["status"] + (f", version {v['version']}")),
+        ("why it waits", f"{v['waiting']['message']} [{v['waiting']['code']}]" if v.get("waiting") else None),
+        ("last error", f"{err['code']}: {err['message']}{' (fatal)' if err.get('fatal') else ''}" if err else None),
+        ("source", f"{source} ({v['kind']})"),
+        ("agent", v["agent_id"]),
+        ("group", v["group"]),
+        ("analytics", analytics),
+        ("labels", labels(v["labels"])),
+        ("autorestart", restart),
+        ("restarts", f"{v['restarts']}" + (f", next not before {when(v['restart_not_before'])}"
+                                            if v.get("restart_not_before") else "")),
+        ("staleness", f"{v['staleness_s']:g} s" if v.get("staleness_s") else "the manager's default"),
+        ("records to", f"{spool['type']} {spool.get('url') or spool.get('path') or ''}".strip() if spool else "jetstream"),
+        ("created", when(v["created_at"])),
+        ("updated", when(v["updated_at"])),
+    ]  # fmt: skip
+    print_fields(rows)
 
 
 def _show_streams(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None)
-    table.add_column("stream_id", no_wrap=True)
-    table.add_column("name", overflow="ellipsis", max_width=30)
-    table.add_column("kind")
-    table.add_column("status", no_wrap=True)
-    table.add_column("agent", no_wrap=True)
-    for name in ("ver", "restarts"):
-        table.add_column(name, justify="right")
-    table.add_column("updated", no_wrap=True)
+    t = table("stream_id", "status", "agent", "kind", "restarts", "updated", "name",
+              "why / last error", wide=("name", "why / last error"), right=("restarts",),
+              drop=("kind", "restarts", "updated", "agent"))  # fmt: skip
     for s in result["streams"]:
-        table.add_row(s["stream_id"], s["name"], s["kind"], s["status"], s["agent_id"] or "-",
-                      str(s["version"]), str(s["restarts"]), s["updated_at"])  # fmt: skip
-    Console().print(table)
+        err = s.get("last_error")
+        why = (s.get("waiting") or {}).get("message") or (
+            f"{err['code']}: {err['message']}" if err else "-")  # fmt: skip
+        t.add_row(s["stream_id"], s["status"], dash(s["agent_id"]), s["kind"], str(s["restarts"]),
+                  ago(s["updated_at"]), s["name"], why)  # fmt: skip
+    console().print(t)
     if result.get("next_cursor"):
-        click.echo(f"more: --cursor {result['next_cursor']}")
+        click.echo(f"more: --cursor {result['next_cursor']}", err=True)
+    if not result["streams"]:
+        click.echo("no streams", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -219,7 +279,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 @main.group()
 def stream() -> None:
-    """Create and control streams."""
+    """Create and control streams.
+
+    \b
+    Examples:
+      vigil stream create --source rtsp://cam-7.example/live --analytic motion --group lobby
+      vigil stream list --status failure
+      vigil stream get s-3f2c9a1b7e12d4c0
+      vigil stream stop s-3f2c9a1b7e12d4c0
+    """
 
 
 @stream.command("create")
@@ -320,22 +388,39 @@ def _label(text: str) -> tuple[str, str]:
 @click.argument("stream_id")
 @json_option
 def stream_get(stream_id: str, as_json: bool) -> None:
-    """Show one stream."""
+    """Show one stream: status, why it waits or its last error, agent, source, settings.
+
+    \b
+    Examples:
+      vigil stream get s-3f2c9a1b7e12d4c0
+      vigil stream get s-3f2c9a1b7e12d4c0 --json | jq .status
+    """
     _run("stream.get", {"stream_id": stream_id}, as_json)
 
 
 @stream.command("list")
-@click.option("--status", default=None)
-@click.option("--agent", "agent_id", default=None)
-@click.option("--group", default=None)
-@click.option("--limit", default=100, show_default=True, type=int)
-@click.option("--cursor", default=None)
+@click.option("--status", default=None,
+              type=click.Choice(["pending", "in_progress", "done", "failure", "restarting", "stopped"]))  # fmt: skip
+@click.option("--agent", "agent_id", default=None, help="only streams of this agent id")
+@click.option("--group", default=None, help="only streams of this group")
+@click.option("--search", "q", default=None, help="text in the id, name, source, agent or labels")
+@click.option("--newest", is_flag=True, help="newest first (default: oldest first)")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", default=None, help="the next page (printed under the table)")
 @json_option
-def stream_list(status: str | None, agent_id: str | None, group: str | None, limit: int,
-                cursor: str | None, as_json: bool) -> None:  # fmt: skip
-    """List streams, oldest first."""
-    body = {k: v for k, v in {"status": status, "agent_id": agent_id, "group": group,
-                              "limit": limit, "cursor": cursor}.items() if v is not None}  # fmt: skip
+def stream_list(status: str | None, agent_id: str | None, group: str | None, q: str | None,
+                newest: bool, limit: int, cursor: str | None, as_json: bool) -> None:  # fmt: skip
+    """List streams, oldest first (--newest: newest first), one page at a time.
+
+    \b
+    Examples:
+      vigil stream list --status failure
+      vigil stream list --group lobby --newest --limit 20
+      vigil stream list --search cam-7 --json
+    """
+    body = {k: v for k, v in {"status": status, "agent_id": agent_id, "group": group, "q": q,
+                              "limit": limit, "cursor": cursor,
+                              "order": "newest" if newest else None}.items() if v is not None}  # fmt: skip
     _run("stream.list", body, as_json, show=_show_streams)
 
 
@@ -349,7 +434,11 @@ def _patch(action: str) -> Any:
             body["expected_version"] = expected_version
         _run("stream.patch", body, as_json)
 
-    command.__doc__ = f"{action.capitalize()} a stream."
+    command.__doc__ = (f"{action.capitalize()} a stream" + (
+        " (it becomes pending and is placed again)." if action == "start" else
+        " (its agent stops it; start it again later).") + "\n\n    \b\n    Examples:\n"
+        f"      vigil stream {action} s-3f2c9a1b7e12d4c0\n"
+        f"      vigil stream {action} s-3f2c9a1b7e12d4c0 --expected-version 4   # refused if it changed\n")  # fmt: skip
     return command
 
 
@@ -361,7 +450,12 @@ stream.command("stop")(_patch("stop"))
 @click.argument("stream_id")
 @json_option
 def stream_delete(stream_id: str, as_json: bool) -> None:
-    """Delete a stream (final)."""
+    """Delete a stream (final: its id is never reused; its history stays in the log).
+
+    \b
+    Example:
+      vigil stream delete s-3f2c9a1b7e12d4c0
+    """
     _run("stream.delete", {"stream_id": stream_id}, as_json,
          show=lambda r: click.echo(f"deleted {r['stream_id']}"))  # fmt: skip
 
@@ -371,12 +465,34 @@ main.add_command(creds)
 main.add_command(tokens)
 main.add_command(group)
 main.add_command(alarms)
+main.add_command(master)
 agent.add_command(agent_list)
+agent.add_command(agent_get)
 
 
 from ops.cli.events import events  # noqa: E402  (vigil events …, issue 7)
 
 main.add_command(events)
+
+
+def _use_data_dir(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:  # every setting is then read from <value>/vigil.env (unless set in VIGIL_*)
+        os.environ["VIGIL_DATA_DIR"] = value
+
+
+def _add_data_dir(command: click.Command) -> None:
+    """``--data-dir`` on every command (those that own one, like ``up``, keep theirs)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_data_dir(sub)
+    if not any("--data-dir" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(click.Option(
+            ["--data-dir"], default=None, expose_value=False, is_eager=True, callback=_use_data_dir,
+            metavar="DIR", help="read the settings of the vigil up in DIR (its vigil.env; default"
+            " .vigil or VIGIL_DATA_DIR)"))  # fmt: skip
+
+
+_add_data_dir(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ import orjson
 
 from events import subjects
 from ops.cli.client import connected, fail, request
+from ops.cli.output import console
 from ops.settings import load_client_settings
 
 __all__ = ["stats"]
@@ -35,7 +36,7 @@ __all__ = ["stats"]
 COLUMNS = (
     ("frames_decoded", "decoded"), ("frames_analysed", "analysed"), ("frames_dropped", "dropped"),
     ("bytes_in", "bytes in"), ("peak_bitrate_bps", "peak bps"), ("avg_bitrate_bps", "avg bps"),
-    ("uptime_s", "uptime s"), ("reconnects", "reconn"), ("stalls", "stalls"),
+    ("uptime_s", "uptime s"), ("media_s", "media s"), ("reconnects", "reconn"), ("stalls", "stalls"),
     ("events", "events"), ("records", "records"), ("triggers", "triggers"),
 )  # fmt: skip
 IDENTS = {"stream": ("stream_id", "group"), "agent": ("agent_id",), "group": ("group",),
@@ -57,7 +58,14 @@ def _filters(f: Any) -> Any:
 
 @click.group()
 def stats() -> None:
-    """Statistics the agents measured (exactly once, also across outages), kept for years."""
+    """Statistics the agents measured (exactly once, also across outages), kept for years.
+
+    \b
+    Examples:
+      vigil stats daily --by group
+      vigil stats monthly --month 2026-11 --csv invoice.csv
+      vigil stats verify
+    """
 
 
 @stats.command("daily")
@@ -69,7 +77,16 @@ def daily(day: str | None, from_: str | None, to: str | None, stream_id: str | N
           agent_id: str | None, group: str | None, by: str, as_json: bool,
           csv_file: Path | None) -> None:  # fmt: skip
     """Totals of one UTC day, or of each day from --from to --to: frames, bytes, bitrate, uptime,
-    reconnects, stalls, events, records; each line says open, closed or corrected."""
+    reconnects, stalls, events, records; each line says open, closed or corrected.
+
+    The average bitrate is bytes over the media time decoded; uptime is wall-clock time.
+
+    \b
+    Examples:
+      vigil stats daily                                     # today (UTC), per stream
+      vigil stats daily --date 2026-11-03 --by group
+      vigil stats daily --from 2026-11-01 --to 2026-11-30 --stream s-3f2c9a1b --csv nov.csv
+    """
     if (from_ is None) != (to is None):
         raise click.UsageError("--from and --to go together")
     if from_ is not None and day is not None:
@@ -91,7 +108,13 @@ def daily(day: str | None, from_: str | None, to: str | None, stream_id: str | N
 @_filters
 def monthly(month: str | None, per_day: bool, stream_id: str | None, agent_id: str | None,
             group: str | None, by: str, as_json: bool, csv_file: Path | None) -> None:  # fmt: skip
-    """Totals of one UTC month, the way a monthly invoice needs them."""
+    """Totals of one UTC month, the way a monthly invoice needs them.
+
+    \b
+    Examples:
+      vigil stats monthly --month 2026-11 --by stream --csv invoice-2026-11.csv
+      vigil stats monthly --per-day --group lobby
+    """
     body: dict[str, Any] = {"month": month or datetime.now(UTC).strftime("%Y-%m"), "by": by,
                             "per": "day" if per_day else "range"}  # fmt: skip
     body |= {k: v for k, v in (("stream_id", stream_id), ("agent_id", agent_id),
@@ -107,7 +130,12 @@ def monthly(month: str | None, per_day: bool, stream_id: str | None, agent_id: s
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def corrections(from_: str, to: str, stream_id: str | None, agent_id: str | None,
                 as_json: bool) -> None:  # fmt: skip
-    """Late deltas counted after their day had closed, with their cause."""
+    """Late deltas counted after their day had closed, with their cause.
+
+    \b
+    Example:
+      vigil stats corrections --from 2026-11-01 --to 2026-11-30
+    """
     body: dict[str, Any] = {"from": from_, "to": to, "limit": 10_000}
     body |= {k: v for k, v in (("stream_id", stream_id), ("agent_id", agent_id)) if v}
     reply = asyncio.run(request(load_client_settings(), "stats.corrections", body))
@@ -133,7 +161,13 @@ def corrections(from_: str, to: str, stream_id: str | None, agent_id: str | None
 def verify(day: str | None, as_json: bool, timeout: float) -> None:
     """Recompute every closed day the feedback still holds and compare it with its rollup.
 
-    Exit 0 when all agree, 1 with the differing keys, 2 when --day cannot be recomputed."""
+    Exit 0 when all agree, 1 with the differing keys, 2 when --day cannot be recomputed.
+
+    \b
+    Examples:
+      vigil stats verify
+      vigil stats verify --day 2026-11-03 --json
+    """
     body = {"day": day} if day else {}
     reply = asyncio.run(_request("stats.verify", body, timeout))
     if not reply.get("ok"):
@@ -164,7 +198,12 @@ def verify(day: str | None, as_json: bool, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def close(through: str, as_json: bool) -> None:
     """Close past days now, before the lateness horizon: their figures become final; deltas that
-    arrive later are counted once, as corrections."""
+    arrive later are counted once, as corrections.
+
+    \b
+    Example:
+      vigil stats close --through 2026-11-30      # invoice November on December 1st
+    """
     reply = asyncio.run(request(load_client_settings(), "stats.close", {"through": through}))
     if not reply.get("ok"):
         fail(reply, as_json)
@@ -231,10 +270,16 @@ def _output(result: dict[str, Any], as_json: bool, csv_file: Path | None) -> Non
         _show(result)
 
 
+ESSENTIAL = ("frames_decoded", "frames_dropped", "bytes_in", "avg_bitrate_bps", "uptime_s",
+             "media_s", "reconnects", "stalls", "events")  # fmt: skip
+"""The columns of a terminal narrower than all of them (--json and --csv have every figure)."""
+
+
 def _show(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    out = console()
+    columns = COLUMNS if out.width >= 190 else tuple(c for c in COLUMNS if c[0] in ESSENTIAL)
     idents = IDENTS[result["by"]] or ("",)  # by total: one unnamed column, "all"
     ranged = "date" not in result
     if ranged:
@@ -247,18 +292,21 @@ def _show(result: dict[str, Any]) -> None:
         table.add_column("date", no_wrap=True)
     for name in idents:
         table.add_column(name, no_wrap=True)
-    for _, heading in COLUMNS:
+    for _, heading in columns:
         table.add_column(heading, justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for item in result["items"]:
         table.add_row(*([item["date"]] if ranged else []),
                       *(item.get(k) or ("-" if k else "all") for k in idents),
-                      *(_num(item[k]) for k, _ in COLUMNS), _state(item))  # fmt: skip
+                      *(_num(item[k]) for k, _ in columns), _state(item))  # fmt: skip
     total = result["total"]
     lead = ["total"] + [""] * (len(idents) - (0 if ranged else 1))
-    table.add_row(*lead, *(_num(total[k]) for k, _ in COLUMNS), result["state"], style="bold")
-    # Piped output (a file, a pager, a test) gets the full table instead of an 80-column squeeze.
-    Console(width=None if sys.stdout.isatty() else 400).print(table)
+    table.add_row(*lead, *(_num(total[k]) for k, _ in columns), result["state"], style="bold")
+    out.print(table)
+    if columns is not COLUMNS:
+        click.echo(
+            "note: a wider terminal shows every figure; --json and --csv always do", err=True
+        )
     if not result["complete"]:
         click.echo("note: this manager is still replaying feedback; totals may grow", err=True)
     if result["state"] == "open":

@@ -13,7 +13,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import msgspec
@@ -171,11 +171,13 @@ class StreamCommands:
         after = _decode_cursor(req.cursor)
         page: list[StreamState] = []
         more = False
-        for s in self.streams.ordered(after):
+        needle = req.q.casefold() if req.q else None
+        for s in self._in_order(after, newest_first=req.order == "newest"):
             if (
                 (req.status is None or s.status == req.status)
                 and (req.agent_id is None or s.agent_id == req.agent_id)
                 and (req.group is None or s.group == req.group)
+                and (needle is None or _matches(s, needle))
             ):
                 if len(page) == req.limit:
                     more = True
@@ -185,6 +187,18 @@ class StreamCommands:
         result = StreamList(streams=[stream_view(s, self.waiting(s)) for s in page],
                             next_cursor=next_cursor)  # fmt: skip
         return result, self.projector.last_seq
+
+    def _in_order(
+        self, cursor: tuple[float, str] | None, *, newest_first: bool
+    ) -> Iterator[StreamState]:
+        """Live streams in creation order (or newest first), strictly past ``cursor``."""
+        if not newest_first:
+            yield from self.streams.ordered(cursor)
+            return
+        order, streams = self.streams.order, self.streams.streams
+        end = len(order) if cursor is None else order.bisect_left(cursor)
+        for i in range(end - 1, -1, -1):
+            yield streams[order[i][1]]
 
     async def patch(self, req: R.PatchStreamReq) -> tuple[StreamView, int]:
         now = self.clock()
@@ -232,6 +246,12 @@ async def resolve(host: str, timeout: float = 2.0) -> list[str]:
 def _default_name(url: str) -> str:
     tail = url.rstrip("/").rsplit("/", 1)[-1]
     return tail[:256] or url[:256]
+
+
+def _matches(s: StreamState, needle: str) -> bool:
+    """``needle`` (case-folded) in the stream's id, name, source, agent or a label value."""
+    return any(needle in text.casefold() for text in (s.stream_id, s.name, s.source.url,
+                                                        s.agent_id or "", *s.labels.values()))  # fmt: skip
 
 
 def _encode_cursor(created_at: float, stream_id: str) -> str:

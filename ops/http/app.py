@@ -1,9 +1,11 @@
-"""The HTTP status API (aiohttp), served by every manager from its own projections.
+"""The HTTP API and the dashboard (aiohttp), served by every manager from its own projections.
 
 Every route builds the command's request Struct from the path, query and body, and calls the
 same `Router` as NATS (``Router.call``: no second JSON parse). Every response — also aiohttp's
 own 404/405/413 — uses the reply envelope with the matching HTTP status. Writes need a token
-(``ops.http.auth``). Routes are listed in ``ops.http.routes``.
+(``ops.http.auth``). Routes are listed in ``ops.http.routes`` and described from the same table
+(``ops.http.openapi``); the live feed of the dashboard (``ops.http.live``) runs while the app
+does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from ops.api.envelope import error_reply
 from ops.http import routes
 from ops.http.auth import AUTH, HttpAuth
 from ops.http.backend import BACKEND, Backend
+from ops.http.live import close_live, live_feed
+from ops.http.openapi import document_bytes
+from ops.http.pages import OPENAPI
+from ops.http.respond import Handler
 
 __all__ = ["build_app"]
 
@@ -26,7 +32,7 @@ _REASONS = {404: ("not_found", "no such route"), 405: ("invalid", "method not al
 
 
 @web.middleware
-async def envelope_errors(request: web.Request, handler: routes.Handler) -> web.StreamResponse:
+async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own errors (unknown route, wrong method, body too large) in the envelope."""
     try:
         return await handler(request)
@@ -57,5 +63,8 @@ def build_app(
     app = web.Application(client_max_size=max_body, middlewares=[envelope_errors])
     app[BACKEND] = backend
     app[AUTH] = auth or HttpAuth.from_settings(admin_token=token, open_reads=open_reads)
+    app[OPENAPI] = document_bytes(routes.ROUTES)
     routes.add_routes(app)
+    app.cleanup_ctx.append(live_feed)
+    app.on_shutdown.append(close_live)
     return app

@@ -1,4 +1,9 @@
-"""What the HTTP API needs from a manager (a live one, or a read-only replay of the past)."""
+"""What the HTTP API needs from a manager (a live one, or a read-only replay of the past).
+
+Every route goes through ``router`` (the commands). The dashboard's overview and its live
+updates read the projections themselves (``read_side()``): a live manager offers them, a replay
+does not (those two routes answer 404 there).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,35 @@ from nats.aio.client import Client
 from prometheus_client.registry import Collector
 
 from ops.api.router import Router
+from ops.commands.agents import AgentCommands
+from ops.commands.groups import GroupCommands
+from ops.commands.heartbeats import Heartbeats
+from ops.commands.waiting import WaitingReasons
+from ops.master.loop import Master
+from projections.agents import AgentsProjection
+from projections.alarms import AlarmsProjection
+from projections.groups import GroupsProjection
+from projections.streams import StreamsProjection
 
-__all__ = ["BACKEND", "Backend"]
+__all__ = ["BACKEND", "Backend", "FleetView"]
+
+
+class FleetView(Protocol):
+    """A live manager's read side: projections with listeners, and what builds their views."""
+
+    manager_id: str
+    streams: StreamsProjection
+    agents: AgentsProjection
+    groups: GroupsProjection
+    alarms: AlarmsProjection
+    heartbeats: Heartbeats
+    waiting: WaitingReasons
+    agent_commands: AgentCommands
+    group_commands: GroupCommands
+    master: Master
+
+    @property
+    def last_seq(self) -> int: ...
 
 
 class Backend(Protocol):
@@ -24,6 +56,7 @@ class Backend(Protocol):
     def last_seq(self) -> int: ...
     def readiness(self) -> str | None: ...
     def collector(self) -> Collector | None: ...
+    def read_side(self) -> FleetView | None: ...
 
 
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)

@@ -1,23 +1,46 @@
-"""Prometheus metrics, read from a manager's state at scrape time (no global registry).
+"""Prometheus metrics of a manager: what an on-call engineer looks at.
 
-`ManagerCollector` reads a `MetricsSource` (the manager satisfies it); counts come from the
-projections' own indexes, so a scrape never walks every stream.
+Two kinds, both per manager (no global registry: tests run several managers in one process):
+
+- `Instruments`: what happens over time — command latency by command and outcome, event-log
+  append latency, master tick duration (histograms), stream failures by error code and
+  restarts (counters, from the projection once caught up). The manager wires them to its
+  router, event store, master and streams projection (``Instruments.wire``).
+- `ManagerCollector`: what is true now, read at scrape time from the projections' indexes (a
+  scrape never walks every stream): streams by status and by waiting reason, agents' host
+  figures labelled with name and groups, per-stream fps/bitrate/drops (``ops.commands.rates``),
+  alarms, projection lag, snapshot age, master, NATS connection, supervised parts, statistics.
+
+``render`` adds the default process, platform and GC collectors of prometheus-client.
+docs/grafana-dashboard.json plots them; docs/operations.md lists them.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, generate_latest
+from nats.aio.client import Client
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.stream import StreamState
 from events.aio import Supervisor
+from events.jetstream import JetStreamStore
 from ops.api.router import Router
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.rates import StreamRates
 from ops.commands.waiting import WaitingReasons
 from ops.master.loop import Master
 from ops.stats.feed import StatsFeed
@@ -26,16 +49,80 @@ from projections.agents import AgentsProjection
 from projections.alarms import AlarmsProjection
 from projections.engine import Projector
 from projections.groups import GroupsProjection
+from projections.snapshot import Snapshotter
 from projections.streams import StreamsProjection
 
-__all__ = ["CONTENT_TYPE", "ManagerCollector", "MetricsSource", "render"]
+__all__ = ["CONTENT_TYPE", "Instruments", "ManagerCollector", "MetricsSource", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUSES = ("pending", "in_progress", "done", "failure", "restarting", "stopped")
+LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TICK = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Instruments:
+    """Histograms and counters fed as things happen (unregistered: ``ManagerCollector``
+    yields them into the scrape)."""
+
+    def __init__(self) -> None:
+        self.commands = Histogram("vigil_command_seconds", "Time to answer a command (NATS or"
+                                  " HTTP), by command and outcome (ok or the error code)",
+                                  ["command", "outcome"], buckets=LATENCY, registry=None)  # fmt: skip
+        self.appends = Histogram("vigil_append_seconds", "Time to append to the event log"
+                                 " (until JetStream acknowledged), by kind and outcome",
+                                 ["kind", "outcome"], buckets=LATENCY, registry=None)  # fmt: skip
+        self.ticks = Histogram("vigil_master_tick_seconds", "Duration of the master's ticks",
+                               buckets=TICK, registry=None)  # fmt: skip
+        self.failures: Counter[tuple[str, str]] = Counter()
+        self.restarts = 0
+        self._counting: Callable[[], bool] = lambda: False
+
+    def wire(self, *, router: Router, store: JetStreamStore, master: Master,
+             streams: StreamsProjection, caught_up: Callable[[], bool]) -> None:  # fmt: skip
+        router.observe = self.observe_command
+        store.observe = self.observe_append
+        master.on_tick = self.ticks.observe
+        streams.listeners.append(self.on_stream)
+        self._counting = caught_up
+
+    def observe_command(self, command: str, outcome: str, seconds: float) -> None:
+        self.commands.labels(command, outcome).observe(seconds)
+
+    def observe_append(self, kind: str, outcome: str, seconds: float) -> None:
+        self.appends.labels(kind, outcome).observe(seconds)
+
+    def on_stream(self, before: StreamState | None, after: StreamState) -> None:
+        """Failures by error code and restarts, counted once the projections caught up (the
+        replay at start is history, not news)."""
+        if not self._counting():
+            return
+        error = after.last_error
+        failed = after.status in ("failure", "restarting") and error is not None
+        if failed and (
+            before is None or before.status != after.status or before.last_error != error
+        ):
+            assert error is not None
+            self.failures[(error.code, "fatal" if error.fatal else "retried")] += 1
+        if before is not None and after.restarts > before.restarts:
+            self.restarts += after.restarts - before.restarts
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.commands.collect()
+        yield from self.appends.collect()
+        yield from self.ticks.collect()
+        failures = CounterMetricFamily("vigil_stream_failures", "Streams that failed, by error"
+                                       " code and whether autorestart may retry",
+                                       labels=["code", "kind"])  # fmt: skip
+        for (code, kind), n in sorted(self.failures.items()):
+            failures.add_metric([code, kind], n)
+        yield failures
+        yield CounterMetricFamily("vigil_stream_restarts", "Automatic restarts of failed streams",
+                                  value=self.restarts)  # fmt: skip
 
 
 class MetricsSource(Protocol):
+    nc: Client
     streams: StreamsProjection
     agents: AgentsProjection
     heartbeats: Heartbeats
@@ -49,6 +136,9 @@ class MetricsSource(Protocol):
     groups: GroupsProjection
     alarms: AlarmsProjection
     waiting: WaitingReasons
+    snapshots: Snapshotter
+    instruments: Instruments
+    rates: StreamRates
 
 
 class ManagerCollector(Collector):
@@ -57,6 +147,7 @@ class ManagerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         m = self.m
+        yield from m.instruments.collect()
         streams = GaugeMetricFamily("vigil_streams", "Streams by status", labels=["status"])
         for status in STATUSES:
             streams.add_metric([status], m.streams.counts.get(status, 0))
@@ -66,36 +157,10 @@ class ManagerCollector(Collector):
         for status in ("ready", "not_ready"):
             agents.add_metric([status], by_agent.get(status, 0))
         yield agents
-        load = GaugeMetricFamily(
-            "vigil_agent_load", "Streams assigned to an agent", labels=["agent_id"]
-        )
-        capacity = GaugeMetricFamily("vigil_agent_capacity", "Agent capacity", labels=["agent_id"])
-        depth = GaugeMetricFamily("vigil_agent_outbox_depth", "Unsent feedback rows on an agent",
-                                  labels=["agent_id"])  # fmt: skip
-        for agent in m.agents.active().values():
-            load.add_metric([agent.agent_id], m.streams.load_of(agent.agent_id))
-            capacity.add_metric([agent.agent_id], agent.capacity)
-            seen = m.heartbeats.last.get(agent.agent_id)
-            if seen is not None:
-                depth.add_metric([agent.agent_id], seen[1].outbox_depth)
-        yield load
-        yield capacity
-        yield depth
         yield from _hosts(m)
+        yield from _stream_rates(m)
         yield from _groups_and_alarms(m)
-        yield GaugeMetricFamily(
-            "vigil_event_seq", "Last event sequence applied", value=m.projector.last_seq
-        )
-        yield CounterMetricFamily("vigil_events_undecodable", "Events skipped as undecodable",
-                                  value=m.projector.undecodable)  # fmt: skip
-        yield GaugeMetricFamily(
-            "vigil_master", "1 if this manager is master", value=int(m.master.is_master)
-        )
-        yield GaugeMetricFamily(
-            "vigil_master_epoch", "Epoch of this manager's reign", value=m.master.epoch
-        )
-        yield GaugeMetricFamily("vigil_master_tick_seconds", "Duration of the last master tick",
-                                value=m.master.last_tick_s)  # fmt: skip
+        yield from _log(m)
         fb = CounterMetricFamily("vigil_feedback", "Feedback messages handled", labels=["outcome"])
         for outcome, n in sorted(m.feedback.counts.items()):
             fb.add_metric([outcome], n)
@@ -118,45 +183,117 @@ class ManagerCollector(Collector):
             restarts.add_metric([name], n)
         yield parts
         yield restarts
-        feed = CounterMetricFamily("vigil_stats_feedback", "Feedback folded into statistics",
-                                   labels=["outcome"])  # fmt: skip
-        for key, value in m.stats_feed.metrics().items():
-            if key in ("feedback_seq", "caught_up"):
-                continue
-            feed.add_metric([key], value)
-        yield feed
-        yield GaugeMetricFamily("vigil_stats_feedback_seq", "Last VIGIL_FEEDBACK sequence folded",
-                                value=m.stats_feed.last_seq)  # fmt: skip
-        rollup = m.rollups.metrics()
-        for key in ("sealed_days", "pending_seals", "pending_corrections", "damaged_days"):
-            yield GaugeMetricFamily(f"vigil_stats_{key}", f"Closed days: {key.replace('_', ' ')}",
-                                    value=float(rollup[key]))  # fmt: skip
-        for key in ("sealed", "corrections_written", "seal_mismatch", "write_errors"):
-            yield CounterMetricFamily(f"vigil_stats_rollup_{key}", f"Rollups: {key}",
-                                      value=float(rollup[key]))  # fmt: skip
+        yield from _stats(m)
+
+
+def _log(m: MetricsSource) -> Iterator[Metric]:
+    """The event log, the projections' lag behind it, snapshots, the master, NATS."""
+    now = time.time()
+    p = m.projector
+    yield GaugeMetricFamily("vigil_event_seq", "Last event sequence applied", value=p.last_seq)
+    yield CounterMetricFamily("vigil_events_undecodable", "Events skipped as undecodable",
+                              value=p.undecodable)  # fmt: skip
+    yield GaugeMetricFamily("vigil_projection_lag_events", "Events stored but not yet applied"
+                            " by this manager's projections", value=p.pending)  # fmt: skip
+    yield GaugeMetricFamily("vigil_projection_lag_seconds", "How far behind the log the"
+                            " projections are (0 when caught up)", value=p.lag_s(now))  # fmt: skip
+    yield GaugeMetricFamily("vigil_projections_caught_up", "1 once the projections caught up"
+                            " with the log", value=int(p.caught_up))  # fmt: skip
+    snaps = m.snapshots
+    yield GaugeMetricFamily("vigil_snapshot_age_events", "Events since the snapshot this"
+                            " manager started from or last wrote",
+                            value=max(p.last_seq - snaps.last_written, 0))  # fmt: skip
+    if snaps.last_written_at is not None:
+        yield GaugeMetricFamily("vigil_snapshot_age_seconds", "Seconds since this manager last"
+                                " wrote a snapshot (the master writes them)",
+                                value=max(now - snaps.last_written_at, 0.0))  # fmt: skip
+    yield GaugeMetricFamily("vigil_master", "1 if this manager is master",
+                            value=int(m.master.is_master))  # fmt: skip
+    yield GaugeMetricFamily("vigil_master_epoch", "Epoch of this manager's reign",
+                            value=m.master.epoch)  # fmt: skip
+    yield GaugeMetricFamily("vigil_master_last_tick_seconds", "Duration of the last master tick",
+                            value=m.master.last_tick_s)  # fmt: skip
+    yield CounterMetricFamily("vigil_master_decisions", "Decisions the master appended",
+                              value=m.master.decisions)  # fmt: skip
+    nc = m.nc
+    yield GaugeMetricFamily("vigil_nats_connected", "1 while this manager is connected to NATS",
+                            value=int(nc.is_connected))  # fmt: skip
+    stats = nc.stats
+    yield CounterMetricFamily("vigil_nats_reconnects", "Reconnections to NATS",
+                              value=stats.get("reconnects", 0))  # fmt: skip
+    for key, text in (("in_msgs", "Messages received"), ("out_msgs", "Messages sent"),
+                      ("in_bytes", "Bytes received"), ("out_bytes", "Bytes sent")):  # fmt: skip
+        yield CounterMetricFamily(f"vigil_nats_{key}", f"{text} over NATS",
+                                  value=stats.get(key, 0))  # fmt: skip
 
 
 def _hosts(m: MetricsSource) -> Iterator[Metric]:
     """Each agent's own process tree, from its last heartbeat (AddPac's monitoring screen)."""
-    labels = ["agent_id", "name"]
+    labels = ["agent_id", "name", "groups"]
+    load = GaugeMetricFamily("vigil_agent_load", "Streams assigned to an agent", labels=labels)
+    capacity = GaugeMetricFamily("vigil_agent_capacity", "Agent capacity", labels=labels)
+    ready = GaugeMetricFamily("vigil_agent_ready", "1 while the agent is ready", labels=labels)
     cpu = GaugeMetricFamily("vigil_agent_cpu_percent", "CPU of the agent's process tree"
                             " (100 = one core)", labels=labels)  # fmt: skip
     mem = GaugeMetricFamily("vigil_agent_memory_bytes", "Resident memory of the agent's process"
                             " tree", labels=labels)  # fmt: skip
+    mem_total = GaugeMetricFamily("vigil_agent_memory_total_bytes", "Memory of the agent's host",
+                                  labels=labels)  # fmt: skip
     disk = GaugeMetricFamily("vigil_agent_disk_used_bytes", "Used bytes of the agent's outbox"
                              " volume", labels=labels)  # fmt: skip
     disk_total = GaugeMetricFamily("vigil_agent_disk_total_bytes", "Size of the agent's outbox"
                                    " volume", labels=labels)  # fmt: skip
+    depth = GaugeMetricFamily("vigil_agent_outbox_depth", "Unsent feedback rows on an agent",
+                              labels=labels)  # fmt: skip
+    age = GaugeMetricFamily("vigil_agent_heartbeat_age_seconds", "Seconds since this manager"
+                            " heard the agent's last heartbeat", labels=labels)  # fmt: skip
     for agent in m.agents.active().values():
+        key = [agent.agent_id, agent.name, ",".join(sorted(agent.groups))]
+        load.add_metric(key, m.streams.load_of(agent.agent_id))
+        capacity.add_metric(key, agent.capacity)
+        ready.add_metric(key, int(agent.status == "ready"))
         seen = m.heartbeats.last.get(agent.agent_id)
         if seen is None:
             continue
-        hb, key = seen[1], [agent.agent_id, agent.name]
+        hb = seen[1]
         cpu.add_metric(key, hb.cpu_percent)
         mem.add_metric(key, hb.mem_used)
+        mem_total.add_metric(key, hb.mem_total)
         disk.add_metric(key, hb.disk_used)
         disk_total.add_metric(key, hb.disk_total)
-    yield from (cpu, mem, disk, disk_total)
+        depth.add_metric(key, hb.outbox_depth)
+        age.add_metric(key, max(m.heartbeats.clock() - seen[0], 0.0))
+    yield from (load, capacity, ready, cpu, mem, mem_total, disk, disk_total, depth, age)
+
+
+def _stream_rates(m: MetricsSource) -> Iterator[Metric]:
+    """Per running stream, from its feedback (``ops.commands.rates``)."""
+    labels = ["stream_id", "name", "agent_id", "group"]
+    fps = GaugeMetricFamily("vigil_stream_fps", "Frames decoded per second (the last feedback"
+                            " interval)", labels=labels)  # fmt: skip
+    bitrate = GaugeMetricFamily("vigil_stream_bitrate_bps", "Bits per second read from the"
+                                " source (the last feedback interval)", labels=labels)  # fmt: skip
+    frames = CounterMetricFamily("vigil_stream_frames_decoded", "Frames decoded (since this"
+                                 " manager started)", labels=labels)  # fmt: skip
+    dropped = CounterMetricFamily("vigil_stream_frames_dropped", "Frames dropped because"
+                                  " analysis fell behind", labels=labels)  # fmt: skip
+    read = CounterMetricFamily("vigil_stream_bytes_read", "Media bytes read", labels=labels)
+    reconnects = CounterMetricFamily("vigil_stream_reconnects", "Times the source was reopened",
+                                     labels=labels)  # fmt: skip
+    stalls = CounterMetricFamily("vigil_stream_stalls", "Times no frame came within the stall"
+                                 " deadline", labels=labels)  # fmt: skip
+    for stream_id, r in m.rates.current():
+        state = m.streams.get(stream_id)
+        key = [stream_id, state.name if state else "", r.agent_id,
+               (state.group or "") if state else ""]  # fmt: skip
+        fps.add_metric(key, r.fps)
+        bitrate.add_metric(key, r.bitrate_bps)
+        frames.add_metric(key, r.frames_decoded)
+        dropped.add_metric(key, r.frames_dropped)
+        read.add_metric(key, r.bytes_read)
+        reconnects.add_metric(key, r.reconnects)
+        stalls.add_metric(key, r.stalls)
+    yield from (fps, bitrate, frames, dropped, read, reconnects, stalls)
 
 
 def _groups_and_alarms(m: MetricsSource) -> Iterator[Metric]:
@@ -179,19 +316,48 @@ def _groups_and_alarms(m: MetricsSource) -> Iterator[Metric]:
         failbacks.add_metric([g.name], g.failbacks)
     yield from (active, failovers, failbacks)
     alarms = GaugeMetricFamily("vigil_alarms_active", "Active alarms", labels=["kind", "severity"])
+    unacked = GaugeMetricFamily("vigil_alarms_unacked", "Active alarms nobody acknowledged",
+                                labels=["kind", "severity"])  # fmt: skip
     counts: Counter[tuple[str, str]] = Counter()
+    open_: Counter[tuple[str, str]] = Counter()
     for key in m.alarms.active:
         state = m.alarms.keys.get(key)
         current = state.active if state is not None else None
         if current is not None:
             counts[(current.kind, current.severity)] += 1
+            open_[(current.kind, current.severity)] += current.acked_by is None
     for (kind, severity), n in sorted(counts.items()):
         alarms.add_metric([kind, severity], n)
+        unacked.add_metric([kind, severity], open_[(kind, severity)])
     yield alarms
+    yield unacked
+
+
+def _stats(m: MetricsSource) -> Iterator[Metric]:
+    feed = CounterMetricFamily("vigil_stats_feedback", "Feedback folded into statistics",
+                               labels=["outcome"])  # fmt: skip
+    for key, value in m.stats_feed.metrics().items():
+        if key in ("feedback_seq", "caught_up"):
+            continue
+        feed.add_metric([key], value)
+    yield feed
+    yield GaugeMetricFamily("vigil_stats_feedback_seq", "Last VIGIL_FEEDBACK sequence folded",
+                            value=m.stats_feed.last_seq)  # fmt: skip
+    rollup = m.rollups.metrics()
+    for key in ("sealed_days", "pending_seals", "pending_corrections", "damaged_days"):
+        yield GaugeMetricFamily(f"vigil_stats_{key}", f"Closed days: {key.replace('_', ' ')}",
+                                value=float(rollup[key]))  # fmt: skip
+    for key in ("sealed", "corrections_written", "seal_mismatch", "write_errors"):
+        yield CounterMetricFamily(f"vigil_stats_rollup_{key}", f"Rollups: {key}",
+                                  value=float(rollup[key]))  # fmt: skip
 
 
 def render(collector: Collector | None) -> bytes:
+    """The exposition: this manager's metrics and the process's (CPU, memory, file
+    descriptors, GC, Python version)."""
     registry = CollectorRegistry(auto_describe=False)
+    for default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(default)
     if collector is not None:
         registry.register(collector)
     return generate_latest(registry)

@@ -1,178 +1,133 @@
-"""``GET /openapi.json``: the HTTP API described as OpenAPI 3.1.
+"""``GET /openapi.json``: the HTTP API described as OpenAPI 3.1, generated from the route table.
 
-Request bodies, query parameters and results come from the same msgspec Structs that validate
-the requests (``ops.api.requests``) and that the handlers return (``ops.api.views``), so the
-document cannot drift from what the server accepts and answers.
+Each `HttpRoute` names its query Struct, body Struct and result Struct; their JSON schemas come
+from msgspec (the same types that validate the requests, ``ops.api.requests``, and that the
+handlers return, ``ops.api.views``), and every answer is the envelope ``OkReply[Result]`` or
+``ErrorReply``. So the document cannot drift from what the server accepts and answers; a route
+without a description cannot be served. ``/docs`` renders it for people.
 """
 
 from __future__ import annotations
 
-from functools import cache
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from ops.api import requests as R
-from ops.api import views as V
-from ops.http.history import History
-from ops.stats.queries import CorrectionsView, DailyStatsView, RangeStatsView
+from events.protocol import ErrorReply, OkReply
+from ops.http.respond import JSON, HttpRoute
 
-__all__ = ["document"]
+__all__ = ["document", "document_bytes"]
 
 _REF = "#/components/schemas/{name}"
-
-
-def _ok(description: str, name: str | None = None) -> dict[str, Any]:
-    result = {"$ref": _REF.format(name=name)} if name else {"type": "object"}
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {
-            "type": "object", "required": ["ok", "result"],
-            "properties": {"ok": {"const": True}, "result": result,
-                           "seq": {"type": "integer", "description": "event sequence reflected"}},
-        }}},
-    }  # fmt: skip
-
-
-_ERROR_CONTENT = {"application/json": {"schema": {"$ref": _REF.format(name="Error")}}}
-_ERRORS = {
-    str(code): {"description": text, "content": _ERROR_CONTENT}
-    for code, text in (
-        (400, "invalid: details name the failing field's path"),
-        (401, "a write without a valid token"),
-        (404, "not_found"),
-        (409, "conflict: the stream changed (expected_version) or the transition is not allowed"),
-        (503, "unavailable: the event store did not answer; retry"),
-    )
+_WRITE: list[dict[str, list[str]]] = [{"bearer": []}, {"accessToken": []}]
+_ERROR_TEXT = {
+    400: "invalid: details name the failing field's path ($.source.url)",
+    401: "no token, or an unknown one (reads are open only when configured)",
+    403: "the token's role may not do this, or this manager accepts no writes",
+    404: "not_found",
+    409: "conflict: the entity changed (expected_version) or the transition is not allowed",
+    412: "If-Match names a version that is no longer current (code conflict)",
+    413: "the body is over the size limit (1 MB)",
+    503: "unavailable: this manager cannot serve now (catching up, NATS away); retry",
+}
+_TAGS = {
+    "fleet": "the fleet at a glance, live updates, the master",
+    "streams": "streams: create, start, stop, delete; their history and analysis records",
+    "agents": "agents with their load and host figures",
+    "groups": "redundancy groups (pools, active/standby)",
+    "alarms": "alarms kept for the retention period, acknowledgements",
+    "statistics": "daily statistics for billing (JSON or CSV)",
+    "health": "health, readiness and Prometheus metrics",
+    "pages": "the dashboard and these documents",
 }
 
 
-def _query(struct: type[msgspec.Struct], schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    props = schemas[struct.__name__]["properties"]
-    return [{"name": name, "in": "query", "required": False, "schema": schema}
-            for name, schema in props.items()]  # fmt: skip
+def _strip_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: ``X | None`` is X (absent means None)."""
+    options = schema.get("anyOf")
+    if options:
+        kept = [o for o in options if o.get("type") != "null"]
+        if len(kept) == 1:
+            rest = {k: v for k, v in schema.items() if k != "anyOf"}
+            return {**kept[0], **rest}
+    return schema
 
 
-def _body(name: str) -> dict[str, Any]:
-    return {"required": True,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}  # fmt: skip
+def _operation_id(route: HttpRoute) -> str:
+    words = re.sub(r"[{}]", "", route.path).strip("/").replace("api/v1/", "")
+    return route.method.lower() + "_" + (re.sub(r"[^a-zA-Z0-9]+", "_", words) or "root")
 
 
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}}
-_WRITE: list[dict[str, list[str]]] = [{"bearer": []}, {"accessToken": []}]
+def document(routes: Iterable[HttpRoute]) -> dict[str, Any]:
+    routes = list(routes)
+    types: list[Any] = [ErrorReply]
+    for r in routes:
+        types += [t for t in (r.query, r.body) if t is not None]
+        if r.result is not None:
+            types.append(OkReply[r.result])  # type: ignore[name-defined]
+    refs, schemas = msgspec.json.schema_components(types, ref_template=_REF)
 
+    def ref(t: Any) -> dict[str, Any]:
+        found: dict[str, Any] = refs[types.index(t)]
+        return found
 
-_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-
-
-def _groups_and_alarms(schemas: dict[str, Any]) -> dict[str, Any]:
-    group = "a group view: members with their role, the active member, counts"
-    return {
-        "/api/v1/groups": {
-            "get": {"summary": "redundancy groups", "responses": {"200": _ok("{groups}", "GroupList"), **_ERRORS}},
-            "post": {"summary": "create a group", "security": _WRITE, "requestBody": _body("CreateGroupReq"),
-                     "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
-        },
-        "/api/v1/groups/{name}": {
-            "get": {"summary": "one group", "parameters": _NAME, "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
-            "put": {"summary": "change a group (fields left out are kept)", "security": _WRITE,
-                    "parameters": _NAME, "requestBody": _body("UpdateGroupBody"),
-                    "responses": {"200": _ok(group, "GroupView"), **_ERRORS}},
-            "delete": {"summary": "delete a group (refused with the count while streams name it)",
-                       "security": _WRITE, "parameters": _NAME,
-                       "responses": {"200": _ok("{name, deleted}", "GroupDeletedView"), **_ERRORS}},
-        },
-        "/api/v1/alarms": {"get": {"summary": "alarms kept (newest first)", "parameters": _query(R.ListAlarmsReq, schemas),
-                                   "responses": {"200": _ok("{alarms, active}", "AlarmList"), **_ERRORS}}},
-        "/api/v1/alarms/{id}/ack": {"post": {
-            "summary": "acknowledge an alarm (who, when)", "security": _WRITE, "parameters": _ID,
-            "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"by": {"type": "string"}, "request_id": {"type": "string"}}}}}},
-            "responses": {"200": _ok("the alarm", "AlarmView"), **_ERRORS}}},
-    }  # fmt: skip
-
-
-@cache
-def document() -> dict[str, Any]:
-    _, schemas = msgspec.json.schema_components(
-        [R.CreateStreamReq, R.PatchBody, R.ListStreamsReq, R.ListAgentsReq, V.StreamView,
-         V.StreamList, V.Deleted, V.AgentView, V.AgentList, V.MasterView, History,
-         DailyStatsView, RangeStatsView, CorrectionsView, R.RangeStatsReq, R.MonthlyStatsReq,
-         R.StatsCorrectionsReq, R.CreateGroupReq, R.UpdateGroupBody, R.ListAlarmsReq,
-         V.GroupView, V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList],
-        ref_template=_REF,
-    )  # fmt: skip
-    schemas["Error"] = {
-        "type": "object",
-        "required": ["ok", "error"],
-        "properties": {
-            "ok": {"const": False},
-            "error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"enum": ["invalid", "unauthorized", "forbidden", "not_found", "conflict",
-                                  "unavailable", "internal"]},
-                "message": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object", "properties": {
-                    "path": {"type": "string"}, "message": {"type": "string"}}}},
-            }},
-        },
-    }  # fmt: skip
-    patch_body = {"$ref": _REF.format(name="PatchBody")}
-    stream = "a stream view (CONTRACT §2)"
-    paths: dict[str, Any] = {
-        "/healthz": {"get": {"summary": "the process is alive", "responses": {"200": _ok("alive")}}},
-        "/readyz": {"get": {"summary": "connected and projections caught up",
-                            "responses": {"200": _ok("ready"), **_ERRORS}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics",
-                             "responses": {"200": {"description": "text exposition format"}}}},
-        "/api/v1/streams": {
-            "get": {"summary": "list streams, oldest first", "parameters": _query(R.ListStreamsReq, schemas),
-                    "responses": {"200": _ok("{streams, next_cursor}", "StreamList"), **_ERRORS}},
-            "post": {"summary": "create a stream", "security": _WRITE, "requestBody": _body("CreateStreamReq"),
-                     "responses": {"200": _ok(stream, "StreamView"), **_ERRORS}},
-        },
-        "/api/v1/streams/{id}": {
-            "get": {"summary": "one stream", "parameters": _ID, "responses": {"200": _ok(stream, "StreamView"), **_ERRORS}},
-            "patch": {"summary": "start or stop", "security": _WRITE, "parameters": _ID,
-                      "requestBody": {"required": True, "content": {"application/json": {"schema": patch_body}}},
-                      "responses": {"200": _ok(stream, "StreamView"), **_ERRORS}},
-            "delete": {"summary": "delete (final)", "security": _WRITE, "parameters": [*_ID,
-                {"name": "expected_version", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
-                "responses": {"200": _ok("{stream_id, deleted}", "Deleted"), **_ERRORS}},
-        },
-        "/api/v1/streams/{id}/history": {"get": {"summary": "the audit trail of one stream",
-                                                 "parameters": _ID, "responses": {"200": _ok("history", "History"), **_ERRORS}}},
-        "/api/v1/agents": {"get": {"summary": "agents with load and last heartbeat",
-                                   "parameters": _query(R.ListAgentsReq, schemas),
-                                   "responses": {"200": _ok("{agents}", "AgentList"), **_ERRORS}}},
-        "/api/v1/agents/{id}": {"get": {"summary": "one agent", "parameters": _ID,
-                                        "responses": {"200": _ok("an agent view", "AgentView"), **_ERRORS}}},
-        "/api/v1/master": {"get": {"summary": "current master, epoch, since",
-                                   "responses": {"200": _ok("master", "MasterView")}}},
-        "/api/v1/stats/daily": {"get": {"summary": "daily statistics (JSON, or CSV with format=csv)",
-                                        "parameters": [
-            {"name": "date", "in": "query", "required": True, "schema": {"type": "string", "format": "date"}},
-            *({"name": n, "in": "query", "schema": {"type": "string"}}
-              for n in ("stream_id", "agent_id", "group", "by", "format", "cursor")),
-            {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
-                                        "responses": {"200": _ok("daily statistics", "DailyStatsView"), **_ERRORS}}},
-        "/api/v1/stats/range": {"get": {"summary": "statistics of the days from..to, per day or per range (JSON, or CSV with format=csv)",
-                                        "parameters": [*_query(R.RangeStatsReq, schemas), _FORMAT],
-                                        "responses": {"200": _ok("range statistics", "RangeStatsView"), **_ERRORS}}},
-        "/api/v1/stats/monthly": {"get": {"summary": "statistics of one UTC month (JSON, or CSV with format=csv)",
-                                          "parameters": [*_query(R.MonthlyStatsReq, schemas), _FORMAT],
-                                          "responses": {"200": _ok("month statistics", "RangeStatsView"), **_ERRORS}}},
-        "/api/v1/stats/corrections": {"get": {"summary": "late deltas counted after their day closed, with their cause",
-                                              "parameters": _query(R.StatsCorrectionsReq, schemas),
-                                              "responses": {"200": _ok("corrections", "CorrectionsView"), **_ERRORS}}},
-    }  # fmt: skip
-    paths.update(_groups_and_alarms(schemas))
+    error = {JSON: {"schema": ref(ErrorReply)}}
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        params = list(r.parameters)
+        if r.query is not None:
+            query = schemas[r.query.__name__]
+            required = set(query.get("required", ()))
+            params += [{"name": name, "in": "query", "required": name in required,
+                        "schema": _strip_null(prop)}
+                       for name, prop in query["properties"].items()]  # fmt: skip
+        content: dict[str, Any] = {}
+        if r.result is not None:
+            content[JSON] = {"schema": ref(OkReply[r.result])}  # type: ignore[name-defined]
+        content.update(r.content or {})
+        ok: dict[str, Any] = {"description": r.summary}
+        if content:
+            ok["content"] = content
+        if r.headers:
+            ok["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                             for name, text in r.headers.items()}  # fmt: skip
+        responses: dict[str, Any] = {str(r.status): ok}
+        codes = set(r.errors)
+        if r.role is not None:
+            codes |= {401, 403}
+        if r.body is not None:
+            codes |= {400, 413}
+        for code in sorted(codes):
+            responses[str(code)] = {"description": _ERROR_TEXT[code], "content": error}
+        op: dict[str, Any] = {"summary": r.summary, "operationId": _operation_id(r),
+                              "tags": [r.tag], "responses": responses}  # fmt: skip
+        if r.description:
+            op["description"] = r.description
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {"required": True,
+                                 "content": {JSON: {"schema": ref(r.body)}}}  # fmt: skip
+        if r.role is not None:
+            op["security"] = _WRITE
+            op["x-vigil-role"] = r.role
+        paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "vigil", "version": "1",
-                 "description": "Reads are open; writes need a bearer token (VIGIL_API_TOKEN)."},
+                 "description": "The HTTP API of a vigil manager. Answers are the envelope"
+                 " {ok, result, seq} or {ok: false, error: {code, message, details}}. Reads need"
+                 " a viewer token unless reads are open; writes an operator token"
+                 " (Authorization: Bearer <token>, or ?accessToken=<token>)."},
+        "tags": [{"name": name, "description": text} for name, text in _TAGS.items()],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "accessToken": {"type": "apiKey", "in": "query", "name": "accessToken"}}},
     }  # fmt: skip
+
+
+def document_bytes(routes: Iterable[HttpRoute]) -> bytes:
+    return msgspec.json.encode(document(routes))

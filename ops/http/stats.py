@@ -1,4 +1,4 @@
-"""The statistics over HTTP (reads; no token needed):
+"""The statistics over HTTP (reads):
 
     GET /api/v1/stats/daily?date=…          one UTC day          (body of ``stats.daily``)
     GET /api/v1/stats/range?from=…&to=…     days, per day/range  (body of ``stats.range``)
@@ -15,32 +15,29 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.errors import DomainError
-from events.protocol import ErrorReply
+from core.errors import Invalid
 from ops.api import requests as R
-from ops.api.envelope import HTTP_STATUS, domain_error_body, encode
 from ops.http.backend import BACKEND
-from ops.stats.queries import DailyStatsView, RangeStatsView, to_csv
+from ops.http.respond import HttpRoute, invalid, respond
+from ops.stats.queries import CorrectionsView, DailyStatsView, RangeStatsView, to_csv
 
-__all__ = ["corrections", "daily_stats", "monthly_stats", "range_stats"]
+__all__ = ["STATS_ROUTES", "corrections", "daily_stats", "monthly_stats", "range_stats"]
 
 _NOT_BODY = ("format", "accessToken")
 
 
 async def _query(request: web.Request, name: str, req_type: type[object]) -> web.Response:
     values = {k: v for k, v in request.query.items() if k not in _NOT_BODY}
+    fmt = request.query.get("format", "json")
     try:
+        if fmt not in ("json", "csv"):
+            raise Invalid("$.format", "json (the default) or csv")
         req = R.convert_request(values, req_type)
-    except DomainError as exc:
-        err = domain_error_body(exc)
-        return web.Response(body=encode(ErrorReply(error=err)), status=400,
-                            content_type="application/json")  # fmt: skip
+    except Invalid as exc:
+        return invalid(exc)
     outcome = await request.app[BACKEND].router.call(name, req)
-    if outcome.code is not None:
-        return web.Response(body=outcome.body, status=HTTP_STATUS.get(outcome.code, 500),
-                            content_type="application/json")  # fmt: skip
     result = outcome.result
-    if request.query.get("format") == "csv":
+    if outcome.code is None and fmt == "csv":
         if isinstance(result, DailyStatsView):
             text, cursor = to_csv(result.items, result.date), result.next_cursor
         elif isinstance(result, RangeStatsView):
@@ -50,7 +47,7 @@ async def _query(request: web.Request, name: str, req_type: type[object]) -> web
         if text:
             headers = {"X-Next-Cursor": cursor} if cursor else {}
             return web.Response(text=text, content_type="text/csv", headers=headers)
-    return web.Response(body=outcome.body, content_type="application/json")
+    return respond(outcome)
 
 
 async def daily_stats(request: web.Request) -> web.Response:
@@ -67,3 +64,32 @@ async def monthly_stats(request: web.Request) -> web.Response:
 
 async def corrections(request: web.Request) -> web.Response:
     return await _query(request, "stats.corrections", R.StatsCorrectionsReq)
+
+
+_FORMAT = {"name": "format", "in": "query", "required": False,
+           "schema": {"enum": ["json", "csv"], "default": "json"},
+           "description": "csv: one page as the billing export (the next page's cursor in the"
+                          " X-Next-Cursor header)"}  # fmt: skip
+_CSV = {"text/csv": {"schema": {"type": "string"}}}
+_ERRORS = (400, 401, 503)
+
+STATS_ROUTES = [
+    HttpRoute("GET", "/api/v1/stats/daily", daily_stats, "statistics of one UTC day per stream,"
+              " agent, group, stream × agent or in total (JSON, or CSV with format=csv)",
+              query=R.DailyStatsReq, result=DailyStatsView, parameters=(_FORMAT,), content=_CSV,
+              headers={"X-Next-Cursor": "CSV only: the cursor of the next page"},
+              errors=_ERRORS, tag="statistics"),
+    HttpRoute("GET", "/api/v1/stats/range", range_stats, "statistics of the days from..to, per"
+              " day or per range (JSON, or CSV with format=csv)", query=R.RangeStatsReq,
+              result=RangeStatsView, parameters=(_FORMAT,), content=_CSV,
+              headers={"X-Next-Cursor": "CSV only: the cursor of the next page"},
+              errors=_ERRORS, tag="statistics"),
+    HttpRoute("GET", "/api/v1/stats/monthly", monthly_stats, "statistics of one UTC month (JSON,"
+              " or CSV with format=csv)", query=R.MonthlyStatsReq, result=RangeStatsView,
+              parameters=(_FORMAT,), content=_CSV,
+              headers={"X-Next-Cursor": "CSV only: the cursor of the next page"},
+              errors=_ERRORS, tag="statistics"),
+    HttpRoute("GET", "/api/v1/stats/corrections", corrections, "late deltas counted after"
+              " their day closed, with their cause", query=R.StatsCorrectionsReq,
+              result=CorrectionsView, errors=_ERRORS, tag="statistics"),
+]  # fmt: skip

@@ -94,6 +94,10 @@ class ReadOnlyManager:
     def collector(self) -> Collector | None:
         return None
 
+    def read_side(self) -> None:
+        """No live read side: the past does not change (no overview, no live updates)."""
+        return None
+
     async def master_info(self, _req: R.EmptyReq) -> tuple[MasterView, int]:
         seq = self.as_of_seq or 0
         return MasterView(replay_of_seq=seq), seq

@@ -123,6 +123,8 @@ class Master:
         self.rejected = 0
         self.ticks = 0
         self.last_tick_s = 0.0
+        self.on_tick: Callable[[float], None] | None = None
+        """Told every tick's duration (seconds): the manager's metrics."""
         self._rng = random.Random()
         self._reindex = False
 
@@ -280,6 +282,8 @@ class Master:
         finally:
             self.ticks += 1
             self.last_tick_s = time.perf_counter() - t0
+            if self.on_tick is not None:
+                self.on_tick(self.last_tick_s)
 
     async def _append(self, d: Decisions, reign: Reign) -> None:
         """Append the decided events in fenced chunks, yielding to the loop between chunks, and

@@ -46,10 +46,12 @@ from ops.commands.executor import Executor
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.groups import GroupCommands, group_routes
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.rates import StreamRates
 from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
 from ops.commands.waiting import WaitingReasons
-from ops.http.metrics import ManagerCollector
+from ops.http.backend import FleetView
+from ops.http.metrics import Instruments, ManagerCollector
 from ops.logtools.verify import DumpResult, dump_handler
 from ops.master.alarms import AlarmDuty
 from ops.master.election import Election
@@ -96,6 +98,8 @@ class Manager:
         self.alarms = AlarmsProjection(retention_s=self.settings.alarm_retention_s)
         self.daily_stats = DailyStats()  # folded from VIGIL_FEEDBACK by self.stats_feed
         self.as_of_seq: int | None = None
+        self.instruments = Instruments()  # latency histograms, failures by code (/metrics)
+        self.rates = StreamRates()  # per-stream fps, bitrate, drops from live feedback
         self._stack = AsyncExitStack()
         self.nc: Client
         self.store: JetStreamStore
@@ -188,6 +192,8 @@ class Manager:
         self.stats_commands = StatsCommands(self.nc, self.stats, self.rollups, self.stats_feed,
                                             self.agents, self.projector)  # fmt: skip
         self.router = Router(self.routes(), requests_kv=requests_kv, gate=self.readiness)
+        self.instruments.wire(router=self.router, store=self.store, master=self.master,
+                              streams=self.streams, caught_up=lambda: self.projector.caught_up)  # fmt: skip
 
         self.supervisor = await self._stack.enter_async_context(
             Supervisor(f"manager {self.manager_id}")
@@ -217,6 +223,7 @@ class Manager:
         subs: list[Subscription] = [await self.router.serve(self.nc)]
         subs += await serve_agent_protocol(self.nc, self.router, self.heartbeats)
         subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.master.on_feedback_msg))
+        subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.rates.on_msg))
         for subject in (subjects.ADVISORY_CONNECT_ALL, subjects.ADVISORY_DISCONNECT_ALL):
             subs.append(await self.nc.subscribe(subject, cb=self.connections.on_msg))
         for sub in subs:
@@ -331,6 +338,10 @@ class Manager:
 
     def collector(self) -> Collector:
         return ManagerCollector(self)
+
+    def read_side(self) -> FleetView:
+        """The read side the dashboard's overview and live updates use (``ops.http``)."""
+        return self
 
 
 async def _unsubscribe(sub: Subscription) -> None:

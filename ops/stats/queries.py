@@ -67,7 +67,10 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     peak_bitrate_bps: int
     avg_bitrate_bps: int
     processing_ms: int
+    """Uptime in milliseconds: wall-clock time the stream was decoded (not CPU time)."""
     uptime_s: float
+    media_s: float
+    """Media time decoded (seconds of video): the denominator of ``avg_bitrate_bps``."""
     reconnects: int
     stalls: int
     events: int
