@@ -51,6 +51,7 @@ __all__ = [
     "bounds_of",
     "current_agents",
     "group_step",
+    "in_flight",
     "plan",
     "schedule_rule",
     "startup_estimate",
@@ -321,9 +322,17 @@ def group_step(f: GroupFacts) -> Step:
     )
 
 
+def in_flight(agents: Sequence[AgentFact], scaling: ScalingState) -> list[LaunchEntry]:
+    """Launches not registered yet (one whose agent is already ready, but not linked to it by
+    the master yet, counts as that agent, not twice)."""
+    ready = {a.name for a in agents if a.ready}
+    return [e for e in scaling.launching() if e.agent_name not in ready]
+
+
 def current_agents(agents: Sequence[AgentFact], scaling: ScalingState) -> int:
     """Ready (not draining) agents and launches in flight: what a plan counts as ``now``."""
-    return sum(1 for a in agents if a.ready and not a.draining) + len(scaling.launching())
+    ready = sum(1 for a in agents if a.ready and not a.draining)
+    return ready + len(in_flight(agents, scaling))
 
 
 def startups(samples: Mapping[str, Sequence[float]], launch: str, default: float) -> Startup:

@@ -24,6 +24,7 @@ from ops.cli.alarms import alarms
 from ops.cli.client import fail, request
 from ops.cli.creds import creds
 from ops.cli.groups import group
+from ops.cli.schedules import scale, schedule
 from ops.cli.stats import stats
 from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
@@ -365,6 +366,8 @@ main.add_command(creds)
 main.add_command(tokens)
 main.add_command(group)
 main.add_command(alarms)
+main.add_command(schedule)
+main.add_command(scale)
 agent.add_command(agent_list)
 
 

@@ -17,6 +17,7 @@ from core.autoscale import (
     Startup,
     bounds_of,
     group_step,
+    in_flight,
     plan,
     startup_estimate,
 )
@@ -213,7 +214,8 @@ class ScalingCommands:
             bounds=A.RegionInfoView(min_agents=b.lo, max_agents=b.hi) if b else None,
             bounds_from=b.source if b else None, launch=b.launch if b else None,
             ready=sum(1 for a in f.agents if a.ready and not a.draining),
-            launching=len(f.scaling.launching()), desired=step.desired, reason=step.reason,
+            launching=len(in_flight(f.agents, f.scaling)), desired=step.desired,
+            reason=step.reason,
             demand=f.demand, capacity=sum(a.capacity for a in f.agents if a.ready and not a.draining),
             failures=f.scaling.failures, last_failure=f.scaling.last_failure, live=live,
             history=[_entry_view(e) for e in f.scaling.history],

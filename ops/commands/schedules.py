@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from core import schedule as S
+from core.autoscale import in_flight
 from core.errors import IllegalTransition, Invalid, NotFound
 from core.schedule import ScheduleDef, ScheduleState
 from events.model import Cause, ScheduleEvent, SchedulePlan, ScheduleRegion
@@ -182,7 +183,7 @@ class ScheduleCommands:
                     plan_view = _plan_view(current, fixed=False, late_s=0.0, now=now)
             state = self.facts.state(d.group)
             agents = A.AgentsView(ready=sum(1 for a in facts if a.ready and not a.draining),
-                                  launching=len(state.launching()), target=d.min_agents)  # fmt: skip
+                                  launching=len(in_flight(facts, state)), target=d.min_agents)  # fmt: skip
         regions = [A.RegionView(name=r.name, info=A.RegionInfoView(min_agents=r.min_agents,
                                                                    max_agents=r.max_agents))
                    for r in d.regions]  # fmt: skip

@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from ops.api.envelope import error_reply
-from ops.http import routes
+from ops.http import routes, schedules
 from ops.http.auth import AUTH, HttpAuth
 from ops.http.backend import BACKEND, Backend
 
@@ -58,4 +58,5 @@ def build_app(
     app[BACKEND] = backend
     app[AUTH] = auth or HttpAuth.from_settings(admin_token=token, open_reads=open_reads)
     routes.add_routes(app)
+    schedules.add_routes(app)  # schedules, launch configs, scale policies, scaling (issue 13)
     return app

@@ -15,6 +15,7 @@ import msgspec
 from ops.api import requests as R
 from ops.api import views as V
 from ops.http.history import History
+from ops.http.schedules_openapi import openapi_paths, schema_types
 from ops.stats.queries import CorrectionsView, DailyStatsView, RangeStatsView
 
 __all__ = ["document"]
@@ -100,7 +101,8 @@ def document() -> dict[str, Any]:
          V.StreamList, V.Deleted, V.AgentView, V.AgentList, V.MasterView, History,
          DailyStatsView, RangeStatsView, CorrectionsView, R.RangeStatsReq, R.MonthlyStatsReq,
          R.StatsCorrectionsReq, R.CreateGroupReq, R.UpdateGroupBody, R.ListAlarmsReq,
-         V.GroupView, V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList],
+         V.GroupView, V.GroupList, V.GroupDeletedView, V.AlarmView, V.AlarmList,
+         *schema_types],
         ref_template=_REF,
     )  # fmt: skip
     schemas["Error"] = {
@@ -167,6 +169,7 @@ def document() -> dict[str, Any]:
                                               "responses": {"200": _ok("corrections", "CorrectionsView"), **_ERRORS}}},
     }  # fmt: skip
     paths.update(_groups_and_alarms(schemas))
+    paths.update(openapi_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "vigil", "version": "1",
