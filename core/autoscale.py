@@ -267,8 +267,11 @@ def group_step(f: GroupFacts) -> Step:
     failed = {lid for lid, _ in fails}
     launching = [e for e in s.launching() if e.launch_id not in linked_launches | failed]
     launched_ids = {e.agent_id for e in s.running()} | {k.agent_id for k in links}
+    present = {a.agent_id for a in f.agents}
     removes = tuple((a.agent_id, "drained: no stream left") for a in f.agents
                     if a.draining and a.load == 0 and a.agent_id in launched_ids)  # fmt: skip
+    removes += tuple((e.agent_id, "the agent left (deregistered or removed)")
+                     for e in s.running() if e.agent_id and e.agent_id not in present)  # fmt: skip
     b, cfg = f.bounds, f.config
     if b is None or cfg is None:
         why = "no policy or running schedule" if b is None else f"launch config {b.launch} missing"

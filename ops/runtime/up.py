@@ -248,7 +248,13 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
         if options.demo:  # the demo's generated clips are files: their directory is a media root
             demo = str((options.data_dir / "demo").resolve())
             settings = msgspec.structs.replace(settings, media_roots=(*settings.media_roots, demo))
-        manager = await stack.enter_async_context(Manager(install.manager, settings))
+        if settings.autoscale_dir is None:  # agents the autoscaler launches live in the data dir
+            autoscale = str((options.data_dir / "autoscale").resolve())
+            settings = msgspec.structs.replace(settings, autoscale_dir=autoscale)
+        identity = install.agent_settings if install.authority is not None else None
+        manager = await stack.enter_async_context(Manager(install.manager, settings,
+                                                          agent_identity=identity,
+                                                          stop_launched=True))  # fmt: skip
         auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
         url = await stack.enter_async_context(serve_http(manager, options.http, auth, options.tls))
         ctx = UpContext(options, install, manager, stack, settings)
