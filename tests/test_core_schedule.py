@@ -285,7 +285,9 @@ def test_a_registered_launch_is_linked_with_its_startup_time_and_counted_once() 
     assert [(k.launch_id, k.agent_id) for k in step.links] == [("lobby-auto-1", "a-9")]
     assert step.launches == () and current_agents([mine], state) == 1
     after = registered(state, "lobby-auto-1", "a-9", NOW + 4.5)
-    assert after.live["lobby-auto-1"].took_s == 4.5 and after.live["lobby-auto-1"].status == "running"
+    assert (
+        after.live["lobby-auto-1"].took_s == 4.5 and after.live["lobby-auto-1"].status == "running"
+    )
 
 
 def test_a_launch_past_its_deadline_fails_and_the_failures_are_counted() -> None:

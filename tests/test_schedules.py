@@ -241,7 +241,12 @@ async def _learned_lead_time(nc: Client) -> None:
     assert abs(event.at - (date - lead)) < 0.6
     p = event.plan
     assert (p.mode, p.agents_to_add, p.startup_s, p.buffer_s, p.startup_samples) == (
-        "sequential", 3, startup, 2.0, 2)
+        "sequential",
+        3,
+        startup,
+        2.0,
+        2,
+    )
     after = await ok(nc, "schedule.get", {"eventName": "concert"})
     assert after["plan"]["fixed"] and after["plan"]["startup_s"] == startup
     assert after["plan"]["lead_s"] == pytest.approx(lead, abs=0.01)
