@@ -22,14 +22,18 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from analytics.clips import ClipSpec, write_clip
+from core import scaleconfig as SC
+from core import scaling as SG
 from core import stream as S
 from events.jetstream import JetStreamStore
 from events.model import (
     AgentDraining,
     AgentRegistered,
+    Cause,
     ScaleAgentRemoved,
     ScaleLaunchDecided,
     ScaleLaunchRegistered,
+    ScaleLaunchStarted,
     ScheduleStarted,
     StreamEvent,
     StreamRequeued,
@@ -441,3 +445,49 @@ async def test_the_red5_api_create_get_list_update_delete_and_errors_naming_the_
     print("\n" + out.decode())
     reply = await command(nc, "schedule.list", {"state": "pending"})
     assert [x["eventName"] for x in reply["result"]["schedules"]] == ["auction"]
+
+
+# ---- a new master continues what an old one decided ------------------------------------------
+
+
+async def test_a_launch_decided_by_a_master_that_died_before_its_provider_ran_is_run_once(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    """The log holds a launch an earlier master decided (and nothing else about it): the next
+    master runs the provider for it, links the agent, and decides nothing more."""
+    store = JetStreamStore(nc)
+    await store.ensure()
+    old = Cause(kind="master", name="scaling.launch", manager_id="m-dead", epoch=1)
+    user = Cause(kind="command", name="test")
+    [launch] = SC.decide_launch(None, SC.SetLaunchConfig(name="edge", at=time.time(), cause=user,
+                                                          config=SC.LaunchConfig(), create=True))  # fmt: skip
+    [policy] = SC.decide_policy(None, SC.SetPolicy(
+        name="lobby", at=time.time(), cause=user, create=True,
+        config=SC.PolicyConfig(group="lobby", launch="edge", min_agents=1, max_agents=1)))  # fmt: skip
+    [decided] = SG.decide(None, SG.DecideLaunch(group="lobby", at=time.time(), cause=old,
+                                                launch="edge", provider="local", deadline_s=60,
+                                                target=1, reason="min 1 of policy lobby"))  # fmt: skip
+    await store.append("launch.edge", [launch])
+    await store.append("policy.lobby", [policy])
+    await store.append("scaling.lobby", [decided])
+    try:
+        async with Manager(ClientSettings(nats_url=nats_server.url), settings(tmp_path),
+                           stop_launched=True) as m:  # fmt: skip
+            await eventually(lambda: ready_agents(nc, "lobby", 1), timeout=60, what="the agent")
+            await eventually(lambda: m.provisioner.launches == 1, what="the provider ran once")
+            events = await log(nc)
+            assert [
+                e.event.launch_id for e in events if isinstance(e.event, ScaleLaunchDecided)
+            ] == ["lobby-auto-1"]
+            started = [e.event for e in events if isinstance(e.event, ScaleLaunchStarted)]
+            assert len(started) == 1 and started[0].cause.epoch == m.master.epoch
+            assert len(registrations(events, "lobby-auto-")) == 1
+            # a launch the provider already runs is not started again
+            provider = m.provisioner.providers.local
+            spec = m.provisioner._spec(
+                "lobby", m.fleet.scaling.scaling["lobby"].live["lobby-auto-1"]
+            )
+            assert spec is not None
+            assert (await provider.launch(spec)).startswith("already running")
+    finally:
+        kill_launched(tmp_path / "autoscale")
