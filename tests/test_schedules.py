@@ -491,3 +491,50 @@ async def test_a_launch_decided_by_a_master_that_died_before_its_provider_ran_is
             assert (await provider.launch(spec)).startswith("already running")
     finally:
         kill_launched(tmp_path / "autoscale")
+
+
+# ---- launch failures: retried, then the schedule fails with an alarm ---------------------------
+
+
+async def test_launches_that_never_register_are_retried_then_the_schedule_fails_with_an_alarm(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    commands = tmp_path / "commands.toml"
+    commands.write_text('[commands.void]\nadd = "true"\n')  # "launches" an agent that never comes
+    s = settings(tmp_path, scale_commands_file=str(commands))
+    async with Manager(ClientSettings(nats_url=nats_server.url), s) as m:
+        await eventually(lambda: m.master.is_master, what="master elected")
+        await ok(nc, "launch.create", {"name": "void", "provider": "command", "command": "void",
+                                       "deadline_s": 1, "attempts": 2, "startup_s": 1})  # fmt: skip
+        await ok(nc, "policy.create", {"name": "lobby", "launch": "void", "min_agents": 0,
+                                       "max_agents": 0})  # fmt: skip
+        await ok(nc, "schedule.create", {
+            "eventName": "doomed", "date": int((time.time() + 5) * 1000),
+            "data": {"group": "lobby", "region": [{"name": "r", "info": {"min_agents": 1}}]},
+        })  # fmt: skip
+
+        async def failed() -> dict[str, Any]:
+            view = await ok(nc, "schedule.get", {"eventName": "doomed"})
+            return view if view["state"] == "failed" else {}
+
+        view = await eventually(failed, timeout=30, what="the schedule failed")
+        assert "2 launches in a row failed" in view["reason"]
+        assert "no agent registered within 1s" in view["reason"]
+        events = await log(nc)
+        attempts = [e.event.attempt for e in events if isinstance(e.event, ScaleLaunchDecided)]
+        assert attempts[:2] == [1, 2]
+
+        async def alarm() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = (await ok(nc, "alarm.list", {
+                "active": True, "kind": "schedule_failed"}))["alarms"]  # fmt: skip
+            return rows
+
+        [raised] = await eventually(alarm, timeout=15, what="a schedule_failed alarm")
+        assert raised["source"] == "schedule.doomed" and raised["severity"] == "major"
+        assert "failed" in raised["reason"]
+        await ok(nc, "schedule.delete", {"eventName": "doomed"})
+        await eventually(lambda: _no(alarm()), timeout=15, what="the alarm cleared")
+
+
+async def _no(rows: Any) -> bool:
+    return not await rows
