@@ -538,3 +538,34 @@ async def test_launches_that_never_register_are_retried_then_the_schedule_fails_
 
 async def _no(rows: Any) -> bool:
     return not await rows
+
+
+# ---- between schedules: the policy's min..max, on load ---------------------------------------
+
+
+async def test_between_schedules_a_group_scales_out_on_load_and_back_in_when_idle(
+    manager: Manager, nc: Client, clip: str
+) -> None:
+    await ok(nc, "launch.create", {"name": "edge", "capacity": 2, "startup_s": 3})
+    await ok(nc, "policy.create", {"name": "lobby", "launch": "edge", "min_agents": 1,
+                                   "max_agents": 3, "cooldown_s": 2})  # fmt: skip
+    await eventually(lambda: ready_agents(nc, "lobby", 1), timeout=60, what="the min agent")
+    ids = await streams_in(nc, "lobby", clip, 5)  # 5 streams on 2 slots: load 2.5 > 0.8
+    await eventually(lambda: ready_agents(nc, "lobby", 3), timeout=60, what="scaled out to max 3")
+    g = await scaling(nc, "lobby")
+    assert g["desired"] == 3 and g["launching"] == 0
+    assert len(g["live"]) == 3 and all(e["reason"].startswith(("min 1", "max 3", "load"))
+                                       for e in g["live"])  # fmt: skip
+    await eventually(lambda: _running_count(nc, ids, 5), timeout=60, what="5 streams running")
+    for sid in ids:
+        await ok(nc, "stream.delete", {"stream_id": sid})
+
+    async def back_to_min() -> bool:
+        g = await scaling(nc, "lobby")
+        return g["ready"] == 1 and len([e for e in g["history"] if e["status"] == "removed"]) == 2
+
+    await eventually(back_to_min, timeout=60, interval=0.2, what="idle: drained back to min 1")
+
+
+async def _running_count(nc: Client, ids: list[str], n: int) -> bool:
+    return sum(v["status"] == "in_progress" for v in await views(nc, ids)) >= n
