@@ -179,7 +179,10 @@ async def test_kill_9_the_master_while_a_schedule_launches_and_the_new_master_co
     assert _agent_processes("lobby-auto-") == Counter(
         {"lobby-auto-1": 1, "lobby-auto-2": 1, "lobby-auto-3": 1}
     )
-    assert len([e for e in events if isinstance(e.event, ScheduleStarted)]) == 1
+    [start] = [e.event for e in events if isinstance(e.event, ScheduleStarted)]
+    assert start.late_s > 15  # planned at date − 31 s, 12 s before the date: late, and recorded
+    shown = (await ok(nc, "schedule.get", {"eventName": "gala"}))["plan"]
+    assert shown["fixed"] and shown["late"] and "after its planned start" in shown["note"]
     for e in events:
         if isinstance(e.event, ScaleLaunchDecided | ScaleLaunchStarted | ScaleLaunchRegistered):
             print(f"  seq {e.seq:>4} epoch {e.event.cause.epoch} {type(e.event).__name__:<22}"
