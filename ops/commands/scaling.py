@@ -7,9 +7,10 @@ knows about a group (shared by these views, the schedule views and the master's 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from core import scaleconfig as SC
+from core.agent import AgentState
 from core.autoscale import (
     AgentFact,
     Bounds,
@@ -78,6 +79,12 @@ class ScaleFacts:
         self.schedules = schedules
         self.buffer_s = buffer_s
         self.demand_of: Callable[[str], int] = self.count_demand
+        """Live streams of a group (the master swaps in its counter)."""
+        self.candidates: Callable[[str], Iterable[AgentState]] = self.all_agents
+        """Agents that may serve a group (the master swaps in its index)."""
+
+    def all_agents(self, _group: str) -> Iterable[AgentState]:
+        return self.agents.agents.values()
 
     def count_demand(self, group: str) -> int:
         streams = self.streams.streams
@@ -92,7 +99,7 @@ class ScaleFacts:
             AgentFact(agent_id=a.agent_id, name=a.name, ready=a.status == "ready",
                       draining=a.draining is not None, capacity=a.capacity,
                       load=len(load.get(a.agent_id, ())), registered_at=a.registered_at)
-            for a in self.agents.agents.values()
+            for a in self.candidates(group)
             if a.status != "gone" and in_group(a, group, obj)
         )  # fmt: skip
 

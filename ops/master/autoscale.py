@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 
 from core import agent as A
+from core import group as G
 from core import scaling as SG
 from core import schedule as SC
 from core import stream as S
@@ -46,12 +47,15 @@ class Autoscale:
         self.active = False
         self.demand: Counter[str] = Counter()
         self.draining: set[str] = set()
+        self.serving: dict[str, set[str]] = {}
+        """Group → ids of the agents that may serve it (its label or a membership)."""
         self.steps: dict[str, Step] = {}
         """The last step of each group (for the views and logs)."""
         self.launched = 0
         self.drained = 0
         facts.streams.listeners.append(self._on_stream)
         facts.agents.listeners.append(self._on_agent)
+        facts.groups.listeners.append(self._on_group)
 
     # ---- listeners and reign -------------------------------------------------------------------
 
@@ -63,13 +67,44 @@ class Autoscale:
         if after.group is not None and after.status in DEMAND:
             self.demand[after.group] += 1
 
-    def _on_agent(self, _before: A.AgentState | None, after: A.AgentState) -> None:
+    def _on_agent(self, before: A.AgentState | None, after: A.AgentState) -> None:
         if not self.active:
             return
         if after.draining is not None and after.status != "gone":
             self.draining.add(after.agent_id)
         else:
             self.draining.discard(after.agent_id)
+        if before is not None:
+            for group in self._groups_of(before):
+                held = self.serving.get(group)
+                if held is not None:
+                    held.discard(before.agent_id)
+        if after.status != "gone":
+            for group in self._groups_of(after):
+                held = self.serving.get(group)
+                if held is not None:  # groups not indexed yet are walked when first needed
+                    held.add(after.agent_id)
+
+    def _groups_of(self, agent: A.AgentState) -> set[str]:
+        return set(agent.groups) | self.facts.groups.by_member.get(agent.name, set())
+
+    def _on_group(self, _before: G.GroupState | None, after: G.GroupState) -> None:
+        if self.active:  # membership changed: index the group again (rare)
+            self.serving[after.name] = self._walk(after.name)
+
+    def _walk(self, group: str) -> set[str]:
+        members = (
+            {m.agent for m in g.config.members} if (g := self.facts.groups.get(group)) else set()
+        )
+        return {a.agent_id for a in self.facts.agents.agents.values()
+                if a.status != "gone" and (group in a.groups or a.name in members)}  # fmt: skip
+
+    def _candidates(self, group: str) -> list[A.AgentState]:
+        agents = self.facts.agents.agents
+        ids = self.serving.get(group)
+        if ids is None:
+            ids = self.serving[group] = self._walk(group)
+        return [agents[aid] for aid in ids if aid in agents]
 
     def activate(self) -> None:
         """Became master: count demand and draining agents once (the listeners keep them)."""
@@ -79,12 +114,16 @@ class Autoscale:
         )
         self.draining = {a.agent_id for a in self.facts.agents.agents.values()
                          if a.draining is not None and a.status != "gone"}  # fmt: skip
+        self.serving = {}
         self.facts.demand_of = self.demand.__getitem__
+        self.facts.candidates = self._candidates
         self.active = True
 
     def deactivate(self) -> None:
         self.active = False
         self.facts.demand_of = self.facts.count_demand
+        self.facts.candidates = self.facts.all_agents
+        self.serving = {}
         self.steps.clear()
 
     # ---- the pass ------------------------------------------------------------------------------
