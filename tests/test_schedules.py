@@ -436,6 +436,10 @@ async def test_the_red5_api_create_get_list_update_delete_and_errors_naming_the_
             again = await r.json()  # the name is free again: a new schedule, a new id
             assert r.status == 201 and again["id"] > made["id"]
 
+    async with aiohttp.ClientSession() as s, s.get(f"{http}/openapi.json") as r:
+        doc = await r.json()
+        assert {"get", "post"} <= set(doc["paths"]["/api/v1/schedules"])
+        assert "eventName" in doc["components"]["schemas"]["CreateScheduleReq"]["required"]
     cli = os.environ.copy()
     cli.update(VIGIL_NATS_URL=manager.client.nats_url, VIGIL_DATA_DIR="/nonexistent")
     proc = await asyncio.create_subprocess_exec(VIGIL, "schedule", "get", "auction", env=cli,
