@@ -80,6 +80,8 @@ def aggregate_of(event: model.Event) -> str:
         return f"agent.{event.agent_id}"
     if isinstance(event, model.MasterElected):
         return "master"
+    if isinstance(event, model.LogStarted):
+        return "log"
     if isinstance(event, model.GroupEvent):
         return f"group.{event.group}"
     if isinstance(event, model.AlarmEvent):

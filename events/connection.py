@@ -76,7 +76,9 @@ def tls_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
 
 
 def connect_options(settings: ConnectionSettings) -> dict[str, Any]:
-    opts: dict[str, Any] = {"servers": [settings.nats_url]}
+    opts: dict[str, Any] = {
+        "servers": [u.strip() for u in settings.nats_url.split(",") if u.strip()]
+    }
     if settings.nats_creds:
         opts["user_credentials"] = settings.nats_creds
     elif settings.nats_nkey_seed:

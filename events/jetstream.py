@@ -2,7 +2,8 @@
 
 Appends are acked publishes with ``Nats-Msg-Id`` (idempotent) and
 ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate; JetStream error
-10071 becomes ``Conflict``). Master decisions are fenced with
+10071 — 10164 from a clustered stream — becomes ``Conflict``; 10163 and 10158, "not ready yet"
+answers of a clustered stream, are retried like a timeout). Master decisions are fenced with
 ``Nats-Expected-Last-Subject-Sequence-Subject: vigil.evt.master`` instead, so a deposed master's
 writes are refused by the server (``Fenced``). A publish that times out is retried with the same
 msg id: if the first attempt was stored after all, the dedup window returns its sequence.
@@ -27,12 +28,18 @@ from events.codec import UndecodableEvent, decode_event, encode_event, subject_o
 from events.model import Event
 from events.store import Append, Conflict, Fence, Fenced, StoredEvent, Unavailable
 
-__all__ = ["EVENTS_STREAM", "JetStreamStore", "ensure_stream"]
+__all__ = ["EVENTS_STREAM", "TRANSIENT_CODES", "WRONG_LAST_SEQUENCE", "JetStreamStore",
+           "ensure_stream"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "VIGIL_EVENTS"
-_WRONG_LAST_SEQUENCE = 10071
+# "wrong last sequence": 10071 from a single server, 10164 (the same without the numbers) from a
+# clustered stream's leader.
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+# A clustered stream's "try again": the expected-last-sequence check is not ready yet (10163, after
+# a leader change) or the same msg id is still being stored (10158).
+TRANSIENT_CODES = frozenset({10163, 10158})
 _H_MSG_ID = "Nats-Msg-Id"
 _H_EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _H_EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
@@ -117,7 +124,7 @@ class JetStreamStore:
     def _map_code(
         code: int | None, description: str, aggregate: str, fence: Fence | None
     ) -> Exception:
-        if code == _WRONG_LAST_SEQUENCE:
+        if code in WRONG_LAST_SEQUENCE:
             if fence is not None:
                 return Fenced(
                     f"fenced out: {fence.aggregate} moved past {fence.seq} ({description})"
@@ -135,9 +142,12 @@ class JetStreamStore:
                     subject, body, headers=headers, timeout=self.publish_timeout
                 )
                 return int(ack.seq)
-            except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
+            except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError,
+                    APIError) as exc:  # fmt: skip
+                if isinstance(exc, APIError) and exc.err_code not in TRANSIENT_CODES:
+                    raise
                 last = exc
-                if _H_MSG_ID not in headers:
+                if _H_MSG_ID not in headers and not isinstance(exc, APIError):
                     break  # without a msg id a retry could store the event twice
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -186,6 +196,9 @@ class JetStreamStore:
                 try:
                     seqs[i] = await asyncio.wait_for(fut, self.publish_timeout)
                 except _PubError as exc:
+                    if exc.err_code in TRANSIENT_CODES:
+                        retry.append(i)
+                        continue
                     failure = failure or self._map_code(
                         exc.err_code, str(exc), items[i].aggregate, fence
                     )

@@ -53,6 +53,7 @@ __all__ = [
     "LaunchConfigDeleted",
     "LaunchConfigEvent",
     "LaunchConfigSet",
+    "LogStarted",
     "MasterElected",
     "PolicyDeleted",
     "PolicyEvent",
@@ -592,8 +593,20 @@ class MasterElected(Event, frozen=True, kw_only=True):
     manager_id: str
 
 
+# ---- the log itself: subject vigil.evt.log ---------------------------------------------------
+
+
+class LogStarted(Event, frozen=True, kw_only=True):
+    """The first event of a log: its identity. A manager that folded one log notices when the
+    store under it holds another (deleted, replaced, restored from elsewhere) and stops
+    answering instead of mixing them."""
+
+    log_id: str
+
+
 AnyEvent = (
-    StreamCreated
+    LogStarted
+    | StreamCreated
     | StreamAssigned
     | StreamRunning
     | StreamFinished

@@ -79,6 +79,10 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_interval_s: Annotated[
         Seconds, msgspec.Meta(description="the master snapshots projections at most this often")
     ] = 60.0
+    expected_log_id: Annotated[
+        str | None,
+        msgspec.Meta(description="refuse to start on any other event log (vigil up pins its own)"),
+    ] = None
     http_open_reads: Annotated[
         bool, msgspec.Meta(description="HTTP reads need no token (writes always do)")
     ] = False

@@ -170,6 +170,7 @@ class Projector:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._gc_paused = False
         self.failure: BaseException | None = None
+        self.halted: str | None = None
         self._failed = asyncio.Event()
 
     @property
@@ -240,8 +241,15 @@ class Projector:
             seq, pending = meta.sequence.stream, meta.num_pending
         self._handle(msg, seq, pending)
 
+    def stop_applying(self, why: str) -> None:
+        """Apply nothing more (the log under us is not the one we folded): state stays as it
+        was, for no one to read — the manager refuses to serve it."""
+        if self.halted is None:
+            log.error("projector halted: %s", why)
+        self.halted = why
+
     def _handle(self, msg: Msg, seq: int, pending: int) -> None:
-        if self.failure is not None:
+        if self.failure is not None or self.halted is not None:
             return
         stop = self.stop_seq
         if stop is not None and seq > stop:

@@ -126,7 +126,7 @@ async def test_tail_replay_serve_and_a_tampered_snapshot(
         port = free_port()
         seq = await seq_at_time(nc, time.time())
         proc = await asyncio.create_subprocess_exec(
-            *_vigil_argv("events", "replay", "--seq", "3", "--serve", f"127.0.0.1:{port}"),
+            *_vigil_argv("events", "replay", "--seq", "4", "--serve", f"127.0.0.1:{port}"),
             env=_env(url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
         try:
             assert proc.stdout is not None
@@ -136,8 +136,8 @@ async def test_tail_replay_serve_and_a_tampered_snapshot(
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"{base}/streams") as r:
                     body = await r.json()
-                    assert r.status == 200 and body["seq"] == 3
-                past = await rebuild(nc, 3)
+                    assert r.status == 200 and body["seq"] == 4
+                past = await rebuild(nc, 4)
                 assert len(body["result"]["streams"]) == len(list(past.by_name()["streams"].live()))
                 async with http.post(
                     f"{base}/streams", json={"source": {"url": "rtsp://x/y"}}
@@ -146,7 +146,7 @@ async def test_tail_replay_serve_and_a_tampered_snapshot(
                 sid = body["result"]["streams"][0]["stream_id"]
                 async with http.get(f"{base}/streams/{sid}/history") as r:
                     hist = await r.json()
-                    assert all(e["seq"] <= 3 for e in hist["result"]["entries"])
+                    assert all(e["seq"] <= 4 for e in hist["result"]["entries"])
         finally:
             proc.terminate()
             await proc.wait()

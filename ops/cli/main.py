@@ -61,6 +61,10 @@ def main(verbose: bool) -> None:
 @click.option("--nats-url", default=None, help="use this NATS instead of starting one")
 @click.option("--nats-port", default=None, type=int, help="port of the embedded nats-server")
 @click.option("--demo", is_flag=True, help="generate clips and create demo streams")
+@click.option("--cluster", default=1, show_default=True, type=click.IntRange(1, 5),
+              help="run this many nats-servers clustered on loopback (streams replicated)")  # fmt: skip
+@click.option("--managers", default=None, type=click.IntRange(1, 16),
+              help="managers to run (default: 1, or 2 with --cluster)")  # fmt: skip
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="serve NATS and HTTP over TLS with this certificate (PEM)")  # fmt: skip
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -68,13 +72,14 @@ def main(verbose: bool) -> None:
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="the CA clients trust (default: the certificate itself)")  # fmt: skip
 def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: str | None,
-       nats_port: int | None, demo: bool, tls_cert: Path | None, tls_key: Path | None,
-       tls_ca: Path | None) -> None:  # fmt: skip
+       nats_port: int | None, demo: bool, cluster: int, managers: int | None,
+       tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None) -> None:  # fmt: skip
     """Embedded NATS + a manager + the HTTP API + local agents, until Ctrl-C.
 
     \b
     Examples:
       vigil up --demo                               # what `make run` does
+      vigil up --cluster 3                          # 3 nats-servers, R3 streams, 2 managers
       vigil up --data-dir /var/lib/vigil --http 0.0.0.0:8080 --tls-cert c.pem --tls-key k.pem
     """
     from ops.runtime.natsd import TlsFiles
@@ -85,7 +90,8 @@ def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: st
         raise click.UsageError("give both --tls-cert and --tls-key (or neither)")
     tls = TlsFiles(cert=tls_cert, key=tls_key, ca=tls_ca) if tls_cert and tls_key else None
     options = UpOptions(data_dir=data_dir, agents=agents, http=http, nats_url=nats_url, demo=demo,
-                        nats_port=nats_port, agent_capacity=agent_capacity, tls=tls)  # fmt: skip
+                        nats_port=nats_port, agent_capacity=agent_capacity, tls=tls,
+                        cluster=cluster, managers=managers)  # fmt: skip
     asyncio.run(run_up(options, up_parts(options)))
 
 

@@ -62,7 +62,8 @@ from ops.master.election import Election
 from ops.master.loop import Master
 from ops.master.providers import CommandProvider, LocalProvider, Providers, load_commands
 from ops.master.provision import Provisioner
-from ops.runtime.storage import ensure_all
+from ops.runtime.logid import LogIdentity, LogReplaced
+from ops.runtime.storage import ensure_all, until_jetstream_ready
 from ops.settings import ClientSettings, ManagerSettings, autoscale_root
 from ops.stats.commands import StatsCommands, stats_routes
 from ops.stats.feed import StatsFeed
@@ -79,7 +80,7 @@ __all__ = ["Manager"]
 log = logging.getLogger(__name__)
 
 PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
-         "alarms", "provision", "snapshots", "housekeeping")  # fmt: skip
+         "alarms", "provision", "snapshots", "housekeeping", "log-identity")  # fmt: skip
 
 
 class Manager:
@@ -136,11 +137,17 @@ class Manager:
         self._stack.push_async_callback(self._close_nc)
         self.store = JetStreamStore(self.nc, duplicate_window=s.duplicate_window_s,
                                     replicas=s.replicas)  # fmt: skip
+        await until_jetstream_ready(self.nc)
         await self.store.ensure()
         requests_kv, lease_kv, secrets_kv = await ensure_all(self.nc, s)
         self.secrets = SecretStore(secrets_kv)
         start_seq = await restore_latest(self.nc, self.fleet.all(), self.store.stream)
         self.projector = Projector(self.nc, self.fleet.all(), start_seq=start_seq)
+        self.log_identity = LogIdentity(self.store, self.projector)
+        try:
+            await self.log_identity.establish(expected=s.expected_log_id, clock_s=time.time())
+        except LogReplaced as exc:
+            raise SystemExit(f"error: {exc}") from None
         self.alarm_projector = await self._alarm_projector()
         self.heartbeats = Heartbeats()
         self.connections = Connections()
@@ -235,6 +242,7 @@ class Manager:
             self.supervisor.spawn("provision", self.provisioner.run, restart=restart)
         self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
         self.supervisor.spawn("housekeeping", self._housekeeping, restart=restart)
+        self.supervisor.spawn("log-identity", self.log_identity.run, restart=restart)
 
         self._stack.push_async_callback(self.router.drain)  # after the unsubscribes below
         subs: list[Subscription] = [await self.router.serve(self.nc)]
@@ -337,6 +345,8 @@ class Manager:
         """Why this manager cannot serve right now, or None when it can."""
         if not self.nc.is_connected:
             return "not connected to NATS"
+        if self.log_identity.problem is not None:
+            return self.log_identity.problem
         for name, (state, _restarts, error) in self.supervisor.report().items():
             if state != "running":
                 return f"part {name} is {state}" + (f" ({error})" if error else "")

@@ -41,6 +41,8 @@ import psutil
 
 __all__ = [
     "ACCOUNT",
+    "ClusterSpec",
+    "EmbeddedCluster",
     "EmbeddedNats",
     "NatsServerError",
     "TlsFiles",
@@ -89,6 +91,17 @@ class TlsFiles:
     cert: Path
     key: Path
     ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """This server's place in a cluster: its name, its route port, the others' route ports."""
+
+    server_name: str
+    port: int
+    routes: tuple[int, ...]
+    name: str = "vigil"
+    domain: str | None = None
 
 
 class NatsServerError(RuntimeError):
@@ -148,7 +161,10 @@ class EmbeddedNats:
         startup_timeout: float = 15.0,
         log_file: str | Path | None = None,
         advisories: bool = True,
+        cluster: ClusterSpec | None = None,
     ) -> None:
+        self.cluster = cluster
+        """Member of a JetStream cluster (routes to the others): see `EmbeddedCluster`."""
         self.advisories = advisories
         """Open server: run with ``advisory_config`` (a secure one has them in its JWTs)."""
         self.store_dir = Path(store_dir)
@@ -178,7 +194,14 @@ class EmbeddedNats:
         ]
         if self.sync_interval:
             lines.append(f"  sync_interval: {self.sync_interval}")
+        if self.cluster and self.cluster.domain:
+            lines.append(f"  domain: {self.cluster.domain}")
         lines.append("}")
+        if self.cluster:
+            c = self.cluster
+            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in c.routes)
+            lines += [f"server_name: {c.server_name}", "cluster {", f"  name: {c.name}",
+                      f"  listen: {self.host}:{c.port}", f"  routes: [{routes}]", "}"]  # fmt: skip
         if self.tls:
             lines += ["tls {", f'  cert_file: "{self.tls.cert.resolve()}"',
                       f'  key_file: "{self.tls.key.resolve()}"', "}"]  # fmt: skip
@@ -203,7 +226,7 @@ class EmbeddedNats:
     def _argv(self) -> list[str]:
         if self.advisories and not self.auth_include:
             self._adopt_global_store()
-        if self.auth_include or self.tls or self.sync_interval or self.advisories:
+        if self.auth_include or self.tls or self.sync_interval or self.advisories or self.cluster:
             conf = self.store_dir / "nats.conf"
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -317,3 +340,40 @@ class EmbeddedNats:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """``size`` nats-servers clustered on loopback (routes, a store directory each, one
+    JetStream domain): what ``vigil up --cluster 3`` runs, and what the chaos tests kill."""
+
+    def __init__(self, base_dir: str | Path, size: int = 3, *, host: str = "127.0.0.1",
+                 ports: list[int] | None = None, **server_options: object) -> None:  # fmt: skip
+        if size < 1:
+            raise ValueError("a cluster needs at least one server")
+        self.base_dir = Path(base_dir)
+        client_ports = ports or [free_port(host) for _ in range(size)]
+        route_ports = [free_port(host) for _ in range(size)]
+        self.servers = [
+            EmbeddedNats(
+                self.base_dir / f"n{i + 1}", host=host, port=client_ports[i],
+                cluster=ClusterSpec(server_name=f"vigil-n{i + 1}", port=route_ports[i],
+                                    routes=tuple(p for j, p in enumerate(route_ports) if j != i),
+                                    domain="vigil"),
+                **server_options,  # type: ignore[arg-type]
+            )
+            for i in range(size)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        """Every server, comma-separated (clients connect to any and fail over)."""
+        return ",".join(s.url for s in self.servers)
+
+    async def __aenter__(self) -> EmbeddedCluster:
+        for server in self.servers:
+            server._spawn()  # on the loop's thread (see EmbeddedNats.__aenter__)
+        await asyncio.gather(*(asyncio.to_thread(s._wait_ready) for s in self.servers))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(asyncio.to_thread(s.stop) for s in self.servers))

@@ -6,6 +6,9 @@ Safe when many managers start at once (create, else update to the same config). 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from nats.aio.client import Client
 from nats.js import api
 from nats.js.errors import BucketNotFoundError
@@ -15,12 +18,15 @@ from events import subjects
 from events.jetstream import ensure_stream
 from ops.settings import ManagerSettings
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ensure_alarms_stream",
     "ensure_feedback_stream",
     "ensure_records_stream",
     "ensure_stats_stream",
     "key_value",
+    "until_jetstream_ready",
 ]
 
 YEAR_S = 365.25 * 86400
@@ -72,6 +78,25 @@ async def ensure_stats_stream(nc: Client, *, replicas: int = 1, years: int = 0) 
         duplicate_window=120.0, deny_delete=True,
     )  # fmt: skip
     await ensure_stream(nc, config)
+
+
+async def until_jetstream_ready(nc: Client, timeout: float = 120.0) -> None:
+    """Wait until JetStream answers (a cluster needs a meta leader first; a server just
+    restarted needs a moment): every manager start goes through here."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    js = nc.jetstream(timeout=2.0)
+    while True:
+        try:
+            await js.account_info()
+            return
+        except Exception as exc:  # not ready yet: JetStream unavailable, no responders, timeout
+            if asyncio.get_running_loop().time() >= deadline:
+                raise RuntimeError(
+                    f"JetStream did not become available in {timeout:.0f}s: {exc!r}"
+                    " (is JetStream enabled, and does the cluster have a quorum?)"
+                ) from exc
+            log.info("waiting for JetStream: %r", exc)
+            await asyncio.sleep(0.5)
 
 
 async def key_value(

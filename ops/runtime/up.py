@@ -28,7 +28,7 @@ from ops.http.app import build_app
 from ops.http.auth import HttpAuth
 from ops.runtime.lock import DataDirLock
 from ops.runtime.manager import Manager
-from ops.runtime.natsd import EmbeddedNats, TlsFiles
+from ops.runtime.natsd import EmbeddedCluster, EmbeddedNats, TlsFiles, free_port
 from ops.security.authority import Authority
 from ops.settings import (
     ENV_FILE,
@@ -61,7 +61,12 @@ class UpOptions:
         nats_port: int | None = None,
         agent_capacity: int = 4,
         tls: TlsFiles | None = None,
+        cluster: int = 1,
+        managers: int | None = None,
     ) -> None:
+        self.cluster = cluster
+        """nats-servers to run, clustered on loopback (every stream and bucket replicated)."""
+        self.managers = managers or (2 if cluster > 1 else 1)
         self.tls = tls
         """Serve NATS and HTTP over TLS with this certificate (clients trust ``tls.ca``, or the
         certificate itself when it is self-signed)."""
@@ -196,18 +201,28 @@ async def _embedded(options: UpOptions, stack: AsyncExitStack) -> Installation:
     include = authority.write_server_auth()
     port = options.nats_port
     if port is None:
-        old = previous.get("VIGIL_NATS_URL", "").rpartition(":")[2]
+        old = previous.get("VIGIL_NATS_URL", "").split(",")[0].rpartition(":")[2]
         for candidate in (int(old) if old.isdigit() else 0, 4222):
             if candidate and _port_free("127.0.0.1", candidate):
                 port = candidate
                 break
     sync = os.environ.get("VIGIL_NATS_SYNC_INTERVAL", "always")
-    server = EmbeddedNats(options.data_dir / "nats", port=port, auth_include=include,
-                          sync_interval=sync, tls=options.tls)  # fmt: skip
-    await stack.enter_async_context(server)
-    log.info("nats-server %s listening on 127.0.0.1:%d (store %s)", server.pid, server.port,
-             server.store_dir)  # fmt: skip
-    url = server.url
+    if options.cluster > 1:
+        ports = [port or free_port(), *(free_port() for _ in range(options.cluster - 1))]
+        cluster = EmbeddedCluster(options.data_dir / "nats", options.cluster, ports=ports,
+                                  auth_include=include, sync_interval=sync, tls=options.tls)  # fmt: skip
+        await stack.enter_async_context(cluster)
+        for server in cluster.servers:
+            log.info("nats-server %s (cluster member) listening on 127.0.0.1:%d (store %s)",
+                     server.pid, server.port, server.store_dir)  # fmt: skip
+        url = cluster.url
+    else:
+        server = EmbeddedNats(options.data_dir / "nats", port=port, auth_include=include,
+                              sync_interval=sync, tls=options.tls)  # fmt: skip
+        await stack.enter_async_context(server)
+        log.info("nats-server %s listening on 127.0.0.1:%d (store %s)", server.pid, server.port,
+                 server.store_dir)  # fmt: skip
+        url = server.url
     ca = str((options.tls.ca or options.tls.cert).resolve()) if options.tls else None
     cli = ClientSettings(nats_url=url, nats_creds=str(cli_creds), api_token=token,
                          http=options.http, tls_ca=ca)  # fmt: skip
@@ -245,6 +260,9 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
         else:
             install = await _embedded(options, stack)
         settings = load_manager_settings()
+        pin = options.data_dir / "log-id"  # this installation's event log (ops.runtime.logid)
+        if pin.is_file() and settings.expected_log_id is None:
+            settings = msgspec.structs.replace(settings, expected_log_id=pin.read_text().strip())
         if options.demo:  # the demo's generated clips are files: their directory is a media root
             demo = str((options.data_dir / "demo").resolve())
             settings = msgspec.structs.replace(settings, media_roots=(*settings.media_roots, demo))
@@ -252,9 +270,16 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
             autoscale = str((options.data_dir / "autoscale").resolve())
             settings = msgspec.structs.replace(settings, autoscale_dir=autoscale)
         identity = install.agent_settings if install.authority is not None else None
+        if options.cluster > 1:
+            settings = msgspec.structs.replace(settings, replicas=min(options.cluster, 5))
         manager = await stack.enter_async_context(Manager(install.manager, settings,
                                                           agent_identity=identity,
                                                           stop_launched=True))  # fmt: skip
+        for _ in range(options.managers - 1):  # more managers: standbys for the master role
+            await stack.enter_async_context(Manager(install.manager, settings,
+                                                    agent_identity=identity, stop_launched=True))  # fmt: skip
+        if not pin.is_file() and manager.log_identity.log_id:
+            pin.write_text(manager.log_identity.log_id + "\n")
         auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)
         url = await stack.enter_async_context(serve_http(manager, options.http, auth, options.tls))
         ctx = UpContext(options, install, manager, stack, settings)

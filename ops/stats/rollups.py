@@ -43,6 +43,7 @@ from nats.js import api
 from nats.js.errors import APIError
 
 from events import subjects
+from events.jetstream import WRONG_LAST_SEQUENCE
 from projections.rollup import (
     CloseMarker,
     DaySeal,
@@ -60,7 +61,6 @@ __all__ = ["RollupRecords", "RollupStore", "read_rollups"]
 
 log = logging.getLogger(__name__)
 
-WRONG_LAST_SEQUENCE = 10071
 _WRITE_ONCE = "Nats-Expected-Last-Subject-Sequence"
 
 
@@ -319,7 +319,7 @@ class RollupStore:
             ack = await self.nc.jetstream().publish(subject, data, stream=subjects.STATS_STREAM,
                                                     headers=headers)  # fmt: skip
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
                 return False
             raise
         return not ack.duplicate
