@@ -179,8 +179,7 @@ async def metrics(port: int) -> dict[str, float]:
                 if line.startswith("#") or " " not in line:
                     continue
                 key, _, value = line.rpartition(" ")
-                if "{" not in key:
-                    out[key] = float(value)
+                out[key] = float(value)
     return out
 
 
@@ -250,7 +249,15 @@ async def run(args: object, report: Report) -> None:
                                                         modes, total)) for i in range(a.procs)]  # fmt: skip
             for w in workers:
                 w.start()
-            say(f"{a.agents} simulated agents in {a.procs} processes; creating {a.streams} streams")
+            say(f"{a.agents} simulated agents in {a.procs} processes")
+            live = a.agents - a.crash - a.hang
+            while True:  # until the agents have registered (streams need an agent offering motion)
+                with _quiet():
+                    m = await metrics(ports[0])
+                    if m.get('vigil_agents{status="ready"}', 0) >= live:
+                        break
+                await asyncio.sleep(1)
+            say(f"agents registered; creating {a.streams} streams")
             t0 = time.perf_counter()
             created = 0
             sem = asyncio.Semaphore(64)

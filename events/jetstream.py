@@ -2,8 +2,10 @@
 
 Appends are acked publishes with ``Nats-Msg-Id`` (idempotent) and
 ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency per aggregate; JetStream error
-10071 — 10164 from a clustered stream — becomes ``Conflict``; 10163 and 10158, "not ready yet"
-answers of a clustered stream, are retried like a timeout). Master decisions are fenced with
+10071 becomes ``Conflict``). A clustered stream's leader admits one expected-sequence check per
+subject in flight: a second one is answered 10164 ("wrong last sequence", without numbers) before
+it is even checked, so 10164 — like 10163 and 10158, "not ready yet" — is retried (after the
+window settles, one by one), never taken for a conflict. Master decisions are fenced with
 ``Nats-Expected-Last-Subject-Sequence-Subject: vigil.evt.master`` instead, so a deposed master's
 writes are refused by the server (``Fenced``). A publish that times out is retried with the same
 msg id: if the first attempt was stored after all, the dedup window returns its sequence.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
-from events.codec import UndecodableEvent, decode_event, encode_event, subject_of
+from events.codec import UndecodableEvent, decode_event, encode_event
 from events.model import Event
 from events.store import Append, Conflict, Fence, Fenced, StoredEvent, Unavailable
 
@@ -34,12 +37,13 @@ __all__ = ["EVENTS_STREAM", "TRANSIENT_CODES", "WRONG_LAST_SEQUENCE", "JetStream
 log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "VIGIL_EVENTS"
-# "wrong last sequence": 10071 from a single server, 10164 (the same without the numbers) from a
-# clustered stream's leader.
-WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
-# A clustered stream's "try again": the expected-last-sequence check is not ready yet (10163, after
-# a leader change) or the same msg id is still being stored (10158).
-TRANSIENT_CODES = frozenset({10163, 10158})
+# "Wrong last sequence": the check was made and failed (single server or cluster).
+WRONG_LAST_SEQUENCE = frozenset({10071})
+# A clustered stream's "try again": another expected-sequence write on the same subject is in flight
+# (10164, checked only once that one is stored), the check is not ready after a leader change
+# (10163), or the same msg id is still being stored (10158). Measured: 20 pipelined fenced appends
+# on a 3-node cluster got one success and nineteen 10164.
+TRANSIENT_CODES = frozenset({10164, 10163, 10158})
 _H_MSG_ID = "Nats-Msg-Id"
 _H_EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _H_EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
@@ -109,7 +113,7 @@ class JetStreamStore:
         if msg_id is not None:
             headers[_H_MSG_ID] = msg_id
         if fence is not None:
-            headers[_H_EXPECT_SUBJECT] = subject_of(fence.aggregate)
+            headers[_H_EXPECT_SUBJECT] = self.subject(fence.aggregate)
             headers[_H_EXPECT] = str(fence.seq)
         elif expected_seq is not None:
             headers[_H_EXPECT] = str(expected_seq)
@@ -136,7 +140,10 @@ class JetStreamStore:
         """One acked publish, retried on timeouts with the same headers (so the same msg id)."""
         delay = 0.05
         last: Exception | None = None
-        for _ in range(self.attempts):
+        attempt = 0
+        busy_until = asyncio.get_running_loop().time() + 10 * self.publish_timeout
+        while attempt < self.attempts:
+            attempt += 1
             try:
                 ack = await self.js.publish(
                     subject, body, headers=headers, timeout=self.publish_timeout
@@ -147,7 +154,12 @@ class JetStreamStore:
                 if isinstance(exc, APIError) and exc.err_code not in TRANSIENT_CODES:
                     raise
                 last = exc
-                if _H_MSG_ID not in headers and not isinstance(exc, APIError):
+                if isinstance(exc, APIError):  # refused before storing: soon ready again
+                    if asyncio.get_running_loop().time() < busy_until:
+                        attempt -= 1  # does not count as a timeout
+                    await asyncio.sleep(0.005)
+                    continue
+                if _H_MSG_ID not in headers:
                     break  # without a msg id a retry could store the event twice
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -180,24 +192,31 @@ class JetStreamStore:
     ) -> list[int]:
         """Pipelined appends (``window`` acks outstanding) through our own ack inbox.
 
-        Items whose ack timed out are retried one by one with the same msg id. Raises the first
+        Items whose ack timed out, or that a clustered leader asked to retry, are published again
+        one by one with the same msg id; the events of one aggregate keep their order (a second
+        event of an aggregate waits until the first is stored). A fenced batch that meets a
+        clustered leader's "one fenced write at a time" goes on one by one. Raises the first
         refusal (``Fenced`` / ``Conflict``) once the in-flight ones have settled.
         """
         pipe = await self._ack_pipe()
         seqs: list[int] = [0] * len(items)
         pending: list[tuple[int, asyncio.Future[int]]] = []
+        in_flight: Counter[str] = Counter()  # aggregate → events sent, not yet stored
         retry: list[int] = []
         failure: Exception | None = None
+        serial = False
 
         async def settle(upto: int) -> None:
-            nonlocal failure
+            nonlocal failure, serial
             while len(pending) > upto:
                 i, fut = pending.pop(0)
                 try:
                     seqs[i] = await asyncio.wait_for(fut, self.publish_timeout)
+                    in_flight[items[i].aggregate] -= 1
                 except _PubError as exc:
                     if exc.err_code in TRANSIENT_CODES:
                         retry.append(i)
+                        serial = serial or fence is not None
                         continue
                     failure = failure or self._map_code(
                         exc.err_code, str(exc), items[i].aggregate, fence
@@ -205,25 +224,7 @@ class JetStreamStore:
                 except (TimeoutError, NoStreamResponseError):
                     retry.append(i)
 
-        for i, item in enumerate(items):
-            if failure is not None:
-                break
-            headers = self._headers(None, item.msg_id, fence)
-            try:
-                fut = await pipe.publish(
-                    self.subject(item.aggregate), encode_event(item.event), headers
-                )
-            except Exception as exc:  # disconnected: fall back to the retrying path
-                log.debug("pipelined publish refused (%r); retrying item %d", exc, i)
-                retry.append(i)
-                continue
-            pending.append((i, fut))
-            if len(pending) >= self.window:
-                await settle(self.window // 2)
-        await settle(0)
-        if failure is not None:
-            raise failure
-        for i in sorted(retry):
+        async def one(i: int) -> None:
             item = items[i]
             try:
                 seqs[i] = await self._publish(
@@ -233,6 +234,45 @@ class JetStreamStore:
                 )
             except APIError as exc:
                 raise self._map_error(exc, item.aggregate, fence) from None
+
+        async def drain() -> None:
+            """Everything sent is stored (or failed) before anything else is sent."""
+            await settle(0)
+            if failure is None:
+                for i in sorted(retry):
+                    await one(i)
+            retry.clear()
+            in_flight.clear()
+
+        for i, item in enumerate(items):
+            if failure is not None:
+                break
+            if serial:
+                await drain()
+                if failure is None:
+                    await one(i)
+                continue
+            if in_flight[item.aggregate] > 0:
+                await drain()  # this aggregate's earlier event first
+                if failure is not None:
+                    break
+            headers = self._headers(None, item.msg_id, fence)
+            try:
+                fut = await pipe.publish(
+                    self.subject(item.aggregate), encode_event(item.event), headers
+                )
+            except Exception as exc:  # disconnected: fall back to the retrying path
+                log.debug("pipelined publish refused (%r); retrying item %d", exc, i)
+                retry.append(i)
+                in_flight[item.aggregate] += 1
+                continue
+            pending.append((i, fut))
+            in_flight[item.aggregate] += 1
+            if len(pending) >= self.window:
+                await settle(self.window // 2)
+        await drain()
+        if failure is not None:
+            raise failure
         return seqs
 
     async def _ack_pipe(self) -> _AckPipe:

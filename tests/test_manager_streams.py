@@ -88,6 +88,22 @@ async def test_the_same_request_id_creates_one_stream(manager: Manager, nc: Clie
     assert await count_messages(nc) == 1
 
 
+async def test_a_refused_request_id_is_judged_afresh(manager: Manager, nc: Client) -> None:
+    """A refusal changed nothing, so it is not remembered: once an agent offers the analytic,
+    the same request_id creates the stream."""
+    body = {**FILE, "request_id": "req-7", "analytics": [{"name": "plates"}]}
+    refused = await command(nc, "stream.create", body)
+    assert not refused["ok"] and refused["error"]["code"] == "invalid"
+    assert "plates" in refused["error"]["message"]
+    await ok(
+        nc, "agent.register", {"name": "lpr", "capacity": 1, "analytics": [{"name": "plates"}]}
+    )
+    created = await ok(nc, "stream.create", body)
+    again = await ok(nc, "stream.create", body)
+    assert created["stream_id"] == again["stream_id"]
+    assert await count_messages(nc) == 1
+
+
 BAD_BODIES = [
     (b"not json", "$"),
     (b"[1, 2]", "$"),

@@ -1,8 +1,11 @@
-"""One contract, two adapters: the in-memory store and the JetStream store behave alike."""
+"""One contract, two adapters: the in-memory store and the JetStream store behave alike — on one
+nats-server and on a 3-node cluster (whose leader answers some checks differently: 10164)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -11,7 +14,8 @@ from events.jetstream import JetStreamStore
 from events.memory import MemoryStore
 from events.model import Cause, MasterElected, Source, StreamCreated, StreamStopped
 from events.store import Append, Conflict, EventStore, Fence, Fenced
-from ops.runtime.natsd import EmbeddedNats
+from ops.runtime.natsd import EmbeddedCluster, EmbeddedNats
+from ops.runtime.storage import until_jetstream_ready
 
 CAUSE = Cause(kind="command", name="test")
 
@@ -27,10 +31,36 @@ def stopped(stream_id: str) -> StreamStopped:
     return StreamStopped(at=2.0, cause=CAUSE, stream_id=stream_id)
 
 
-@pytest.fixture(params=["memory", "jetstream"])
+@pytest.fixture(scope="module")
+def r3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """One 3-node cluster for the module; each test gets a fresh R3 stream on it."""
+    cluster = EmbeddedCluster(Path(tmp_path_factory.mktemp("r3")), 3)
+    for server in cluster.servers:
+        server._spawn()
+    try:
+        for server in cluster.servers:
+            server._wait_ready()
+        yield cluster
+    finally:
+        for server in cluster.servers:
+            server.stop()
+
+
+@pytest.fixture(params=["memory", "jetstream", "jetstream-r3"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[EventStore]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "jetstream-r3":
+        cluster: EmbeddedCluster = request.getfixturevalue("r3_cluster")
+        nc = await nats.connect(cluster.url.split(","))
+        await until_jetstream_ready(nc)
+        name = uuid.uuid4().hex[:8]
+        r3 = JetStreamStore(nc, stream=f"T_{name}", subject_prefix=f"t{name}.evt", replicas=3)
+        await r3.ensure()
+        yield r3
+        await nc.jetstream().delete_stream(f"T_{name}")
+        await nc.close()
         return
     server: EmbeddedNats = request.getfixturevalue("nats_server")
     nc = await nats.connect(server.url)
@@ -100,6 +130,25 @@ async def test_fence_rejects_a_deposed_master(store: EventStore) -> None:
         "master",
         "stream.b",
     ]
+
+
+async def test_a_pipelined_fenced_batch_is_stored_whole(store: EventStore) -> None:
+    """Hundreds of decisions in flight under one fence (a clustered leader admits one fenced
+    write at a time and answers the others 10164: they are retried, not taken for a fence)."""
+    cause = Cause(kind="system", name="election")
+    [elected] = await store.append(
+        "master", [MasterElected(at=1, cause=cause, epoch=1, manager_id="m1")]
+    )
+    items = [Append(f"stream.s{i}", created(f"s{i}"), msg_id=f"d{i}") for i in range(300)]
+    items += [Append(f"stream.s{i}", stopped(f"s{i}"), msg_id=f"e{i}") for i in range(0, 300, 7)]
+    seqs = await store.append_batch(items, fence=Fence("master", elected))
+    assert sorted(seqs) == list(range(2, 2 + len(items)))
+    got = [(e.aggregate, type(e.event).__name__) async for e in store.read_all(2)]
+    assert sorted(got) == sorted((i.aggregate, type(i.event).__name__) for i in items)
+    stops = [a for a, kind in got if kind == "StreamStopped"]
+    for aggregate in stops:  # each aggregate's events in the order given
+        kinds = [kind for a, kind in got if a == aggregate]
+        assert kinds == ["StreamCreated", "StreamStopped"], (aggregate, kinds)
 
 
 async def test_batch_append_keeps_order_and_dedups(store: EventStore) -> None:

@@ -5,8 +5,10 @@ returns a result Struct and the event-log sequence it reflects. The same `Router
 (``dispatch``: JSON bytes in, envelope bytes out) and HTTP (``call``: a request Struct already
 built from the HTTP body, path and query — no second JSON parse).
 
-A body with ``request_id`` is answered once: the reply is kept in the KV bucket
-``VIGIL_REQUESTS`` and repeated for the same request_id. While the manager cannot serve (its
+A body with ``request_id`` takes effect once: a successful reply is kept in the KV bucket
+``VIGIL_REQUESTS`` and repeated for the same request_id. A refusal (invalid, not found, conflict)
+changed nothing and is not kept: the same request_id sent again once its cause is fixed (the
+agent offering the analytic has registered, say) is judged afresh. While the manager cannot serve (its
 projections are rebuilding, NATS is gone) every command answers ``unavailable``: never a read of
 a dead projection. Requests run as bounded tasks, so one slow command never blocks the
 subscription; nothing a client sends can crash the manager, and every request gets a reply.
@@ -172,7 +174,7 @@ class Router:
 
     async def _run(self, route: AnyRoute, body: bytes | None,
                    req: object | None) -> tuple[Outcome, bool]:  # fmt: skip
-        """(reply, final): final replies are remembered for their request_id."""
+        """(reply, final): final (successful) replies are remembered for their request_id."""
         name = route.name
         try:
             request = req if body is None else decode_request(body, route.request)
@@ -182,11 +184,11 @@ class Router:
         except DomainError as exc:
             self.counts[f"{name}.{exc.code}"] += 1
             err = domain_error_body(exc)
-            return Outcome(encode(ErrorReply(error=err)), err.code), True
+            return Outcome(encode(ErrorReply(error=err)), err.code), False
         except Conflict as exc:
             self.counts[f"{name}.conflict"] += 1
             return Outcome(error_reply("conflict", f"{exc}; get it again and retry"),
-                           "conflict"), True  # fmt: skip
+                           "conflict"), False  # fmt: skip
         except (TimeoutError, Unavailable, Fenced) as exc:
             self.counts[f"{name}.unavailable"] += 1
             return Outcome(error_reply("unavailable", f"event store unavailable, retry: {exc}"),

@@ -43,7 +43,7 @@ from nats.js import api
 from nats.js.errors import APIError
 
 from events import subjects
-from events.jetstream import WRONG_LAST_SEQUENCE
+from events.jetstream import TRANSIENT_CODES, WRONG_LAST_SEQUENCE
 from projections.rollup import (
     CloseMarker,
     DaySeal,
@@ -315,14 +315,20 @@ class RollupStore:
     async def _put_once(self, subject: str, data: bytes, msg_id: str) -> bool:
         """Store `data` on `subject` unless something is there already; True if stored now."""
         headers = {"Nats-Msg-Id": msg_id, _WRITE_ONCE: "0"}
-        try:
-            ack = await self.nc.jetstream().publish(subject, data, stream=subjects.STATS_STREAM,
-                                                    headers=headers)  # fmt: skip
-        except APIError as exc:
-            if exc.err_code in WRONG_LAST_SEQUENCE:
-                return False
-            raise
-        return not ack.duplicate
+        for attempt in range(10):
+            try:
+                ack = await self.nc.jetstream().publish(
+                    subject, data, stream=subjects.STATS_STREAM, headers=headers
+                )
+            except APIError as exc:
+                if exc.err_code in WRONG_LAST_SEQUENCE:
+                    return False
+                if exc.err_code not in TRANSIENT_CODES or attempt == 9:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))  # a clustered leader: not ready yet
+                continue
+            return not ack.duplicate
+        raise AssertionError("unreachable")
 
     # ---- facts ---------------------------------------------------------------------------------
 
