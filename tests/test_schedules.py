@@ -7,6 +7,7 @@ drains (streams move before their agent is removed); the Red5-shaped HTTP API an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -57,12 +59,17 @@ def settings(tmp: Path, **kw: Any) -> ManagerSettings:
 
 
 def kill_launched(root: Path) -> None:
-    """Stop every agent a provider left behind (pid files), whoever launched it."""
+    """Stop every agent a provider left behind under ``root`` (its pid files, and any process
+    whose command line names a path there), whoever launched it."""
     for pid_file in [*root.glob("*/agent.pid"), *root.glob("*.pid")]:
         try:
             os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(arg).startswith(str(root)) for arg in proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 @pytest.fixture

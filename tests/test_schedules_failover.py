@@ -106,14 +106,15 @@ async def _master(nc: Client) -> dict[str, Any]:
     return reply["result"] if reply["ok"] else {}  # type: ignore[no-any-return]
 
 
-def _agent_processes(prefix: str) -> Counter[str]:
-    """Live ``vigil agent --name <prefix>…`` processes, by name."""
+def _agent_processes(root: Path, prefix: str) -> Counter[str]:
+    """Live ``vigil agent --name <prefix>…`` processes launched under ``root``, by name."""
     names: Counter[str] = Counter()
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
         if "agent" in cmd and "--name" in cmd:
             name = cmd[cmd.index("--name") + 1]
-            if name.startswith(prefix) and proc.status() != psutil.STATUS_ZOMBIE:
+            mine = any(arg.startswith(str(root)) for arg in cmd)  # not another test's
+            if mine and name.startswith(prefix) and proc.status() != psutil.STATUS_ZOMBIE:
                 names[name] += 1
     return names
 
@@ -176,7 +177,7 @@ async def test_kill_9_the_master_while_a_schedule_launches_and_the_new_master_co
         if isinstance(e.event, AgentRegistered) and e.event.name.startswith("lobby-auto-"):
             ids_by_name.setdefault(e.event.name, set()).add(e.event.agent_id)
     assert all(len(ids) == 1 for ids in ids_by_name.values()), ids_by_name
-    assert _agent_processes("lobby-auto-") == Counter(
+    assert _agent_processes(tmp_path / "autoscale", "lobby-auto-") == Counter(
         {"lobby-auto-1": 1, "lobby-auto-2": 1, "lobby-auto-3": 1}
     )
     [start] = [e.event for e in events if isinstance(e.event, ScheduleStarted)]

@@ -117,6 +117,10 @@ def _pid_of(path: Path, name: str) -> int | None:
     return None
 
 
+_PIDFILE_THEN_EXEC = 'echo $$ > "$1.tmp" && mv -f "$1.tmp" "$1" && shift && exec "$@"'
+"""``sh -c`` script: ``$1`` is the pid file, the rest the agent's argv."""
+
+
 class LocalProvider:
     """``vigil agent`` processes on this host, one directory each under ``root``."""
 
@@ -181,14 +185,16 @@ class LocalProvider:
             settings = self.identity(spec.agent_name, outbox)
         else:
             settings = msgspec.structs.replace(settings, nats_creds=None, api_token=None)
+        # The child writes its own pid file, then becomes the agent (same pid): a master killed
+        # right after the fork still leaves the pid file that keeps the next master from
+        # starting the launch a second time.
+        argv = ["/bin/sh", "-c", _PIDFILE_THEN_EXEC, "vigil-launch", str(pid_file),
+                *self._argv(spec, outbox)]  # fmt: skip
         with open(home / "agent.log", "ab") as out:
             proc = subprocess.Popen(
-                self._argv(spec, outbox), cwd=home, env=self._env(settings, home), stdout=out,
+                argv, cwd=home, env=self._env(settings, home), stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        tmp = pid_file.with_suffix(".tmp")
-        tmp.write_text(f"{proc.pid}\n")
-        os.replace(tmp, pid_file)
         self.children[spec.agent_name] = proc
         return f"pid {proc.pid} (log {home / 'agent.log'})"
 
