@@ -9,9 +9,10 @@
 - ``local`` (`LocalProvider`): spawns ``vigil agent`` processes on this host, each in its own
   directory under the autoscale directory (outbox, identity file, ``agent.pid``, ``agent.log``),
   in its own session (they outlive the manager: they are the fleet). With an installation
-  authority each gets its own NATS identity. A launch whose ``agent.pid`` names a live ``vigil
-  agent --name <its name>`` is not started again — and the agent's outbox is locked, so a second
-  process on it could not run anyway: a master that dies after spawning never launches twice.
+  authority each gets its own NATS identity. The launched process writes ``agent.pid`` itself
+  before it becomes the agent, and a launch whose ``agent.pid`` names a live ``vigil agent --name
+  <its name>`` is not started again — and the agent's outbox is locked, so a second process on
+  it could not run anyway: a master that dies after spawning never launches twice.
 - ``command`` (`CommandProvider`): runs shell commands configured on the managers (never sent
   over the API), e.g. ``kubectl scale``; placeholders ``{group}``, ``{agent_name}``,
   ``{launch_id}``, ``{target}``, ``{count}``, ``{region}``, ``{capacity}``, ``{agent_id}`` are
