@@ -194,7 +194,7 @@ async def probe(nc: nats.NATS, seconds: float, rate: float, lat: dict[str, list[
         if delay > 0:
             await asyncio.sleep(delay)
         kind = "create" if i % 10 == 0 or not sids else "get"
-        body = ({"source": {"url": f"rtsp://probe-{i}.example/x"}} if kind == "create"
+        body = ({"source": {"url": f"rtsp://10.200.{i // 256 % 256}.{i % 256}/probe{i}"}} if kind == "create"
                 else {"stream_id": random.choice(sids)})  # fmt: skip
         try:
             msg = await nc.request(f"vigil.cmd.stream.{kind}", orjson.dumps(body), timeout=10)
@@ -229,9 +229,10 @@ async def run(args: object, report: Report) -> None:
             ports = [free_port() for _ in range(a.managers)]
             managers = []
             for port in ports:
+                logfile = open(Path(a.logs) / f"manager-{port}.log", "wb")  # noqa: ASYNC230
                 proc = await asyncio.create_subprocess_exec(
                     VIGIL, "manager", "--http", f"127.0.0.1:{port}", env=env,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+                    stdout=asyncio.subprocess.PIPE, stderr=logfile)  # fmt: skip
                 await asyncio.wait_for(proc.stdout.readline(), 300)  # type: ignore[union-attr]
                 managers.append(proc)
                 say(f"manager on :{port} ready")
@@ -265,7 +266,7 @@ async def run(args: object, report: Report) -> None:
             async def create(i: int) -> None:
                 nonlocal created
                 async with sem:
-                    body = {"source": {"url": f"rtsp://cam-{i}.example/x"}, "request_id": f"fleet-{i}",
+                    body = {"source": {"url": f"rtsp://10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/cam{i}"}, "request_id": f"fleet-{i}",
                             "analytics": [{"name": "motion"}]}  # fmt: skip
                     while True:
                         try:
@@ -408,12 +409,15 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--feedback-s", type=float, default=10.0)
     parser.add_argument("--kill-master-at", type=float, default=None)
+    parser.add_argument("--logs", default=tempfile.gettempdir() + "/vigil-fleet-logs",
+                        help="the managers' logs go here")  # fmt: skip
     for failure in ("crash", "hang", "slow", "bad"):
         parser.add_argument(f"--{failure}", type=int, default=0, help=f"agents that {failure}")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.agents, args.duration = 2_000, 200, 30.0
         args.kill_master_at = args.kill_master_at or 15.0
+    Path(args.logs).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     report = Report("fleet simulator on a 3-node cluster")
     await run(args, report)
     report.emit(args.json)

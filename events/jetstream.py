@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -47,6 +48,13 @@ TRANSIENT_CODES = frozenset({10164, 10163, 10158})
 _H_MSG_ID = "Nats-Msg-Id"
 _H_EXPECT = "Nats-Expected-Last-Subject-Sequence"
 _H_EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+_H_BATCH_ID = "Nats-Batch-Id"
+_H_BATCH_SEQ = "Nats-Batch-Sequence"
+_H_BATCH_COMMIT = "Nats-Batch-Commit"
+ATOMIC_MAX = 500  # events per atomic batch (the server's default ceiling is 1,000)
+_ATOMIC_DISABLED = frozenset({10174})  # the stream does not allow atomic batches
+_ATOMIC_DUPLICATE = frozenset({10201, 10177})  # a msg id already stored (10177 on 2.12)
+_ATOMIC_RETRY = frozenset({10176, 10175, 10179})  # incomplete / sequence missing: send again
 
 
 async def ensure_stream(nc: Client, config: api.StreamConfig) -> None:
@@ -85,6 +93,10 @@ class JetStreamStore:
         self.duplicate_window = duplicate_window
         self.replicas = replicas
         self.window = window
+        self.clustered = False
+        """The stream lives in a JetStream cluster: fenced batches are sent atomically."""
+        self.atomic = True
+        """Atomic batches are accepted (cleared when the server says they are not)."""
         self._pipe: _AckPipe | None = None
 
     async def ensure(self) -> None:
@@ -97,8 +109,11 @@ class JetStreamStore:
             duplicate_window=self.duplicate_window,
             num_replicas=self.replicas,
             allow_direct=True,
+            allow_atomic=True,  # fenced decisions on a cluster go as atomic batches (server 2.12+)
         )
         await ensure_stream(self.nc, config)
+        info = await self.js.stream_info(self.stream)
+        self.clustered = info.cluster is not None and info.cluster.name is not None
 
     def subject(self, aggregate: str) -> str:
         """``<prefix>.<aggregate>`` (``vigil.evt.stream.s-1``; alarms: ``vigil.alarm.<kind>...``)."""
@@ -198,6 +213,10 @@ class JetStreamStore:
         clustered leader's "one fenced write at a time" goes on one by one. Raises the first
         refusal (``Fenced`` / ``Conflict``) once the in-flight ones have settled.
         """
+        if fence is not None and self.clustered and self.atomic:
+            atomic = await self._append_atomic(items, fence)
+            if atomic is not None:
+                return atomic
         pipe = await self._ack_pipe()
         seqs: list[int] = [0] * len(items)
         pending: list[tuple[int, asyncio.Future[int]]] = []
@@ -273,6 +292,86 @@ class JetStreamStore:
         await drain()
         if failure is not None:
             raise failure
+        return seqs
+
+    async def _append_atomic(self, items: Sequence[Append], fence: Fence) -> list[int] | None:
+        """Fenced appends to a clustered stream as atomic batches (ADR-50) of up to
+        ``ATOMIC_MAX`` events: the fence is checked once, on the first event, and the batch is
+        stored whole, in order, or not at all — where pipelined fenced publishes would be
+        admitted one at a time by the leader. None: the server does not take atomic batches
+        (the caller falls back to one by one)."""
+        seqs: list[int] = []
+        for start in range(0, len(items), ATOMIC_MAX):
+            chunk = items[start : start + ATOMIC_MAX]
+            got = await self._atomic_chunk(chunk, fence)
+            if got is None:
+                if seqs:  # the server changed its mind mid-way: the rest one by one
+                    rest = await self.append_batch(items[start:], fence=fence)
+                    return seqs + rest
+                return None
+            seqs += got
+        return seqs
+
+    async def _atomic_chunk(self, chunk: Sequence[Append], fence: Fence) -> list[int] | None:
+        delay = 0.05
+        last: object = None
+        for _ in range(self.attempts):
+            batch_id = uuid.uuid4().hex
+            try:
+                for k, item in enumerate(chunk, 1):
+                    headers = {_H_BATCH_ID: batch_id, _H_BATCH_SEQ: str(k)}
+                    if item.msg_id is not None:
+                        headers[_H_MSG_ID] = item.msg_id
+                    if k == 1:
+                        headers |= self._headers(None, None, fence)
+                    subject, body = self.subject(item.aggregate), encode_event(item.event)
+                    if k < len(chunk):
+                        await self.nc.publish(subject, body, headers=headers)
+                        continue
+                    headers[_H_BATCH_COMMIT] = "1"
+                    reply = await self.nc.request(subject, body, headers=headers,
+                                                  timeout=max(self.publish_timeout, 5.0))  # fmt: skip
+            except (TimeoutError, NatsTimeout, NoRespondersError) as exc:
+                last = exc  # lost, or stored with its reply lost: the next try tells (10201)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                resp = orjson.loads(reply.data)
+            except orjson.JSONDecodeError:
+                last = reply.data[:200]
+                continue
+            err = resp.get("error")
+            if not err:
+                count, end = int(resp.get("count", 0)), int(resp["seq"])
+                if count != len(chunk):
+                    raise Unavailable(f"atomic batch stored {count} of {len(chunk)} events")
+                return list(range(end - count + 1, end + 1))
+            code = err.get("err_code")
+            if code in _ATOMIC_DISABLED:
+                log.warning("%s does not take atomic batches (%s): fenced appends go one by one",
+                            self.stream, err.get("description"))  # fmt: skip
+                self.atomic = False
+                return None
+            if code in _ATOMIC_DUPLICATE:  # stored before (its ack was lost): each msg id's seq
+                return await self._one_by_one(chunk, fence)
+            if code in _ATOMIC_RETRY or code in TRANSIENT_CODES:
+                last = err
+                await asyncio.sleep(delay)
+                continue
+            raise self._map_code(code, str(err.get("description", err)), chunk[0].aggregate,
+                                 fence)  # fmt: skip
+        raise Unavailable(f"event store did not acknowledge an atomic batch: {last!r}")
+
+    async def _one_by_one(self, chunk: Sequence[Append], fence: Fence) -> list[int]:
+        seqs: list[int] = []
+        for item in chunk:
+            try:
+                seqs.append(await self._publish(self.subject(item.aggregate),
+                                                encode_event(item.event),
+                                                self._headers(None, item.msg_id, fence)))  # fmt: skip
+            except APIError as exc:
+                raise self._map_error(exc, item.aggregate, fence) from None
         return seqs
 
     async def _ack_pipe(self) -> _AckPipe:

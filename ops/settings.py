@@ -67,6 +67,13 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
             " agent within this long is requeued"
         ),
     ] = 60.0
+    resolve_timeout_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="how long stream.create waits for DNS to check a source's host against"
+            " the deny list (a name not resolved in time is left to the agent's own check)"
+        ),
+    ] = 1.0
     master_lease_s: Annotated[Seconds, msgspec.Meta(description="master lease TTL")] = 5.0
     master_tick_s: Annotated[Seconds, msgspec.Meta(description="master loop period")] = 0.5
     request_ttl_s: Annotated[

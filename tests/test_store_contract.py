@@ -58,6 +58,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[EventStore]:
         name = uuid.uuid4().hex[:8]
         r3 = JetStreamStore(nc, stream=f"T_{name}", subject_prefix=f"t{name}.evt", replicas=3)
         await r3.ensure()
+        assert r3.clustered  # fenced batches go atomically here
         yield r3
         await nc.jetstream().delete_stream(f"T_{name}")
         await nc.close()
@@ -149,6 +150,19 @@ async def test_a_pipelined_fenced_batch_is_stored_whole(store: EventStore) -> No
     for aggregate in stops:  # each aggregate's events in the order given
         kinds = [kind for a, kind in got if a == aggregate]
         assert kinds == ["StreamCreated", "StreamStopped"], (aggregate, kinds)
+
+
+async def test_a_fenced_batch_sent_again_is_stored_once(store: EventStore) -> None:
+    """A master that lost the ack of its decisions sends them again: same sequences back."""
+    cause = Cause(kind="system", name="election")
+    [elected] = await store.append(
+        "master", [MasterElected(at=1, cause=cause, epoch=1, manager_id="m1")]
+    )
+    items = [Append(f"stream.s{i}", created(f"s{i}"), msg_id=f"d{i}") for i in range(40)]
+    first = await store.append_batch(items, fence=Fence("master", elected))
+    again = await store.append_batch(items, fence=Fence("master", elected))
+    assert first == again == list(range(2, 42))
+    assert await store.last_seq() == 41
 
 
 async def test_batch_append_keeps_order_and_dedups(store: EventStore) -> None:

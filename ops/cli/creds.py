@@ -27,8 +27,8 @@ def _authority(data_dir: Path) -> Authority:
     auth = data_dir / "auth"
     if not (auth / "vigil.nk").is_file():
         raise click.ClickException(
-            f"no authority in {auth}: run `vigil up --data-dir {data_dir}` once, or give the"
-            " --data-dir of the installation"
+            f"no authority in {auth}: run `vigil creds init --data-dir {data_dir}` (or"
+            f" `vigil up --data-dir {data_dir}` once), or give the --data-dir of the installation"
         )
     return Authority(auth)
 
@@ -54,10 +54,23 @@ def creds() -> None:
 
     \b
     Examples:
+      vigil creds init                                       # once, for servers of your own
       vigil creds agent --name edge-7 --out edge-7.creds     # then: vigil agent --creds edge-7.creds
       vigil creds user --role viewer --name grafana
       vigil creds revoke edge-7
     """
+
+
+@creds.command("init")
+@data_dir_option
+def init_authority(data_dir: Path) -> None:
+    """Create this installation's authority (operator and account keys) and its server auth
+    block, for NATS servers vigil does not start itself (docs/deploy.md). Idempotent."""
+    existed = (data_dir / "auth" / "vigil.nk").is_file()
+    authority = Authority(data_dir / "auth")
+    path = authority.write_server_auth()
+    click.echo(f"{'kept' if existed else 'created'} the authority in {authority.path}; include"
+               f" {path} in every nats-server's config")  # fmt: skip
 
 
 @creds.command("agent")

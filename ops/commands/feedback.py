@@ -46,6 +46,7 @@ from projections.agents import AgentsProjection
 __all__ = ["REFUSALS", "FeedbackConsumer", "OnRefused"]
 
 log = logging.getLogger(__name__)
+_LOG_EVERY_S = 60.0
 
 REFUSALS = ("invalid", "agent_mismatch", "unknown_agent")
 """Outcomes that refuse a message (terminated, counted, the agent told)."""
@@ -83,6 +84,7 @@ class FeedbackConsumer:
         self.agents = agents
         self.on_feedback = on_feedback
         self.on_refused = on_refused
+        self._logged: dict[tuple[str, str], float] = {}
         self.clock = clock
         self.batch = batch
         self.counts: Counter[str] = Counter()
@@ -119,6 +121,20 @@ class FeedbackConsumer:
             except Exception as exc:  # connection already closed
                 log.debug("feedback unsubscribe: %r", exc)
 
+    def _log_refusal(self, subject: str, refusal: _Refusal) -> None:
+        """A warning per agent and reason a minute (a broken agent refused every few seconds must
+        not flood the log; the counts and the agent's ``feedback_refused`` keep every one)."""
+        key = (subject, refusal.reason)
+        now = time.monotonic()
+        if now - self._logged.get(key, -_LOG_EVERY_S) < _LOG_EVERY_S:
+            log.debug("feedback on %s refused (%s): %s", subject, refusal.reason, refusal.message)
+            return
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[key] = now
+        log.warning("feedback on %s refused (%s): %s (repeats within %.0f s are not logged)",
+                    subject, refusal.reason, refusal.message, _LOG_EVERY_S)  # fmt: skip
+
     async def handle(self, msg: Msg) -> str:
         """Handle one message and settle it (ack / term / nak); returns its outcome."""
         try:
@@ -130,8 +146,7 @@ class FeedbackConsumer:
             return "retry"
         except _Refusal as refusal:
             self.counts[refusal.reason] += 1
-            log.warning("feedback on %s refused (%s): %s", msg.subject, refusal.reason,
-                        refusal.message)  # fmt: skip
+            self._log_refusal(msg.subject, refusal)
             await self._tell(msg.subject, refusal)
             await _settle(msg.term())
             if self.on_refused is not None:

@@ -78,8 +78,10 @@ class StreamCommands:
         secrets: SecretStore | None = None,
         waiting: Callable[[StreamState], Waiting | None] = _no_reason,
         clock: Callable[[], float] = time.time,
+        resolve_timeout_s: float = 1.0,
     ) -> None:
         self.policy = policy or SourcePolicy()
+        self.resolve_timeout_s = resolve_timeout_s
         self.secrets = secrets or SecretStore(None)
         self.waiting = waiting
         self.executor = executor
@@ -108,7 +110,7 @@ class StreamCommands:
         """``Invalid`` at ``path`` unless the policy allows ``url`` (resolving its host here;
         a name this manager cannot resolve is left to the agent's own check)."""
         host = urlsplit(url).hostname if local_path(url) is None else None
-        addresses = await resolve(host) if host else []
+        addresses = await resolve(host, self.resolve_timeout_s) if host else []
         why = check_source(url, self.policy, addresses)
         if why is not None:
             raise Invalid(path, why)
@@ -125,7 +127,7 @@ class StreamCommands:
                     raise Invalid("$.spool.path", why)
             if req.spool.type == "webhook" and req.spool.url:
                 host = urlsplit(req.spool.url).hostname or ""
-                why = check_host(host, await resolve(host), self.policy)
+                why = check_host(host, await resolve(host, self.resolve_timeout_s), self.policy)
                 if why is not None:
                     raise Invalid("$.spool.url", why)
         if req.request_id is not None:

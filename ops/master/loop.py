@@ -275,6 +275,9 @@ class Master:
                 more = self.placement.decide(d, now, BUDGET) or more
                 await self._append(d, reign)
                 await asyncio.sleep(0)
+                # A long tick (20,000 streams to place) keeps its lease: renewing is a no-op
+                # until a third of the TTL has passed.
+                await self.election.renew()
             await self.notify.send()
         except Fenced as exc:
             self.rejected += 1

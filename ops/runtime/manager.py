@@ -159,6 +159,7 @@ class Manager:
             executor, self.projector, self.streams, manager_id=self.manager_id,
             validate_analytics=self.analytics.validate, policy=s.source_policy(),
             secrets=self.secrets, waiting=self.waiting.for_stream,
+            resolve_timeout_s=s.resolve_timeout_s,
         )  # fmt: skip
         self.group_commands = GroupCommands(executor, self.projector, self.groups, self.agents,
                                             self.streams, manager_id=self.manager_id)  # fmt: skip
