@@ -5,6 +5,7 @@
     register ─► ready ──no heartbeat for downgrade_s──► not_ready ──heartbeat──► ready
                   │                                          │ retention over
                   └──deregister──► gone ◄────────remove──────┘
+    drain (scale-in): a ready agent is given no more streams (``draining``) until it is removed
 
 Re-registering with the same ``agent_id`` (an agent restarting on its old outbox) replaces its
 offer and makes it ``ready``.
@@ -20,6 +21,7 @@ from core.errors import IllegalTransition, NotFound
 from events.model import (
     AgentDeregistered,
     AgentDowngraded,
+    AgentDraining,
     AgentEvent,
     AgentRecovered,
     AgentRegistered,
@@ -35,6 +37,7 @@ __all__ = [
     "AgentStatus",
     "DeregisterAgent",
     "DowngradeAgent",
+    "DrainAgent",
     "RecoverAgent",
     "RegisterAgent",
     "RemoveAgent",
@@ -62,6 +65,8 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 1
     not_ready_since: float | None = None
     not_ready_reason: str | None = None
+    draining: str | None = None
+    """Why it is being drained (scale-in): no new streams; None when it is not."""
 
     def offers(self, names: frozenset[str]) -> bool:
         return names <= {a.name for a in self.analytics}
@@ -101,7 +106,13 @@ class RemoveAgent(_Command, frozen=True, kw_only=True):
     reason: str
 
 
-AgentCommand = RegisterAgent | DowngradeAgent | RecoverAgent | DeregisterAgent | RemoveAgent
+class DrainAgent(_Command, frozen=True, kw_only=True):
+    reason: str
+
+
+AgentCommand = (
+    RegisterAgent | DowngradeAgent | RecoverAgent | DeregisterAgent | RemoveAgent | DrainAgent
+)
 
 
 def decide(state: AgentState | None, cmd: AgentCommand) -> list[AgentEvent]:
@@ -136,6 +147,11 @@ def decide(state: AgentState | None, cmd: AgentCommand) -> list[AgentEvent]:
                 )
             return [AgentRemoved(at=at, cause=cause, agent_id=aid, reason=cmd.reason,
                                  base_version=state.version)]  # fmt: skip
+        case DrainAgent():
+            if state.draining is not None:
+                return []
+            return [AgentDraining(at=at, cause=cause, agent_id=aid, reason=cmd.reason,
+                                  base_version=state.version)]  # fmt: skip
     raise TypeError(f"unknown command {type(cmd).__name__}")  # pragma: no cover
 
 
@@ -151,7 +167,7 @@ def evolve(state: AgentState | None, event: AgentEvent) -> AgentState | None:
         )  # fmt: skip
     if state is None or state.status == "gone":
         return state
-    if isinstance(event, AgentDowngraded | AgentRecovered | AgentRemoved):
+    if isinstance(event, AgentDowngraded | AgentRecovered | AgentRemoved | AgentDraining):
         if event.base_version != state.version:
             return state
     version = state.version + 1
@@ -170,6 +186,9 @@ def evolve(state: AgentState | None, event: AgentEvent) -> AgentState | None:
                 updated_at=event.at,
                 not_ready_reason=None,
             )
+        case AgentDraining():
+            return msgspec.structs.replace(state, draining=event.reason, version=version,
+                                           updated_at=event.at)  # fmt: skip
         case AgentDeregistered() | AgentRemoved():
             return msgspec.structs.replace(
                 state, status="gone", version=version, updated_at=event.at

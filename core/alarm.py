@@ -105,7 +105,12 @@ KINDS: dict[str, KindInfo] = {
         False,
         "a manager refused an agent's feedback; cleared when the agent registers again",
     ),
-    "schedule_failed": KindInfo("major", False, "a scheduled change failed (schedules)"),
+    "schedule_failed": KindInfo(
+        "major",
+        False,
+        "a schedule failed (its launches kept failing, or its launch config is gone);"
+        " cleared when it is deleted or created again",
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """Distribution: which pending stream goes to which agent. Pure.
 
-Pending, unassigned streams are taken in creation order. A stream may go to a ``ready`` agent that
+Pending, unassigned streams are taken in creation order. A stream may go to a ``ready`` agent (not
+being drained for a scale-in) that
 offers every analytic it asks for, belongs to its group (any agent when it has none), and has a
 free slot. A stream's group is either a *group object* (``core.group``: a pool of member agents,
 or an ``active_standby`` group whose active member alone runs its streams) or, when no group of
@@ -72,7 +73,8 @@ def eligible(agent: AgentState, req: Requirement, group: GroupState | None = Non
     """Can ``agent`` run streams of requirement ``req`` (capacity aside)? ``group`` is the group
     object the requirement's group names (None: it is a label)."""
     names, name = req
-    return agent.status == "ready" and agent.offers(names) and in_group(agent, name, group)
+    return (agent.status == "ready" and agent.draining is None and agent.offers(names)
+            and in_group(agent, name, group))  # fmt: skip
 
 
 class Waiting(msgspec.Struct, frozen=True):
@@ -104,7 +106,7 @@ def why_waiting(
     if missing:
         return Waiting("no_offer", f"no agent offers {', '.join(missing)}")
     serving = [a for a in known if a.offers(names) and in_group(a, name, group)]
-    ready = [a for a in serving if a.status == "ready"]
+    ready = [a for a in serving if a.status == "ready" and a.draining is None]
     where = f" in group {name}" if name is not None else ""
     if group is not None and not group.deleted and group.is_redundant:
         head = f"group {name}: "

@@ -72,7 +72,8 @@ def decode_event(data: bytes) -> model.Event:
 
 def aggregate_of(event: model.Event) -> str:
     """The aggregate an event belongs to: ``stream.<id>``, ``agent.<id>``, ``group.<name>``,
-    ``master`` (in VIGIL_EVENTS), or ``<kind>.<source>`` for an alarm (in VIGIL_ALARMS)."""
+    ``schedule.<name>``, ``scaling.<group>``, ``launch.<name>``, ``policy.<name>``, ``master``
+    (in VIGIL_EVENTS), or ``<kind>.<source>`` for an alarm (in VIGIL_ALARMS)."""
     if isinstance(event, model.StreamEvent):
         return f"stream.{event.stream_id}"
     if isinstance(event, model.AgentEvent):
@@ -85,6 +86,14 @@ def aggregate_of(event: model.Event) -> str:
         return f"group.{event.group}"
     if isinstance(event, model.AlarmEvent):
         return f"{event.kind}.{event.source}"
+    if isinstance(event, model.ScheduleEvent):
+        return f"schedule.{event.schedule}"
+    if isinstance(event, model.ScalingEvent):
+        return f"scaling.{event.group}"
+    if isinstance(event, model.LaunchConfigEvent):
+        return f"launch.{event.launch}"
+    if isinstance(event, model.PolicyEvent):
+        return f"policy.{event.policy}"
     raise TypeError(f"no aggregate for {type(event).__name__}")
 
 

@@ -24,6 +24,7 @@ import msgspec
 __all__ = [
     "AgentDeregistered",
     "AgentDowngraded",
+    "AgentDraining",
     "AgentEvent",
     "AgentRecovered",
     "AgentRegistered",
@@ -49,8 +50,30 @@ __all__ = [
     "GroupMode",
     "GroupUpdated",
     "HostInfo",
+    "LaunchConfigDeleted",
+    "LaunchConfigEvent",
+    "LaunchConfigSet",
     "LogStarted",
     "MasterElected",
+    "PolicyDeleted",
+    "PolicyEvent",
+    "PolicySet",
+    "ScaleAgentRemoved",
+    "ScaleLaunchDecided",
+    "ScaleLaunchFailed",
+    "ScaleLaunchRegistered",
+    "ScaleLaunchStarted",
+    "ScalingEvent",
+    "ScheduleCancelled",
+    "ScheduleCreated",
+    "ScheduleDefinition",
+    "ScheduleDone",
+    "ScheduleEvent",
+    "ScheduleFailed",
+    "SchedulePlan",
+    "ScheduleRegion",
+    "ScheduleStarted",
+    "ScheduleUpdated",
     "Source",
     "SpoolTarget",
     "StreamAssigned",
@@ -275,6 +298,14 @@ class AgentRemoved(AgentEvent, frozen=True, kw_only=True):
     base_version: int
 
 
+class AgentDraining(AgentEvent, frozen=True, kw_only=True):
+    """Master decision (scale-in): assign nothing more to the agent; its streams are moved,
+    then it is removed (``core.autoscale``). Registering again ends the drain."""
+
+    reason: str
+    base_version: int
+
+
 # ---- group events: subject vigil.evt.group.<name> ----------------------------------------------
 
 GroupMode = Literal["pool", "active_standby"]
@@ -371,6 +402,187 @@ class AlarmAcked(AlarmEvent, frozen=True, kw_only=True):
     by: str
 
 
+# ---- autoscaling: launch configs, scale policies, schedules, scaling (issue 13) ----------------
+# vigil.evt.launch.<name>, vigil.evt.policy.<name>, vigil.evt.schedule.<eventName>,
+# vigil.evt.scaling.<group> (the master's launches and removals for one group)
+
+ProviderKind = Literal["local", "command"]
+
+
+class LaunchConfigEvent(Event, frozen=True, kw_only=True):
+    launch: str
+
+
+class LaunchConfigSet(LaunchConfigEvent, frozen=True, kw_only=True):
+    """A launch config created or replaced: how to start one agent of a group."""
+
+    provider: ProviderKind = "local"
+    command: str | None = None
+    """``command`` provider: the name of a command set in the managers' configuration."""
+    capacity: int = 4
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    analytics: tuple[str, ...] = ()
+    startup_s: float = 30.0
+    """Startup time assumed until launches of this config have been measured."""
+    deadline_s: float = 120.0
+    attempts: int = 3
+    parallel: bool | None = None
+    """Launches run in parallel (None: the provider's default)."""
+
+
+class LaunchConfigDeleted(LaunchConfigEvent, frozen=True, kw_only=True):
+    pass
+
+
+class PolicyEvent(Event, frozen=True, kw_only=True):
+    policy: str
+
+
+class PolicySet(PolicyEvent, frozen=True, kw_only=True):
+    """A scale policy created or replaced (by a user, or by the master when a schedule without
+    ``until`` is done or creates a new group)."""
+
+    group: str
+    launch: str
+    min_agents: int = 0
+    max_agents: int = 1
+    scale_out_above: float = 0.8
+    scale_in_below: float = 0.3
+    cooldown_s: float = 60.0
+
+
+class PolicyDeleted(PolicyEvent, frozen=True, kw_only=True):
+    pass
+
+
+class ScheduleRegion(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Red5's ``region[{name, info}]``: the agents wanted (vigil sums the regions; launched
+    agents carry the label ``region=<name>``)."""
+
+    name: str
+    min_agents: int
+    max_agents: int
+
+
+class SchedulePlan(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """When a schedule starts and the figures that said so:
+    ``start = date − (to_add × startup_s + buffer_s)`` (sequential) or
+    ``start = date − (startup_s + buffer_s)`` (parallel; ``buffer_s`` alone when none to add)."""
+
+    start: float
+    lead_s: float
+    mode: Literal["parallel", "sequential"]
+    agents_now: int
+    agents_target: int
+    agents_to_add: int
+    startup_s: float
+    startup_samples: int
+    """Launches measured (0: the launch config's default ``startup_s``)."""
+    buffer_s: float
+    launch: str
+
+
+class ScheduleEvent(Event, frozen=True, kw_only=True):
+    schedule: str
+
+
+class ScheduleDefinition(ScheduleEvent, frozen=True, kw_only=True):
+    """What a user defines (the fields of ``ScheduleCreated`` and ``ScheduleUpdated``)."""
+
+    date_ms: int
+    until_ms: int | None = None
+    group: str
+    launch: str | None = None
+    policy: str | None = None
+    """A policy to create at start (a new group, Red5's ``scalePolicy``)."""
+    regions: tuple[ScheduleRegion, ...] = ()
+    buffer_s: float | None = None
+
+
+class ScheduleCreated(ScheduleDefinition, frozen=True, kw_only=True):
+    pass
+
+
+class ScheduleUpdated(ScheduleDefinition, frozen=True, kw_only=True):
+    """A pending schedule changed (the whole definition is replaced)."""
+
+
+class ScheduleCancelled(ScheduleEvent, frozen=True, kw_only=True):
+    """User delete: a pending or running schedule stops; its name is free again."""
+
+    reason: str = ""
+
+
+class ScheduleStarted(ScheduleEvent, frozen=True, kw_only=True):
+    """Master decision: the planned start came (``late_s`` > 0: it was already past)."""
+
+    plan: SchedulePlan
+    late_s: float = 0.0
+    base_version: int
+
+
+class ScheduleDone(ScheduleEvent, frozen=True, kw_only=True):
+    reason: str
+    base_version: int
+
+
+class ScheduleFailed(ScheduleEvent, frozen=True, kw_only=True):
+    reason: str
+    base_version: int
+
+
+class ScalingEvent(Event, frozen=True, kw_only=True):
+    group: str
+
+
+class ScaleLaunchDecided(ScalingEvent, frozen=True, kw_only=True):
+    """Master decision: one agent is to be launched (decided once; a new master continues it)."""
+
+    launch_id: str
+    agent_name: str
+    launch: str
+    provider: ProviderKind = "local"
+    region: str | None = None
+    schedule: str | None = None
+    attempt: int = 1
+    deadline_at: float
+    target: int
+    reason: str
+
+
+class ScaleLaunchStarted(ScalingEvent, frozen=True, kw_only=True):
+    """Master: its provider ran the launch (``detail``: a pid, a command's output)."""
+
+    launch_id: str
+    detail: str = ""
+
+
+class ScaleLaunchRegistered(ScalingEvent, frozen=True, kw_only=True):
+    """Master: the launched agent registered; ``took_s`` (decision → registration) is what
+    startup times are learned from."""
+
+    launch_id: str
+    agent_id: str
+    agent_name: str
+    took_s: float
+
+
+class ScaleLaunchFailed(ScalingEvent, frozen=True, kw_only=True):
+    """Master: the launch did not register by its deadline (or its provider failed)."""
+
+    launch_id: str
+    reason: str
+
+
+class ScaleAgentRemoved(ScalingEvent, frozen=True, kw_only=True):
+    """Master decision: a drained agent (it holds no stream) is removed by its provider."""
+
+    launch_id: str | None = None
+    agent_id: str
+    agent_name: str
+    reason: str
+
+
 # ---- master: subject vigil.evt.master ---------------------------------------------------------
 
 
@@ -420,4 +632,20 @@ AnyEvent = (
     | AlarmRaised
     | AlarmCleared
     | AlarmAcked
+    | AgentDraining
+    | LaunchConfigSet
+    | LaunchConfigDeleted
+    | PolicySet
+    | PolicyDeleted
+    | ScheduleCreated
+    | ScheduleUpdated
+    | ScheduleCancelled
+    | ScheduleStarted
+    | ScheduleDone
+    | ScheduleFailed
+    | ScaleLaunchDecided
+    | ScaleLaunchStarted
+    | ScaleLaunchRegistered
+    | ScaleLaunchFailed
+    | ScaleAgentRemoved
 )

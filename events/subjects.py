@@ -8,6 +8,8 @@ module, so a new subject added here is a subject every role's permissions must a
 
     vigil.cmd.<noun>.<verb>                 request/reply, any manager (queue group)
     vigil.evt.<aggregate>[.<id>]            JetStream VIGIL_EVENTS, written by managers only
+                                            (stream, agent, group, schedule, scaling, launch,
+                                            policy, master)
     vigil.agent.register                    request, agents → managers (open installations)
     vigil.agent.<agent_id>.register         request, agent → managers (the id is its identity)
     vigil.agent.<agent_id>.heartbeat        publish, agent → every manager
@@ -81,6 +83,8 @@ __all__ = [
     "rollup_fix",
     "rollup_of",
     "rollup_seal",
+    "scaling",
+    "schedule",
 ]
 
 # ---- JetStream streams and buckets -----------------------------------------------------------
@@ -170,6 +174,16 @@ def aggregate_of_subject(subject: str) -> str:
 def group(name: str) -> str:
     """``vigil.evt.group.<name>``."""
     return event(f"group.{name}")
+
+
+def schedule(name: str) -> str:
+    """``vigil.evt.schedule.<eventName>``."""
+    return event(f"schedule.{name}")
+
+
+def scaling(group: str) -> str:
+    """``vigil.evt.scaling.<group>``: the master's launches and removals for one group."""
+    return event(f"scaling.{group}")
 
 
 def alarm(kind: str, source: str) -> str:

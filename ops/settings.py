@@ -19,6 +19,7 @@ from events.connection import ConnectionSettings
 __all__ = [
     "ClientSettings",
     "ManagerSettings",
+    "autoscale_root",
     "load_client_settings",
     "load_manager_settings",
     "read_env_file",
@@ -167,6 +168,23 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
                      " records to write this often (and at once when a day closes)"),
     ] = 5.0  # fmt: skip
 
+    schedule_buffer_s: Annotated[
+        float,
+        msgspec.Meta(ge=0, le=86400,
+                     description="setup buffer added to a schedule's lead time when the schedule"
+                     " gives none (s)"),
+    ] = 60.0  # fmt: skip
+    autoscale_dir: Annotated[
+        str | None,
+        msgspec.Meta(description="where the local provider keeps the agents it launches (outbox,"
+                     " identity, pid, log); default <VIGIL_DATA_DIR>/autoscale"),
+    ] = None  # fmt: skip
+    scale_commands_file: Annotated[
+        str | None,
+        msgspec.Meta(description="TOML file of command providers ([commands.<name>] add, remove,"
+                     " cancel, timeout_s): shell commands the autoscaler may run"),
+    ] = None  # fmt: skip
+
     def __post_init__(self) -> None:
         if self.duplicate_window_s > self.feedback_retention_s:
             raise ValueError(
@@ -251,6 +269,14 @@ def load_manager_settings(*, data_dir: str | None = None) -> ManagerSettings:
         return msgspec.convert(values, ManagerSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise SystemExit(f"invalid manager setting: {exc} (from VIGIL_* variables)") from None
+
+
+def autoscale_root(settings: ManagerSettings) -> Path:
+    """Where the local provider keeps launched agents: ``autoscale_dir``, else
+    ``<VIGIL_DATA_DIR or .vigil>/autoscale`` (absolute)."""
+    if settings.autoscale_dir:
+        return Path(settings.autoscale_dir).resolve()
+    return (Path(os.environ.get("VIGIL_DATA_DIR", DEFAULT_DATA_DIR)) / "autoscale").resolve()
 
 
 def new_secret() -> str:

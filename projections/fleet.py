@@ -10,6 +10,8 @@ from __future__ import annotations
 from projections.agents import AgentsProjection
 from projections.engine import Snapshottable
 from projections.groups import GroupsProjection
+from projections.scaling import ScalingProjection
+from projections.schedules import SchedulesProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["Fleet"]
@@ -20,9 +22,11 @@ class Fleet:
         self.streams = StreamsProjection()
         self.agents = AgentsProjection()
         self.groups = GroupsProjection()
+        self.schedules = SchedulesProjection()
+        self.scaling = ScalingProjection()
 
     def all(self) -> list[Snapshottable]:
-        return [self.streams, self.agents, self.groups]
+        return [self.streams, self.agents, self.groups, self.schedules, self.scaling]
 
     def reset(self) -> None:
         for p in self.all():

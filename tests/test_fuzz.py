@@ -44,7 +44,7 @@ json_values = st.recursive(
 FIELDS = ["source", "url", "kind", "analytics", "name", "params", "group", "labels", "stream_id",
           "agent_id", "action", "expected_version", "request_id", "capacity", "date", "by",
           "limit", "cursor", "status", "spool", "seq", "version", "ts", "stats", "running",
-          "host", "from", "to", "month"]  # fmt: skip
+          "host", "from", "to", "month", "eventName", "data", "region", "until", "launch"]  # fmt: skip
 
 objects = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), json_values, max_size=8)
 
@@ -130,7 +130,9 @@ async def _still_healthy(manager: Manager, nc: Client, base: str) -> None:
 @given(body=bodies, route=st.sampled_from(
     ["stream.create", "stream.get", "stream.list", "stream.patch", "stream.delete", "agent.get",
      "agent.list", "agent.register", "master.get", "stats.daily", "stats.range", "stats.monthly",
-     "projections.dump", "no.such"]))  # fmt: skip
+     "projections.dump", "schedule.create", "schedule.update", "schedule.get",
+     "schedule.delete", "launch.create", "launch.update", "policy.create", "policy.update",
+     "scaling.get", "no.such"]))  # fmt: skip
 async def test_commands_always_answer_and_refusals_append_nothing(
     target: Target, body: bytes, route: str
 ) -> None:

@@ -147,7 +147,8 @@ async def test_the_document_describes_every_route_with_typed_answers(api: Api) -
         for method, op in ops.items():
             ok = next(v for k, v in op["responses"].items() if k.startswith("2"))
             assert ok["content"], (method, path)  # every success says what it is
-            if path.startswith("/api/v1/") and "application/json" in ok["content"]:
+            red5 = path.startswith("/api/v1/schedules")  # Red5's shapes, kept for its clients
+            if path.startswith("/api/v1/") and "application/json" in ok["content"] and not red5:
                 name = ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
                 assert name.startswith("OkReply_"), (method, path, name)
                 result = doc["components"]["schemas"][name]["properties"]["result"]

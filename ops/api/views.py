@@ -131,6 +131,8 @@ class AgentView(msgspec.Struct, frozen=True, kw_only=True):
     standby_groups: list[str] = []
     """``active_standby`` groups this agent stands by for."""
     not_ready_reason: str | None = None
+    draining: str | None = None
+    """Being drained for a scale-in (it is given no stream; its streams move): why."""
 
 
 class AgentList(msgspec.Struct, frozen=True, kw_only=True):
@@ -285,6 +287,7 @@ def agent_view(
         feedback_interval_s=a.feedback_interval_s, downgrade_s=a.downgrade_s,
         last_heartbeat=heartbeat, feedback_refused=refused or {},
         active_groups=roles[0], standby_groups=roles[1], not_ready_reason=a.not_ready_reason,
+        draining=a.draining,
     )  # fmt: skip
 
 

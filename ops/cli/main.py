@@ -28,6 +28,7 @@ from ops.cli.creds import creds
 from ops.cli.groups import group
 from ops.cli.master import master
 from ops.cli.output import ago, console, dash, labels, print_fields, print_json, table, when
+from ops.cli.schedules import scale, schedule
 from ops.cli.stats import stats
 from ops.cli.tokens import tokens
 from ops.settings import load_client_settings
@@ -466,6 +467,8 @@ main.add_command(tokens)
 main.add_command(group)
 main.add_command(alarms)
 main.add_command(master)
+main.add_command(schedule)
+main.add_command(scale)
 agent.add_command(agent_list)
 agent.add_command(agent_get)
 

@@ -39,6 +39,7 @@ _TAGS = {
     "groups": "redundancy groups (pools, active/standby)",
     "alarms": "alarms kept for the retention period, acknowledgements",
     "statistics": "daily statistics for billing (JSON or CSV)",
+    "scheduling": "scheduled scale events (Red5's API), launch configs, scale policies",
     "health": "health, readiness and Prometheus metrics",
     "pages": "the dashboard and these documents",
 }
@@ -64,7 +65,7 @@ def document(routes: Iterable[HttpRoute]) -> dict[str, Any]:
     routes = list(routes)
     types: list[Any] = [ErrorReply]
     for r in routes:
-        types += [t for t in (r.query, r.body) if t is not None]
+        types += [t for t in (r.query, r.body, *r.schemas) if t is not None]
         if r.result is not None:
             types.append(OkReply[r.result])  # type: ignore[name-defined]
     refs, schemas = msgspec.json.schema_components(types, ref_template=_REF)

@@ -70,6 +70,11 @@ class HttpRoute:
     """Response headers of a success (name → description)."""
     description: str = ""
     tag: str = "api"
+    schemas: tuple[type[Any], ...] = ()
+    """Structs that ``content`` refers to by ``#/components/schemas/<name>`` (added to the
+    document's components)."""
+    guard: Callable[[HttpRole | None, Handler], Handler] | None = None
+    """How the role is checked (default ``needs``; Red5's routes answer its own error shape)."""
 
 
 def json_response(

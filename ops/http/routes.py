@@ -51,6 +51,7 @@ from ops.http.respond import (
     query_values,
     respond,
 )
+from ops.http.schedules import SCHEDULE_ROUTES
 from ops.http.stats import STATS_ROUTES
 
 __all__ = ["ROUTES", "add_routes"]
@@ -359,12 +360,14 @@ ROUTES: list[HttpRoute] = [
     _v("POST", "/api/v1/alarms/{id}/ack", ack_alarm, "acknowledge an alarm (who, when)",
        role="operator", parameters=(ALARM_ID,), body=AckBody, result=V.AlarmView,
        errors=WRITE_ERRORS, tag="alarms"),
+    *SCHEDULE_ROUTES,
 ]  # fmt: skip
 
 
 def add_routes(app: web.Application, routes: list[HttpRoute] | None = None,
                extra: Callable[[web.Application], None] | None = None) -> None:  # fmt: skip
     for route in routes if routes is not None else ROUTES:
-        app.router.add_route(route.method, route.path, needs(route.role, route.handler))
+        guard = route.guard or needs
+        app.router.add_route(route.method, route.path, guard(route.role, route.handler))
     if extra is not None:
         extra(app)

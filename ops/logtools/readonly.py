@@ -26,6 +26,8 @@ from ops.commands.agents import AgentCommands
 from ops.commands.executor import Executor
 from ops.commands.groups import GroupCommands
 from ops.commands.heartbeats import Heartbeats
+from ops.commands.scaling import ScaleFacts, ScalingCommands, scaling_routes
+from ops.commands.schedules import ScheduleCommands, schedule_routes
 from ops.commands.streams import StreamCommands
 from ops.logtools.replay import Rebuilt
 from ops.settings import ManagerSettings
@@ -41,6 +43,15 @@ _WRITES = (
     "group.create",
     "group.update",
     "group.delete",
+    "schedule.create",
+    "schedule.update",
+    "schedule.delete",
+    "launch.create",
+    "launch.update",
+    "launch.delete",
+    "policy.create",
+    "policy.update",
+    "policy.delete",
 )
 
 
@@ -81,6 +92,13 @@ class ReadOnlyManager:
             Route("group.list", R.ListGroupsReq, groups.list_groups, writes=False,
                   result=GroupList),
         ]  # fmt: skip
+        facts = ScaleFacts(self.agents, rebuilt.fleet.groups, self.streams, rebuilt.fleet.scaling,
+                           rebuilt.fleet.schedules, buffer_s=ManagerSettings().schedule_buffer_s)  # fmt: skip
+        reads = schedule_routes(ScheduleCommands(executor, projector, facts,
+                                                 manager_id=self.manager_id))  # fmt: skip
+        reads += scaling_routes(ScalingCommands(executor, projector, facts,
+                                                manager_id=self.manager_id))  # fmt: skip
+        routes += [r for r in reads if not r.writes]
         routes += [Route(name, R.EmptyReq, _refuse) for name in _WRITES]
         self.router = Router(routes)
 

@@ -18,6 +18,7 @@ reconnected, a group failed back) are edge-triggered from the same listeners.
     stream_failed        failure, not restarted any more      stream.<id>
     capacity_exhausted   waiting streams, eligible agents full group.<name> | fleet
     stream_unplaceable   waiting longer than alarm_unplaceable_s group.<name> | fleet
+    schedule_failed      a schedule failed (launches kept failing) schedule.<name>
 
 The duty runs as its own task (``run``, a supervised part) so that storing alarms never delays
 a failover; it works only while this manager is master. Waiting reasons are evaluated at most
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from core.agent import AgentState
 from core.distribution import Requirement
 from core.group import GroupState
+from core.schedule import ScheduleState
 from core.stream import StreamState
 from ops.commands.alarms import AlarmWriter
 from ops.commands.heartbeats import Heartbeats
@@ -42,6 +44,7 @@ from ops.commands.waiting import WaitingReasons
 from projections.agents import AgentsProjection
 from projections.alarms import AlarmsProjection
 from projections.groups import GroupsProjection
+from projections.schedules import SchedulesProjection
 from projections.streams import StreamsProjection
 
 __all__ = ["AlarmDuty"]
@@ -65,8 +68,10 @@ class AlarmDuty:
         waiting: WaitingReasons,
         *,
         unplaceable_s: float,
+        schedules: SchedulesProjection | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.schedules = schedules or SchedulesProjection()
         self.writer = writer
         self.alarms = alarms
         self.streams = streams
@@ -83,8 +88,10 @@ class AlarmDuty:
         groups.listeners.append(self.on_group)
         streams.listeners.append(self.on_stream)
         heartbeats.listeners.append(self.on_heartbeat)
+        self.schedules.listeners.append(self.on_schedule)
 
     def _clear(self) -> None:
+        self.dirty_schedules: set[str] = set()
         self.dirty_agents: set[str] = set()
         self.dirty_groups: set[str] = set()
         self.dirty_streams: set[str] = set()
@@ -131,6 +138,13 @@ class AlarmDuty:
             self.waiting_dirty = True
             self._wake.set()
 
+    def on_schedule(self, before: ScheduleState | None, after: ScheduleState) -> None:
+        if not self.active:
+            return
+        if (before is not None and before.state == "failed") or after.state == "failed":
+            self.dirty_schedules.add(after.name)
+            self._wake.set()
+
     def on_heartbeat(self, agent_id: str, _mono: float) -> None:
         if not self.active:
             return
@@ -165,6 +179,10 @@ class AlarmDuty:
                 self.dirty_groups.add(ident)
             elif kind == "stream":
                 self.dirty_streams.add(ident)
+            elif kind == "schedule":
+                self.dirty_schedules.add(ident)
+        self.dirty_schedules |= {s.name for s in self.schedules.schedules.values()
+                                 if s.state == "failed"}  # fmt: skip
         self._wake.set()
 
     def deactivate(self) -> None:
@@ -204,6 +222,12 @@ class AlarmDuty:
             await self._stream(sid)
             if self.writer.failed != failed:
                 self.dirty_streams.add(sid)
+        schedules, self.dirty_schedules = self.dirty_schedules, set()
+        for name in sorted(schedules):
+            failed = self.writer.failed
+            await self._schedule(name)
+            if self.writer.failed != failed:
+                self.dirty_schedules.add(name)
         now = self.clock()
         if (self.waiting_dirty or now >= self.waiting_due) and (
                 now - self.waiting_at >= WAITING_EVERY_S):  # fmt: skip
@@ -288,6 +312,13 @@ class AlarmDuty:
             reason = f"stream {state.name} ({sid}) failed, {why}: {code}{message}"
         status = state.status if state is not None else "deleted"
         await self._want("stream_failed", source, failed, reason, f"stream is {status}")
+
+    async def _schedule(self, name: str) -> None:
+        state = self.schedules.get(name)
+        failed = state is not None and state.state == "failed"
+        reason = f"schedule {name} failed: {state.reason}" if state is not None else ""
+        clear = "schedule deleted" if state is None else f"schedule is {state.state}"
+        await self._want("schedule_failed", f"schedule.{name}", failed, reason, clear)
 
     async def _waiting(self, now: float) -> None:
         capacity: dict[str, list[str]] = {}

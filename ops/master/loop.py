@@ -8,6 +8,8 @@ Each tick, while elected, over what changed only (``ops.master.index``):
   streams of a group that moved (``core.redundancy``);
 - ``lifecycle``: restarts with backoff, requeues of stale / never-started streams and of the
   streams of agents that went down, restart-counter resets;
+- ``autoscale``: start schedules at their lead time, launch, drain and remove agents of groups
+  with a scale policy or schedule (``core.autoscale``; providers run in ``ops.master.provision``);
 - ``placement``: pending streams onto agents with free capacity;
 - ``notify``: tell agents whose assignments changed to poll.
 
@@ -44,6 +46,7 @@ from ops.api.views import MasterView, ThisManager, iso
 from ops.commands.connections import Connections
 from ops.commands.heartbeats import Heartbeats
 from ops.master.alarms import AlarmDuty
+from ops.master.autoscale import Autoscale
 from ops.master.decisions import Decisions
 from ops.master.election import Election, Reign
 from ops.master.health import Health
@@ -89,8 +92,10 @@ class Master:
         groups: GroupsProjection | None = None,
         connections: Connections | None = None,
         alarms: AlarmDuty | None = None,
+        autoscale: Autoscale | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.autoscale = autoscale
         groups = groups or GroupsProjection()
         connections = connections or Connections()
         self.alarms = alarms
@@ -236,6 +241,8 @@ class Master:
         self.placement.reset()
         self.redundancy.reset()
         await self.index.rebuild()
+        if self.autoscale is not None:
+            self.autoscale.activate()
         if self.alarms is not None:
             await self.alarms.activate()
 
@@ -243,6 +250,8 @@ class Master:
         self.index.deactivate()
         self.placement.reset()
         self.redundancy.reset()
+        if self.autoscale is not None:
+            self.autoscale.deactivate()
         if self.alarms is not None:
             self.alarms.deactivate()
 
@@ -265,6 +274,8 @@ class Master:
                 self.redundancy.decide(d, reign, now)
                 await self._append(d, reign)
                 moving = self.redundancy.reconcile(d, now, BUDGET)
+                if self.autoscale is not None:  # schedules, launches, drains (issue 13)
+                    moving = self.autoscale.decide(d, now, BUDGET) or moving
                 more = self.lifecycle.decide(d, reign, now, BUDGET) or moving
                 await self._append(d, reign)
                 more = self.placement.decide(d, now, BUDGET) or more

@@ -9,10 +9,11 @@ status API from its own projections; the master role is taken by one of them at 
     ├── store (VIGIL_EVENTS), buckets (requests, master lease), feedback/records/alarms streams
     ├── Fleet of projections ◄── projector (part "projector": restarts by rebuilding)
     ├── alarms ◄── alarm projector (VIGIL_ALARMS, part "alarm-projector")
-    ├── router ◄── commands (streams, agents, groups, alarms), queries (stats, master, dump)
+    ├── router ◄── commands (streams, agents, groups, alarms, schedules, launch configs,
+    │              policies), queries (stats, master, dump, scaling)
     ├── daily stats: closed days loaded from VIGIL_STATS, open days folded from VIGIL_FEEDBACK
     └── Supervisor: projector · alarm-projector · stats-feed · stats-rollups · feedback ·
-                    master · alarms · snapshots · housekeeping
+                    master · alarms · provision · snapshots · housekeeping
 
 While any part is down, or the projections are not caught up, the router answers
 ``unavailable`` and ``/readyz`` says 503 with the reason: never an answer from a dead part.
@@ -25,7 +26,9 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
@@ -47,6 +50,8 @@ from ops.commands.feedback import FeedbackConsumer
 from ops.commands.groups import GroupCommands, group_routes
 from ops.commands.heartbeats import Heartbeats
 from ops.commands.rates import StreamRates
+from ops.commands.scaling import ScaleFacts, ScalingCommands, scaling_routes
+from ops.commands.schedules import ScheduleCommands, schedule_routes
 from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
 from ops.commands.waiting import WaitingReasons
@@ -54,11 +59,14 @@ from ops.http.backend import FleetView
 from ops.http.metrics import Instruments, ManagerCollector
 from ops.logtools.verify import DumpResult, dump_handler
 from ops.master.alarms import AlarmDuty
+from ops.master.autoscale import Autoscale
 from ops.master.election import Election
 from ops.master.loop import Master
+from ops.master.providers import CommandProvider, LocalProvider, Providers, load_commands
+from ops.master.provision import Provisioner
 from ops.runtime.logid import LogIdentity, LogReplaced
 from ops.runtime.storage import ensure_all, until_jetstream_ready
-from ops.settings import ClientSettings, ManagerSettings
+from ops.settings import ClientSettings, ManagerSettings, autoscale_root
 from ops.stats.commands import StatsCommands, stats_routes
 from ops.stats.feed import StatsFeed
 from ops.stats.queries import DailyStatsView, StatsQueries
@@ -74,7 +82,7 @@ __all__ = ["Manager"]
 log = logging.getLogger(__name__)
 
 PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
-         "alarms", "snapshots", "housekeeping", "log-identity")  # fmt: skip
+         "alarms", "provision", "snapshots", "housekeeping", "log-identity")  # fmt: skip
 
 
 class Manager:
@@ -85,7 +93,14 @@ class Manager:
         *,
         manager_id: str | None = None,
         run_master: bool = True,
+        agent_identity: Callable[[str, Path], ClientSettings] | None = None,
+        stop_launched: bool = False,
     ) -> None:
+        self.agent_identity = agent_identity
+        """Credentials for agents the local provider launches (``vigil up``: minted by the
+        installation's authority); None: the manager's connection without its credentials."""
+        self.stop_launched = stop_launched
+        """Stop the agents this process launched when it stops (``vigil up``, tests)."""
         self.run_master = run_master
         self.client = client
         self.settings = settings or ManagerSettings()
@@ -162,7 +177,17 @@ class Manager:
                                             lambda: self.alarm_projector.last_seq)  # fmt: skip
         self.alarm_duty = AlarmDuty(self.alarm_writer, self.alarms, self.streams, self.agents,
                                     self.groups, self.heartbeats, self.waiting,
-                                    unplaceable_s=s.alarm_unplaceable_s)  # fmt: skip
+                                    unplaceable_s=s.alarm_unplaceable_s,
+                                    schedules=self.fleet.schedules)  # fmt: skip
+        commands = load_commands(s.scale_commands_file)
+        self.scale_facts = ScaleFacts(self.agents, self.groups, self.streams, self.fleet.scaling,
+                                      self.fleet.schedules, buffer_s=s.schedule_buffer_s)  # fmt: skip
+        self.scaling_commands = ScalingCommands(executor, self.projector, self.scale_facts,
+                                                manager_id=self.manager_id,
+                                                commands=frozenset(commands))  # fmt: skip
+        self.schedule_commands = ScheduleCommands(executor, self.projector, self.scale_facts,
+                                                  manager_id=self.manager_id)  # fmt: skip
+        self.autoscale = Autoscale(self.scale_facts)
         self.stats_feed = StatsFeed(self.nc, self.daily_stats, self.agents, self.projector)
         self.agent_commands = AgentCommands(
             executor, self.projector, self.agents, self.streams, s, manager_id=self.manager_id,
@@ -174,7 +199,13 @@ class Manager:
         self.master = Master(election, self.store, self.projector, self.streams, self.agents,
                              self.heartbeats, self.nc, s, manager_id=self.manager_id,
                              groups=self.groups, connections=self.connections,
-                             alarms=self.alarm_duty)  # fmt: skip
+                             alarms=self.alarm_duty, autoscale=self.autoscale)  # fmt: skip
+        local = LocalProvider(autoscale_root(s), self.client, identity=self.agent_identity,
+                              sources=s.source_policy(), stop_on_close=self.stop_launched)  # fmt: skip
+        self.provisioner = Provisioner(election, self.store, self.projector, self.fleet.scaling,
+                                       self.agents,
+                                       Providers(local, CommandProvider(commands, self.client)),
+                                       manager_id=self.manager_id)  # fmt: skip
         self.feedback = FeedbackConsumer(self.nc, self.stream_commands, self.agents,
                                          on_feedback=self.master.note_feedback,
                                          on_refused=self._feedback_refused)  # fmt: skip
@@ -215,6 +246,7 @@ class Manager:
         if self.run_master:
             self.supervisor.spawn("master", self.master.run, restart=restart)
             self.supervisor.spawn("alarms", self.alarm_duty.run, restart=restart)
+            self.supervisor.spawn("provision", self.provisioner.run, restart=restart)
         self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
         self.supervisor.spawn("housekeeping", self._housekeeping, restart=restart)
         self.supervisor.spawn("log-identity", self.log_identity.run, restart=restart)
@@ -300,7 +332,9 @@ class Manager:
         ]  # fmt: skip
         return (routes + agent_routes(self.agent_commands)
                 + stats_routes(self.stats, self.stats_commands)
-                + group_routes(self.group_commands) + alarm_routes(self.alarm_commands))  # fmt: skip
+                + group_routes(self.group_commands) + alarm_routes(self.alarm_commands)
+                + schedule_routes(self.schedule_commands)
+                + scaling_routes(self.scaling_commands))  # fmt: skip
 
     async def _stats_daily(self, req: R.DailyStatsReq) -> tuple[DailyStatsView, int]:
         return await self.stats.daily(req)

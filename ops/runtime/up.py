@@ -266,11 +266,18 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
         if options.demo:  # the demo's generated clips are files: their directory is a media root
             demo = str((options.data_dir / "demo").resolve())
             settings = msgspec.structs.replace(settings, media_roots=(*settings.media_roots, demo))
+        if settings.autoscale_dir is None:  # agents the autoscaler launches live in the data dir
+            autoscale = str((options.data_dir / "autoscale").resolve())
+            settings = msgspec.structs.replace(settings, autoscale_dir=autoscale)
+        identity = install.agent_settings if install.authority is not None else None
         if options.cluster > 1:
             settings = msgspec.structs.replace(settings, replicas=min(options.cluster, 5))
-        manager = await stack.enter_async_context(Manager(install.manager, settings))
+        manager = await stack.enter_async_context(Manager(install.manager, settings,
+                                                          agent_identity=identity,
+                                                          stop_launched=True))  # fmt: skip
         for _ in range(options.managers - 1):  # more managers: standbys for the master role
-            await stack.enter_async_context(Manager(install.manager, settings))
+            await stack.enter_async_context(Manager(install.manager, settings,
+                                                    agent_identity=identity, stop_launched=True))  # fmt: skip
         if not pin.is_file() and manager.log_identity.log_id:
             pin.write_text(manager.log_identity.log_id + "\n")
         auth = http_auth(settings, install.cli.api_token, options.http, options.data_dir)

@@ -30,6 +30,7 @@ Role = Literal["manager", "admin", "client", "viewer", "agent"]
 READ_COMMANDS = (
     "stream.get", "stream.list", "agent.get", "agent.list", "master.get", "stats.daily",
     "stats.range", "group.get", "group.list", "alarm.list", "schedule.get", "schedule.list",
+    "launch.get", "launch.list", "policy.get", "policy.list", "scaling.get", "scaling.list",
 )  # fmt: skip
 """Commands a viewer may send (any ``*.get`` / ``*.list`` and statistics)."""
 
