@@ -49,6 +49,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from agent.causes import CAUSES, cause_of
 from agent.host import ProcessTree
 from agent.outbox import FeedbackDraft, Outbox, OutboxFull
+from agent.probe import is_video_file
 from agent.sender import FeedbackSender
 from agent.spooling import records_spool
 from analytics.registry import describe_all
@@ -466,8 +467,8 @@ class Agent:
         if why is None and path is not None:
             real = await asyncio.to_thread(os.path.realpath, path)
             why = check_path(real, policy.media_roots)  # a symlink may not lead out of a root
-            if why is None and await asyncio.to_thread(_not_a_file, real):
-                why = "file sources must be regular files under a media root"
+            if why is None:
+                why = await asyncio.to_thread(_refuse_file, real)
         if why is None and a.spool is not None and a.spool.type == "directory":
             why = check_spool_path(a.spool.path or "", policy)
         if why is None and a.spool is not None and a.spool.type == "webhook":
@@ -632,6 +633,17 @@ class Agent:
             "outbox_depth": self.outbox.depth(),
             "sender": msgspec.to_builtins(self.sender.stats()) if hasattr(self, "sender") else None,
         }
+
+
+def _refuse_file(real: str) -> str | None:
+    """Why a file source (symlinks resolved, inside a media root) will not be decoded: not a
+    regular file, or not a video container. The same words whatever it is (nothing told about
+    what a path holds). A missing file passes: the decoder reports it (``source_not_found``)."""
+    if _not_a_file(real):
+        return "file sources must be regular video files under a media root"
+    if os.path.exists(real) and not is_video_file(real):
+        return "file sources must be regular video files under a media root"
+    return None
 
 
 def _not_a_file(path: str) -> bool:

@@ -86,6 +86,42 @@ async def test_a_file_inside_a_media_root_is_accepted_and_a_symlink_out_is_refus
         assert "/etc" not in str(got["last_error"])  # says nothing about what it points at
 
 
+async def test_only_files_that_probe_as_video_are_decoded(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    """FFmpeg renders a text file as video (its ``tty`` demuxer): the agent refuses anything
+    that is not a video container, with the words it uses for a device, so nothing is told."""
+    from analytics.clips import ClipSpec, write_clip
+    from core.sources import SourcePolicy
+
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "notes.mp4").write_text("a secret\n" * 200)
+    clip = write_clip(media / "cam.mp4", ClipSpec(duration_s=2)).path
+    settings = ManagerSettings(master_tick_s=0.1, media_roots=(str(media),))
+    client = ClientSettings(nats_url=nats_server.url)
+    async with Manager(client, settings):
+        text = await ok(nc, "stream.create",
+                        {"source": {"url": f"file://{media}/notes.mp4"}, "kind": "file"})  # fmt: skip
+        video = await ok(nc, "stream.create", {"source": {"url": f"file://{clip}"}, "kind": "file"})
+        config = AgentConfig(name="a", outbox=tmp_path / "a" / "o.db", poll_interval_s=0.5,
+                             sources=SourcePolicy(media_roots=(str(media),)))  # fmt: skip
+        async with Agent(client, config):
+
+            async def ended(sid: str) -> dict[str, object] | None:
+                got = await ok(nc, "stream.get", {"stream_id": sid})
+                return got if got["status"] in ("failure", "done") else None
+
+            refused = await eventually(lambda: ended(text["stream_id"]), timeout=60,
+                                       what="the text file refused")  # fmt: skip
+            decoded = await eventually(lambda: ended(video["stream_id"]), timeout=60,
+                                       what="the video decoded")  # fmt: skip
+        assert refused["status"] == "failure"
+        assert refused["last_error"]["code"] == "source_not_allowed"  # type: ignore[index]
+        assert "secret" not in str(refused["last_error"])
+        assert decoded["status"] == "done", decoded
+
+
 async def test_credentials_in_a_source_url_appear_in_no_view_log_export_or_event(
     manager: Manager, nc: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
