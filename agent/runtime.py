@@ -61,6 +61,7 @@ from core.sources import (
     check_path,
     check_source,
     check_spool_path,
+    literal_address,
     local_path,
     scrub,
 )
@@ -457,7 +458,9 @@ class Agent:
         path = local_path(url)
         host = urlsplit(url).hostname if path is None else None
         addresses: list[str] = []
-        if host:
+        if host and literal_address(host) is not None:
+            addresses = [str(literal_address(host))]
+        elif host:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None)
                 addresses = sorted({str(i[4][0]) for i in infos})

@@ -19,6 +19,7 @@ path exists or a port is open.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ __all__ = [
     "check_path",
     "check_source",
     "check_spool_path",
+    "literal_address",
     "local_path",
     "redact",
     "scrub",
@@ -99,9 +101,12 @@ def check_spool_path(path: str, policy: SourcePolicy) -> str | None:
     return check_path(path, policy.spool_roots, "directory spools")
 
 
+@functools.lru_cache(maxsize=64)
 def _networks(
-    entries: Iterable[str],
-) -> tuple[list[ipaddress.IPv4Network | ipaddress.IPv6Network], set[str]]:
+    entries: tuple[str, ...],
+) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], frozenset[str]]:
+    """The networks and names of an allow/deny list, parsed once per list (every create checks
+    its source against them)."""
     nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     names: set[str] = set()
     for entry in entries:
@@ -109,15 +114,23 @@ def _networks(
             nets.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             names.add(entry.lower().rstrip("."))
-    return nets, names
+    return tuple(nets), frozenset(names)
+
+
+def literal_address(host: str) -> str | None:
+    """``host`` as a normalised IP address if it is one (``[::1]``, ``10.0.0.7``), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 def check_host(host: str, addresses: Iterable[str], policy: SourcePolicy) -> str | None:
     """Why ``host`` (resolved to ``addresses``; a literal address resolves to itself) is
     refused, or None. An allowed name or address wins over a denied one."""
     host = host.lower().rstrip(".").strip("[]")
-    allow_nets, allow_names = _networks(policy.allow_hosts)
-    deny_nets, deny_names = _networks(policy.deny_hosts)
+    allow_nets, allow_names = _networks(tuple(policy.allow_hosts))
+    deny_nets, deny_names = _networks(tuple(policy.deny_hosts))
     if host in allow_names:
         return None
     if host in deny_names:

@@ -100,10 +100,10 @@ async def test_audit_and_replay_of_a_scenario_with_a_master_failover(
 
         # Stop and start by command; the master leaves; the new master assigns; delete.
         await ok(nc, "stream.patch", {"stream_id": live, "action": "stop", "request_id": "r-stop"})
-        await ok(nc, "stream.patch", {"stream_id": live, "action": "start"})
         left = first
         await first.__aexit__(None, None, None)  # steps down: deletes its lease
         await eventually(lambda: second.master.is_master, timeout=10, what="failover")
+        await ok(nc, "stream.patch", {"stream_id": live, "action": "start"})
         await eventually(lambda: status(nc, live), timeout=20)
         await eventually(lambda: _is(nc, live, "in_progress"), timeout=20, what="running again")
         await ok(nc, "stream.delete", {"stream_id": live, "request_id": "r-del"})

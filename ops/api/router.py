@@ -59,6 +59,10 @@ class Route(Generic[Req, Res]):
     """The result Struct (for the OpenAPI document)."""
     exposed: bool = True
     """Served on ``vigil.cmd.<name>``; False for the agent protocol's own subjects."""
+    remember: bool = True
+    """Keep the reply of a ``request_id`` in ``VIGIL_REQUESTS``. False where the handler is
+    idempotent by itself (``stream.create``: the request_id fixes the stream id and the event's
+    msg id, so a repeat finds the stream): two KV round trips saved per command."""
 
 
 AnyRoute = Route[Any, Any]
@@ -155,7 +159,7 @@ class Router:
             self.counts[f"{name}.unavailable"] += 1
             return Outcome(error_reply("unavailable", f"this manager cannot serve now: {why};"
                                        " retry (another manager may answer)"), "unavailable")  # fmt: skip
-        key = self._request_key(name, body, req)
+        key = self._request_key(name, body, req) if route.remember else None
         if key is not None and self.kv is not None:
             cached = await self._cached(key)
             if cached is not None:

@@ -26,6 +26,7 @@ from core.sources import (
     check_host,
     check_source,
     check_spool_path,
+    literal_address,
     local_path,
     split_credentials,
 )
@@ -233,7 +234,11 @@ class StreamCommands:
 
 
 async def resolve(host: str, timeout: float = 2.0) -> list[str]:
-    """The addresses ``host`` resolves to here (none when it does not resolve in time)."""
+    """The addresses ``host`` resolves to here (none when it does not resolve in time); an
+    address literal (most cameras) is itself, without a trip through the resolver's thread."""
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = await asyncio.wait_for(
             asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout

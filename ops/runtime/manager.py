@@ -317,7 +317,8 @@ class Manager:
     def routes(self) -> list[AnyRoute]:
         svc = self.stream_commands
         routes: list[AnyRoute] = [
-            Route("stream.create", R.CreateStreamReq, svc.create, result=StreamView),
+            Route("stream.create", R.CreateStreamReq, svc.create, result=StreamView,
+                  remember=False),
             Route("stream.get", R.GetStreamReq, svc.get, writes=False, result=StreamView),
             Route("stream.list", R.ListStreamsReq, svc.list_streams, writes=False,
                   result=StreamList),
