@@ -291,7 +291,9 @@ async def run(args: object, report: Report) -> None:
                     msg = await nc.request("vigil.cmd.stream.list",
                                            b'{"status": "pending", "limit": 1000}', timeout=30)  # fmt: skip
                     page = orjson.loads(msg.data)
-                    if page.get("ok") and len(page["result"]["streams"]) <= a.streams // 100:
+                    # Streams on agents that never start them (bad feedback) stay pending.
+                    stuck = a.streams // 100 + a.bad * capacity
+                    if page.get("ok") and len(page["result"]["streams"]) <= stuck:
                         break
                 await asyncio.sleep(2)
             report.add("until streams run", time.perf_counter() - t1, "s")

@@ -196,7 +196,7 @@ class FeedbackConsumer:
             raise _Refusal("unknown_agent", f"agent {agent_id} never registered", fb)
         stream = self.streams.streams.get(fb.stream_id)
         if stream is None or stream.agent_id != agent_id:
-            log.info("feedback %s:%d about stream %s not assigned to it skipped", agent_id,
+            log.debug("feedback %s:%d about stream %s not assigned to it skipped", agent_id,
                      fb.seq, fb.stream_id)  # fmt: skip
             return "not_assigned"
         if fb.version != stream.assignment_version:

@@ -167,13 +167,13 @@ class StatsFeed:
         try:
             fb = resolve(decode_feedback(data), agent_id)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.info("stats: undecodable feedback at seq %d on %s skipped: %s", seq, subject, exc)
+            log.debug("stats: undecodable feedback at seq %d on %s skipped: %s", seq, subject, exc)
             return self._refuse(seq, agent_id, "invalid")
         except ForeignFeedback as exc:
-            log.info("stats: feedback at seq %d skipped: %s", seq, exc)
+            log.debug("stats: feedback at seq %d skipped: %s", seq, exc)
             return self._refuse(seq, agent_id, "agent_mismatch")
         if not await self._is_known(agent_id):
-            log.info("stats: feedback from unknown agent %s skipped", agent_id)
+            log.debug("stats: feedback from unknown agent %s skipped", agent_id)
             return self._skip(seq, "unknown_agent")
         outcome = self.stats.apply(seq, fb, stored_at=stored_at)
         key = "duplicates" if outcome == "duplicate" else outcome
