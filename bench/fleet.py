@@ -23,6 +23,7 @@ Usage: python bench/fleet.py [--streams 20000] [--agents 2000] [--managers 3] [-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -56,6 +57,7 @@ class SimAgent:
         self.reported: set[tuple[str, int]] = set()
         self.seq = 0
         self.poll_now = asyncio.Event()
+        self.started = asyncio.Event()
         self.pending: list[tuple[int, bytes]] = []  # the outbox: (seq, body) until acked
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,6 +118,8 @@ class SimAgent:
                 continue
             if reply.get("ok"):
                 self.streams = {a["stream_id"]: a["version"] for a in reply["result"]["start"]}
+                if any((sid, v) not in self.reported for sid, v in self.streams.items()):
+                    self.started.set()  # like a real agent: "in_progress" once it decodes
 
     def _queue(self, stream_id: str, version: int, status: str, frames: int) -> None:
         self.seq += 1
@@ -142,7 +146,9 @@ class SimAgent:
                 except Exception:
                     await asyncio.sleep(1)
                     break
-            await asyncio.sleep(self.fb_s)
+            with contextlib.suppress(TimeoutError):  # the next period, or a new stream started
+                await asyncio.wait_for(self.started.wait(), self.fb_s)
+            self.started.clear()
 
 
 def worker(
