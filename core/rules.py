@@ -34,6 +34,7 @@ from events.model import Cause
 __all__ = [
     "agent_due",
     "agent_rule",
+    "restartable",
     "stream_due",
     "stream_rule",
 ]
@@ -113,12 +114,7 @@ def stream_rule(
     is not held against the stream)."""
     sid = stream.stream_id
     if stream.status == "failure":
-        err, policy = stream.last_error, stream.autorestart
-        if (
-            (err is None or not err.fatal)
-            and policy.enabled
-            and (stream.restarts < policy.max_attempts)
-        ):
+        if restartable(stream):
             return S.ScheduleRestart(stream_id=sid, at=now, cause=cause("stream.restart"),
                                      jitter=jitter)  # fmt: skip
         return None
@@ -147,6 +143,12 @@ def stream_rule(
     return None
 
 
+def restartable(stream: StreamState) -> bool:
+    """A failed stream that autorestart will try again: not fatal, attempts left."""
+    err, policy = stream.last_error, stream.autorestart
+    return (err is None or not err.fatal) and policy.enabled and stream.restarts < policy.max_attempts
+
+
 def stream_due(
     stream: StreamState,
     *,
@@ -159,7 +161,9 @@ def stream_due(
     """When `stream_rule` could next fire for this state (``now`` if it may fire now)."""
     status = stream.status
     if status == "failure":
-        return now
+        # A stream that gave up (or failed fatally) waits for an operator: never due again,
+        # or the master would look at it on every pass.
+        return now if restartable(stream) else NEVER
     if status == "restarting":
         return stream.restart_not_before or now
     if status == "in_progress":

@@ -89,8 +89,14 @@ class MasterIndex:
 
     # ---- scheduling ----------------------------------------------------------------------------
 
-    def schedule(self, state: StreamState, now: float | None = None) -> None:
-        at = self.stream_due(state, self.clock() if now is None else now)
+    def schedule(self, state: StreamState, now: float | None = None, *,
+                 not_before: float = 0.0) -> None:  # fmt: skip
+        """Put ``state`` on the heap at its due time; a time already past becomes
+        ``not_before`` (when given)."""
+        now = self.clock() if now is None else now
+        at = self.stream_due(state, now)
+        if at <= now:
+            at = max(at, not_before)
         sid = state.stream_id
         if math.isinf(at):
             self.due_at.pop(sid, None)

@@ -20,6 +20,9 @@ from projections.streams import StreamsProjection
 
 __all__ = ["Lifecycle"]
 
+RECHECK_S = 1.0
+"""A stream due now about which nothing could be decided is looked at again this much later."""
+
 
 class Lifecycle:
     def __init__(self, index: MasterIndex, streams: StreamsProjection, agents: AgentsProjection,
@@ -46,7 +49,9 @@ class Lifecycle:
                 cause=d.cause,
             )  # fmt: skip
             if cmd is None or not d.stream(state, cmd):
-                self.index.schedule(state, now)
+                # Nothing was decided: look again later, never in this same pass (a rule that
+                # says "due" but decides nothing would otherwise spin the master).
+                self.index.schedule(state, now, not_before=now + RECHECK_S)
         self._orphans(d, now)
         heap = self.index.due
         return bool(heap) and heap[0][0] <= now
