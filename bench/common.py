@@ -95,13 +95,14 @@ class Report:
         self.rows.append(Row(name, value, unit, note, key, guard))
 
     def ratio(self, name: str, measured: float, raw: float, *, key: str, unit: str,
-              note: str = "", value: float | None = None) -> float:  # fmt: skip
-        """Add ``measured / raw`` as a guarded ratio row (both rates in ``unit``); returns it.
-        ``value``: the ratio when it is not simply that quotient (a median of rounds' ratios)."""
+              note: str = "", value: float | None = None, guard: bool = True) -> float:  # fmt: skip
+        """Add ``measured / raw`` as a ratio row (both rates in ``unit``), guarded unless told;
+        returns it. ``value``: the ratio when it is not simply that quotient (a median of rounds'
+        ratios)."""
         if value is None:
             value = measured / raw if raw > 0 else 0.0
         said = f"{measured:,.0f} vs raw {raw:,.0f} {unit}"
-        self.add(name, value, "x raw", f"{said}; {note}" if note else said, key=key, guard=True)
+        self.add(name, value, "x raw", f"{said}; {note}" if note else said, key=key, guard=guard)
         return value
 
     def emit(self, as_json: bool) -> None:
