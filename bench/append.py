@@ -14,11 +14,10 @@ Usage: python bench/append.py [--events 50000] [--sync always] [--quick] [--json
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 
 import nats
-from common import Report, arguments, nats_server, raw_publish_async
+from common import Report, arguments, nats_server, paired, raw_publish_async
 
 from events.codec import encode_event
 from events.jetstream import JetStreamStore
@@ -54,26 +53,24 @@ async def main() -> None:
         fence = Fence("master", fence_seq)
         events = [created(i) for i in range(n)]
         bodies = [encode_event(e) for e in events]
-        # A warm-up of the store, then rounds of raw and batch side by side: the ratio is the
-        # median of the rounds' ratios (each from the same few seconds of a shared machine).
         await store.append_batch([Append(f"stream.w{i}", e) for i, e in enumerate(events[:1000])])
-        raws, batches = [], []
         per = n // ROUNDS
-        for r in range(ROUNDS):
-            part = range(r * per, (r + 1) * per)
-            raws.append(
-                await raw_publish_async(nc, bodies[part.start : part.stop], stream=f"RAW{r}")
-            )
-            items = [Append(f"stream.s{i}", events[i], msg_id=f"b{i}") for i in part]
+
+        async def raw(r: int) -> float:
+            return await raw_publish_async(nc, bodies[r * per : (r + 1) * per], stream=f"RAW{r}")
+
+        async def batch(r: int) -> float:
+            items = [Append(f"stream.s{i}", events[i], msg_id=f"b{i}")
+                     for i in range(r * per, (r + 1) * per)]  # fmt: skip
             t0 = time.perf_counter()
             await store.append_batch(items, fence=fence)
-            batches.append(per / (time.perf_counter() - t0))
-        raw = statistics.median(raws)
-        report.add("raw publish_async", raw, "msg/s", f"median of {ROUNDS} rounds of {per:,}",
+            return per / (time.perf_counter() - t0)
+
+        p = await paired(ROUNDS, raw, batch)
+        report.add("raw publish_async", p.raw, "msg/s", f"rounds of {per:,}; best of 2 each",
                    key="append.raw")  # fmt: skip
-        report.ratio("store append_batch (fenced, msg ids)", statistics.median(batches), raw,
-                     unit="events/s", key="append.batch",
-                     value=statistics.median(b / r for b, r in zip(batches, raws, strict=True)))  # fmt: skip
+        report.paired("store append_batch (fenced, msg ids)", p, unit="events/s",
+                      key="append.batch")  # fmt: skip
 
         m = min(n // 2, 5000)
         t0 = time.perf_counter()

@@ -5,9 +5,10 @@ For each size a fresh nats-server gets a log built by the bench (N streams, 1,00
 agents with room for the new streams), then real ``vigil manager`` *processes* start on it
 (master included: every new stream is also placed on an agent). From this process:
 
-- the raw limit in the same run, before any manager runs: ``js.publish_async`` of as many
-  encoded ``StreamCreated`` events (one subject each, as the creates write them) into a stream of
-  the same server, nats-py's window in flight, best of 2;
+- the raw limit in the same run: ``js.publish_async`` of 20,000 encoded ``StreamCreated`` events
+  (one subject each, as the creates write them) into a stream of the same server, nats-py's
+  window in flight, best of 2, in rounds alternating with the ceiling below (the ratio is the
+  median of three rounds' ratios);
 - a steady 1,000 cmd/s for ``--seconds``: latency measured from each request's *scheduled* send
   time (so a stalled client or manager cannot hide its queueing), p50 / p99 / max;
 - the ceiling: 64 concurrent clients sending as fast as replies come back, for one manager; at
@@ -41,6 +42,7 @@ from common import (
     append_all,
     arguments,
     nats_server,
+    paired,
     raw_publish_async,
     say,
     start_manager,
@@ -101,15 +103,32 @@ async def steady(nc: Client, rate: float, seconds: float) -> list[float]:
 
 
 class CpuShare:
-    """CPU used by some processes over a stretch of wall time, in % of one core each."""
+    """CPU used by some processes while measuring (``with share:``), in % of one core each."""
 
     def __init__(self, procs: dict[str, int]) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in procs.items()}
-        for p in self.procs.values():
-            p.cpu_percent(None)
+        self.used = dict.fromkeys(self.procs, 0.0)
+        self.wall = 0.0
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    def __enter__(self) -> None:
+        self._start = {name: self._cpu(p) for name, p in self.procs.items()}
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._t0
+        for name, p in self.procs.items():
+            self.used[name] += self._cpu(p) - self._start[name]
 
     def note(self) -> str:
-        return ", ".join(f"{name} {p.cpu_percent(None):.0f}%" for name, p in self.procs.items())
+        return ", ".join(f"{name} {100 * used / max(self.wall, 1e-9):.0f}%"
+                         for name, used in self.used.items())  # fmt: skip
 
 
 async def ceiling(nc: Client, seconds: float, request_ids: bool) -> float:
@@ -128,13 +147,15 @@ async def ceiling(nc: Client, seconds: float, request_ids: bool) -> float:
 
 
 async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
-                   profile: str | None) -> None:  # fmt: skip
-    top_s = min(seconds, 5.0)
+                   profile: str | None, quick: bool) -> None:  # fmt: skip
+    rounds = 3
+    top_s = 1.0 if quick else min(seconds, 5.0)
+    raw_n = 6_000 if quick else 20_000
     async with nats_server() as server:
         nc = await nats.connect(server.url)
         store = JetStreamStore(nc)
         await store.ensure()
-        creates = 1000 * seconds + (4 if all_cases else 1) * top_s * 20_000 + 1000
+        creates = 1000 * seconds + (4 if all_cases else 1) * rounds * top_s * 20_000 + 1000
         capacity = int((n + creates) // AGENTS) + 2
         now = time.time()
         say(f"{n:,} streams: building the log")
@@ -142,9 +163,7 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
             (agent_registered(i, capacity=capacity, now=now) for i in range(AGENTS)),
             (stream_created(i, now=now) for i in range(n)),
         ))  # fmt: skip
-        raw = await raw_publish_async(nc, [created_body(i) for i in range(20_000)])
-        report.add(f"{n:>7,} streams: raw publish_async", raw, "msg/s",
-                   "StreamCreated-sized bodies, one subject each; best of 2")  # fmt: skip
+        bodies = [created_body(i) for i in range(raw_n)]
         managers = [await start_manager(server.url, QUIET)]
         try:
             await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
@@ -171,13 +190,22 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
                 procs = {"client": psutil.Process().pid, "nats-server": server.pid or 0}
                 procs |= {f"manager {i + 1}": m.pid for i, m in enumerate(managers)}
                 cpu = CpuShare(procs)
-                rate = await ceiling(nc, top_s, request_ids)
+
+                async def raw(_r: int) -> float:
+                    return await raw_publish_async(nc, bodies)
+
+                async def creates(_r: int) -> float:
+                    with cpu:
+                        return await ceiling(nc, top_s, request_ids)
+
+                p = await paired(rounds, raw, creates)
                 name = f"{n:>7,} streams: {CLIENTS} clients, {label}"
+                note = f"CPU {cpu.note()}"
                 if guard:
-                    report.ratio(name, rate, raw, unit="cmd/s", key=key, note=f"CPU {cpu.note()}")
+                    report.paired(name, p, unit="cmd/s", key=key, note=note)
                 else:
-                    report.add(name, rate, "cmd/s", f"{rate / raw:.2f}x raw; CPU {cpu.note()}",
-                               key=f"{key}.{n}")  # fmt: skip
+                    report.add(name, p.measured, "cmd/s", f"{p.ratio:.3f}x raw (not guarded);"
+                               f" {note}", key=f"{key}.{n}")  # fmt: skip
 
             await top("1 manager", "commands.create.1", False, all_cases)
             if all_cases:
@@ -186,7 +214,7 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
                                                    for _ in range(2)))  # fmt: skip
                 await asyncio.gather(*(create(nc) for _ in range(300)))  # warm up the new ones
                 await top("3 managers", "commands.create.3", False, True)
-                await top("3 managers, request_id", "commands.request_id.3", True, True)
+                await top("3 managers, request_id", "commands.request_id.3", True, False)
         finally:
             for m in managers:
                 await stop_manager(m)
@@ -203,7 +231,7 @@ async def main() -> None:
     seconds = 2.0 if args.quick else args.seconds
     report = Report(f"stream.create end to end ({CLIENTS} clients for the ceilings)")
     for i, n in enumerate(sizes):
-        await one_size(n, seconds, i == 0, report, args.profile)
+        await one_size(n, seconds, i == 0, report, args.profile, args.quick)
     report.emit(args.json)
 
 

@@ -19,10 +19,19 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +59,7 @@ from ops.runtime.natsd import EmbeddedNats  # noqa: E402
 
 __all__ = [
     "ROOT",
+    "Paired",
     "Report",
     "Row",
     "StallMonitor",
@@ -58,6 +68,7 @@ __all__ = [
     "arguments",
     "child_env",
     "nats_server",
+    "paired",
     "publish_all",
     "raw_publish_async",
     "start_manager",
@@ -105,6 +116,12 @@ class Report:
         self.add(name, value, "x raw", f"{said}; {note}" if note else said, key=key, guard=guard)
         return value
 
+    def paired(self, name: str, p: Paired, *, key: str, unit: str, note: str = "") -> float:
+        """Add the ratio of rounds measured side by side (``paired``), guarded; returns it."""
+        said = f"median of {p.rounds} rounds, each against its own raw run"
+        return self.ratio(name, p.measured, p.raw, key=key, unit=unit, value=p.ratio,
+                          note=f"{said}; {note}" if note else said)  # fmt: skip
+
     def emit(self, as_json: bool) -> None:
         if as_json:
             json.dump(asdict(self), sys.stdout, indent=2)
@@ -112,6 +129,33 @@ class Report:
             sys.stdout.flush()
             return
         print(format_table(self.title, self.rows), flush=True)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Rates of vigil's path and of its raw limit, measured in alternating rounds."""
+
+    measured: float
+    """Median rate of vigil's path."""
+    raw: float
+    """Median raw rate."""
+    ratio: float
+    """Median of the rounds' ratios: each from the same few seconds of a shared machine."""
+    rounds: int
+
+
+async def paired(rounds: int, raw: Callable[[int], Awaitable[float]],
+                 measured: Callable[[int], Awaitable[float]]) -> Paired:  # fmt: skip
+    """``rounds`` times: the raw limit, then vigil's path (each called with the round's number,
+    returning a rate). On a shared machine the load changes from second to second: a ratio of
+    two runs side by side varies much less than either rate."""
+    raws, rates = [], []
+    for r in range(rounds):
+        raws.append(await raw(r))
+        rates.append(await measured(r))
+    ratios = [m / x if x > 0 else 0.0 for m, x in zip(rates, raws, strict=True)]
+    return Paired(statistics.median(rates), statistics.median(raws), statistics.median(ratios),
+                  rounds)  # fmt: skip
 
 
 def format_value(value: float | str) -> str:

@@ -14,7 +14,8 @@ Each bench is a child process (``python bench/<name>.py --json [--quick]``) on i
 nats-server, one at a time. A bench that fails or prints no JSON is reported "not run" with the
 reason (the guard then fails). Only ratios against a raw limit measured in the same run are
 guarded, never absolute times: the machine is shared and its speed varies, the ratios much less.
-A ratio that dropped is measured once more before the guard fails (the better of the two runs).
+A ratio that dropped is measured again before the guard fails, while the guard would still end
+within ``GUARD_BUDGET_S`` (the best run counts).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ BENCH = ROOT / "bench"
 BASELINE = BENCH / "baseline.json"
 DOC = ROOT / "docs" / "performance.md"
 PY = ".venv/bin/python"
+GUARD_BUDGET_S = 110.0
+"""The guard measures a dropped ratio again only while it would still end within this."""
 
 
 # ---- the benches ------------------------------------------------------------------------------
@@ -385,7 +388,8 @@ def document(results: Sequence[Result], measured: Sequence[Measured], before: di
         "",
         "`make bench-guard` (run by `make test`) runs the benches with guarded ratios at `--quick`",
         f"sizes and fails when a ratio dropped by {TOLERANCE:.0%} or more against",
-        "`bench/baseline.json` (a dropped ratio is measured once more first), or a bench failed.",
+        "`bench/baseline.json` (a dropped ratio is measured again first, while the guard would still",
+        f"end within {GUARD_BUDGET_S:.0f} s), or a bench failed.",
         "Absolute times are never compared. After a deliberate change of a ratio, or on a new",
         "machine, write the baseline again: `make bench-baseline` (the median of 3 quick runs).",
         "",
@@ -414,13 +418,19 @@ def guard(benches: Sequence[Bench], baseline_path: Path,
     results = run(benches, True)
     current = ratios_of(results)
     verdicts = compare(baseline, current)
-    dropped = {v.key for v in verdicts if v.status == "dropped"}
-    again = [r.bench for r in results if not r.error and dropped & set(r.ratios())]
-    if again:
+    while True:  # a dropped ratio is measured again while the time allows (the best run counts)
+        dropped = {v.key for v in verdicts if v.status == "dropped"}
+        again = [r.bench for r in results if not r.error and dropped & set(r.ratios())]
+        cost = sum(r.seconds for r in results if r.bench in again)
+        if not again or time.perf_counter() - t0 + cost > GUARD_BUDGET_S:
+            break
         print(f"guard: {', '.join(sorted(dropped))} dropped: measuring "
               f"{', '.join(b.name for b in again)} once more", flush=True)  # fmt: skip
-        for key, value in ratios_of(run(again, True)).items():
+        retried = run(again, True)
+        for key, value in ratios_of(retried).items():
             current[key] = max(value, current.get(key, value))
+        results = [next((x for x in retried if x.bench == r.bench), r) if r.bench in again
+                   else r for r in results]  # fmt: skip
         verdicts = compare(baseline, current)
     print(f"== guard: ratios against {baseline_path.relative_to(ROOT)} (fails at a drop of"
           f" {TOLERANCE:.0%} or more)")  # fmt: skip
