@@ -103,6 +103,8 @@ async def main() -> None:
     report.add("... and folded back by a projector", applied, "s")
     report.ratio("fenced append_batch vs raw publish_async", len(items) / t_append, raw,
                  unit="events/s", key="distribute.append")  # fmt: skip
+    report.add("the same events at the raw rate", len(items) / raw, "s",
+               "the floor of any append of them on this server")  # fmt: skip
     report.emit(args.json)
 
 
