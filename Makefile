@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench clean install fuzz chaos
+.PHONY: run test lint unit bench bench-quick bench-guard bench-baseline clean install fuzz chaos
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vigil needs Python 3.11+")'
@@ -28,6 +28,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint unit
+	$(MAKE) --no-print-directory bench-guard
 
 fuzz: $(STAMP)
 	VIGIL_FUZZ_EXAMPLES=$${VIGIL_FUZZ_EXAMPLES:-3000} $(BIN)/pytest -q tests/test_fuzz.py
@@ -35,8 +36,19 @@ fuzz: $(STAMP)
 chaos: $(STAMP)
 	VIGIL_CHAOS_SCALE=full $(BIN)/pytest -q -s tests/test_chaos.py tests/test_cluster.py
 
+# The benchmark suite (bench/run.py): every bench at full size, docs/performance.md written.
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
+
+# CI: guarded ratios at --quick sizes against bench/baseline.json; fails at a drop of 30 % or more.
+bench-guard: $(STAMP)
+	$(BIN)/python bench/run.py --guard
+
+bench-baseline: $(STAMP)
+	$(BIN)/python bench/run.py --write-baseline
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,85 +1,86 @@
-"""``stream.create`` end to end over NATS, with 1k, 10k and 100k streams already in the store.
+"""``stream.create`` end to end over NATS against the raw ``js.publish_async`` limit, with 1k, 10k
+and 100k streams already in the store, with one and with three managers.
 
 For each size a fresh nats-server gets a log built by the bench (N streams, 1,000 registered
-agents with room for the new streams), then a real ``vigil manager`` *process* starts on it
+agents with room for the new streams), then real ``vigil manager`` *processes* start on it
 (master included: every new stream is also placed on an agent). From this process:
 
+- the raw limit in the same run: ``js.publish_async`` of 20,000 encoded ``StreamCreated`` events
+  (one subject each, as the creates write them) into a stream of the same server, nats-py's
+  window in flight, best of 2, in rounds alternating with the ceiling below (the ratio is the
+  median of three rounds' ratios);
 - a steady 1,000 cmd/s for ``--seconds``: latency measured from each request's *scheduled* send
   time (so a stalled client or manager cannot hide its queueing), p50 / p99 / max;
-- the ceiling: 64 concurrent clients sending as fast as replies come back;
-- the raw limit in the same run: ``js.publish_async`` of the same number of messages of the same
-  size into a stream of the same server (64 in flight), msgs/s.
+- the ceiling: 64 concurrent clients sending as fast as replies come back, for one manager; at
+  the first size also with a ``request_id`` on every create, and both again with three managers
+  sharing the commands (one NATS queue group). The note gives each process's CPU: on a 2-core
+  machine the client, the server and the managers share two cores.
 
-Target (issue 10): p99 <= 5 ms at every size.
+Targets (issue 18): ceiling >= 0.30 of raw with one manager, >= 0.6 with three; with
+``request_id`` >= 0.25. Issue 10: steady p99 <= 5 ms at every size.
 
 Usage: python bench/commands.py [--sizes 1000,10000,100000] [--seconds 10] [--quick] [--json]
+       [--profile FILE]   (py-spy the first manager during the steady phase)
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import itertools
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import nats
 import orjson
-from common import Report, arguments, nats_server
+import psutil
+from common import (
+    Report,
+    agent_registered,
+    append_all,
+    arguments,
+    nats_server,
+    paired,
+    raw_publish_async,
+    say,
+    start_manager,
+    stop_manager,
+    stream_created,
+)
 from nats.aio.client import Client
-from nats.js import api
 
+from events.codec import encode_event
 from events.jetstream import JetStreamStore
-from events.model import AgentRegistered, AnalyticOffer, AnalyticRef, Cause, Source, StreamCreated
-from events.store import Append
+from events.model import AnalyticRef, Cause, Source, StreamCreated
 
-CAUSE = Cause(kind="command", name="bench")
-VIGIL = str(Path(sys.executable).parent / "vigil")
 AGENTS = 1000
-BODY = {"source": {"url": "rtsp://camera.example/live"}, "analytics": [{"name": "motion"}]}
+CLIENTS = 64
+BODY = orjson.dumps({"source": {"url": "rtsp://10.9.8.7/live"}, "analytics": [{"name": "motion"}]})
+QUIET = {"VIGIL_AGENT_DOWNGRADE_S": "3600", "VIGIL_STREAM_STALENESS_S": "3600"}
 
 
-async def build_log(store: JetStreamStore, n_streams: int, headroom: int) -> None:
-    now = time.time()
-    capacity = n_streams // AGENTS + headroom // AGENTS + 2
-    items = [
-        Append(f"agent.a{i:05}", AgentRegistered(
-            at=now, cause=CAUSE, agent_id=f"a{i:05}", name=f"a{i}", capacity=capacity,
-            analytics=(AnalyticOffer(name="motion"),),
-        ), msg_id=f"ar{i}")
-        for i in range(AGENTS)
-    ]  # fmt: skip
-    items += [
-        Append(f"stream.s{i:06}", StreamCreated(
-            at=now + i * 1e-6, cause=CAUSE, stream_id=f"s{i:06}", name=f"cam {i}",
-            source=Source(url=f"rtsp://cam-{i}/live"), kind="stream",
-            analytics=(AnalyticRef(name="motion"),),
-        ), msg_id=f"sc{i}")
-        for i in range(n_streams)
-    ]  # fmt: skip
-    for i in range(0, len(items), 5000):
-        await store.append_batch(items[i : i + 5000])
+def created_body(i: int) -> bytes:
+    """An event as a create writes it (a command cause with a request id and a manager id)."""
+    cause = Cause(kind="command", name="stream.create", request_id=uuid.uuid4().hex,
+                  manager_id="m-0123abcd")  # fmt: skip
+    return encode_event(StreamCreated(
+        at=time.time(), cause=cause, stream_id=f"s-{uuid.uuid4().hex[:16]}", name=f"cam {i}",
+        source=Source(url="rtsp://10.9.8.7/live"), kind="stream",
+        analytics=(AnalyticRef(name="motion"),),
+    ))  # fmt: skip
 
 
-async def start_manager(url: str) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_VIGIL_")}
-    env |= {"VIGIL_NATS_URL": url, "VIGIL_AGENT_DOWNGRADE_S": "3600",
-            "VIGIL_STREAM_STALENESS_S": "3600", "VIGIL_DATA_DIR": "/nonexistent"}  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        VIGIL, "manager", env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 600)
-    assert b"running" in line, line
-    return proc
+async def create(nc: Client, body: bytes = BODY) -> None:
+    msg = await nc.request("vigil.cmd.stream.create", body, timeout=30)
+    if not orjson.loads(msg.data)["ok"]:
+        raise RuntimeError(f"stream.create refused: {msg.data!r}")
 
 
-async def create(nc: Client) -> None:
-    msg = await nc.request("vigil.cmd.stream.create", orjson.dumps(BODY), timeout=30)
-    assert orjson.loads(msg.data)["ok"], msg.data
+def with_request_id() -> bytes:
+    return orjson.dumps({"source": {"url": "rtsp://10.9.8.7/live"},
+                         "analytics": [{"name": "motion"}], "request_id": uuid.uuid4().hex})  # fmt: skip
 
 
 async def steady(nc: Client, rate: float, seconds: float) -> list[float]:
@@ -101,49 +102,80 @@ async def steady(nc: Client, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-async def ceiling(nc: Client, clients: int, seconds: float) -> float:
+class CpuShare:
+    """CPU used by some processes while measuring (``with share:``), in % of one core each."""
+
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in procs.items()}
+        self.used = dict.fromkeys(self.procs, 0.0)
+        self.wall = 0.0
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    def __enter__(self) -> None:
+        self._start = {name: self._cpu(p) for name, p in self.procs.items()}
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._t0
+        for name, p in self.procs.items():
+            self.used[name] += self._cpu(p) - self._start[name]
+
+    def note(self) -> str:
+        return ", ".join(f"{name} {100 * used / max(self.wall, 1e-9):.0f}%"
+                         for name, used in self.used.items())  # fmt: skip
+
+
+async def ceiling(nc: Client, seconds: float, request_ids: bool) -> float:
     done = 0
     end = time.perf_counter() + seconds
 
     async def client() -> None:
         nonlocal done
         while time.perf_counter() < end:
-            await create(nc)
+            await create(nc, with_request_id() if request_ids else BODY)
             done += 1
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
     return done / (time.perf_counter() - t0)
 
 
-async def raw_publish(nc: Client, n: int) -> float:
-    """``js.publish_async`` with up to 4,000 in flight (nats-py's own window), all acks awaited."""
-    js = nc.jetstream()
-    await js.add_stream(api.StreamConfig(name="RAW", subjects=["raw.>"]))
-    body = orjson.dumps(BODY) * 2  # about the size of a StreamCreated event
-    t0 = time.perf_counter()
-    futures = [await js.publish_async(f"raw.{i % 100}", body) for i in range(n)]
-    await asyncio.gather(*futures)
-    return n / (time.perf_counter() - t0)
-
-
-async def one_size(n: int, seconds: float, report: Report, profile: str | None) -> None:
+async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
+                   profile: str | None, quick: bool) -> None:  # fmt: skip
+    rounds = 3
+    top_s = 1.0 if quick else min(seconds, 5.0)
+    raw_n = 6_000 if quick else 20_000
     async with nats_server() as server:
         nc = await nats.connect(server.url)
         store = JetStreamStore(nc)
         await store.ensure()
-        await build_log(store, n, headroom=int(1000 * seconds * 4))
-        manager = await start_manager(server.url)
+        creates = 1000 * seconds + (4 if all_cases else 1) * rounds * top_s * 20_000 + 1000
+        capacity = int((n + creates) // AGENTS) + 2
+        now = time.time()
+        say(f"{n:,} streams: building the log")
+        await append_all(store, itertools.chain(
+            (agent_registered(i, capacity=capacity, now=now) for i in range(AGENTS)),
+            (stream_created(i, now=now) for i in range(n)),
+        ))  # fmt: skip
+        bodies = [created_body(i) for i in range(raw_n)]
+        managers = [await start_manager(server.url, QUIET)]
         try:
             await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
             spy = None
             if profile:
                 spy = await asyncio.create_subprocess_exec(
                     str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                    str(manager.pid), "--duration", str(int(seconds)), "--format", "raw",
+                    str(managers[0].pid), "--duration", str(int(seconds)), "--format", "raw",
                     "-o", f"{profile}.{n}.txt", "--rate", "250",
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip
+            say(f"{n:,} streams: steady 1,000 cmd/s")
             lat = await steady(nc, 1000.0, seconds)
             if spy is not None:
                 await spy.wait()
@@ -151,14 +183,41 @@ async def one_size(n: int, seconds: float, report: Report, profile: str | None) 
             p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
             report.add(f"{n:>7,} streams: steady 1,000 cmd/s p50", p50 * 1e3, "ms")
             report.add(f"{n:>7,} streams: steady 1,000 cmd/s p99", p99 * 1e3, "ms",
-                       f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms")  # fmt: skip
-            top = await ceiling(nc, 64, min(seconds, 5.0))
-            raw = await raw_publish(nc, 20_000)
-            report.add(f"{n:>7,} streams: ceiling, 64 clients", top, "cmd/s",
-                       f"raw publish_async {raw:,.0f} msg/s; ratio {top / raw:.2f}")  # fmt: skip
+                       f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms", key=f"commands.p99.{n}")  # fmt: skip
+
+            async def top(label: str, key: str, request_ids: bool, guard: bool) -> None:
+                say(f"{n:,} streams: ceiling, {label}")
+                procs = {"client": psutil.Process().pid, "nats-server": server.pid or 0}
+                procs |= {f"manager {i + 1}": m.pid for i, m in enumerate(managers)}
+                cpu = CpuShare(procs)
+
+                async def raw(_r: int) -> float:
+                    return await raw_publish_async(nc, bodies)
+
+                async def creates(_r: int) -> float:
+                    with cpu:
+                        return await ceiling(nc, top_s, request_ids)
+
+                p = await paired(rounds, raw, creates)
+                name = f"{n:>7,} streams: {CLIENTS} clients, {label}"
+                note = f"CPU {cpu.note()}"
+                if guard:
+                    report.paired(name, p, unit="cmd/s", key=key, note=note)
+                else:
+                    report.add(name, p.measured, "cmd/s", f"{p.ratio:.3f}x raw (not guarded);"
+                               f" {note}", key=f"{key}.{n}")  # fmt: skip
+
+            await top("1 manager", "commands.create.1", False, all_cases)
+            if all_cases:
+                await top("1 manager, request_id", "commands.request_id.1", True, True)
+                managers += await asyncio.gather(*(start_manager(server.url, QUIET)
+                                                   for _ in range(2)))  # fmt: skip
+                await asyncio.gather(*(create(nc) for _ in range(300)))  # warm up the new ones
+                await top("3 managers", "commands.create.3", False, True)
+                await top("3 managers, request_id", "commands.request_id.3", True, False)
         finally:
-            manager.terminate()
-            await manager.wait()
+            for m in managers:
+                await stop_manager(m)
             await nc.close()
 
 
@@ -169,10 +228,10 @@ async def main() -> None:
     parser.add_argument("--profile", default=None, help="py-spy the manager into FILE.<size>.txt")
     args = parser.parse_args()
     sizes = [1000] if args.quick else [int(x) for x in args.sizes.split(",")]
-    seconds = 3.0 if args.quick else args.seconds
-    report = Report("stream.create end to end (one manager process)")
-    for n in sizes:
-        await one_size(n, seconds, report, args.profile)
+    seconds = 2.0 if args.quick else args.seconds
+    report = Report(f"stream.create end to end ({CLIENTS} clients for the ceilings)")
+    for i, n in enumerate(sizes):
+        await one_size(n, seconds, i == 0, report, args.profile, args.quick)
     report.emit(args.json)
 
 

