@@ -2,8 +2,15 @@
 
 The decode thread owns its container from open to close (PyAV crashes if a container is closed by
 another thread during ``demux``): stopping sets a flag checked between packets, and the read
-timeout bounds how long a blocked read can delay that check. Frames carry a strided numpy view of
-the Y plane (limited range 16-235) at analysis width, by reference.
+timeout bounds how long a blocked read can delay that check. Frames carry the analysis picture —
+the Y plane (limited range 16-235) reduced by strided slicing (:func:`analysis_step`: a quarter of
+the source's width, between 160 and ``analysis_width`` columns), copied once here where the
+decoder's output is freshest in cache — and the decoded frame itself, by reference (its colour
+planes make the record thumbnails).
+
+Two cheap tiers: ``keyframes_only`` decodes keyframes only (non-key packets are not decoded at
+all, and the decoder skips any it gets: ``skip_frame=NONKEY``); ``analysis_fps`` hands on at most
+that many frames a second (every frame is still decoded: each one is a reference for the next).
 
 Queue items are :class:`Frame` (live: dropped and counted when the queue is full; files: the
 decoder waits, so file analysis is deterministic) and :class:`Notice` (never dropped).
@@ -61,11 +68,14 @@ class SourceConfig:
     backoff_jitter: float = 0.2
     healthy_reset_s: float = 30.0
     decode_thread_type: Literal["SLICE", "FRAME", "AUTO"] = "SLICE"
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A decoded frame. ``gray`` is a view of the Y plane (no copy); ``video`` keeps it alive."""
+    """A decoded frame: ``gray`` its analysis picture (the Y plane every ``step`` rows and
+    columns; 0: another reduction), ``video`` the decoded frame."""
 
     index: int
     session: int
@@ -74,6 +84,7 @@ class Frame:
     key: bool
     gray: U8
     video: av.VideoFrame
+    step: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +115,64 @@ def backoff_delay(
     return max(0.0, delay * rng.uniform(1.0 - jitter, 1.0 + jitter))
 
 
+_Y_FIRST = frozenset(("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuvj422p", "yuv444p"))
+MIN_ANALYSIS_WIDTH = 160
+
+
+def analysis_step(width: int, max_width: int, min_width: int = MIN_ANALYSIS_WIDTH) -> int:
+    """The stride of the analysis picture of a source ``width`` pixels wide: 4 (a sixteenth of
+    the pixels), more to stay about ``max_width`` wide (1080p: 6), less to stay at least
+    ``min_width`` wide (a 320-wide source: 2). 720p gives 320x180, 360p 160x90: the analysis
+    costs about the same share of decoding at any size."""
+    return max(1, width // max_width, min(4, width // min_width))
+
+
 def y_plane_view(frame: av.VideoFrame, width: int) -> U8:
     """Y plane as a numpy view, downscaled by strided slicing to about ``width`` columns."""
-    if frame.format.name in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuvj422p", "yuv444p"):
+    return analysis_picture(frame, width, copy=False, min_width=width)[0]
+
+
+def analysis_picture(
+    frame: av.VideoFrame, width: int, *, copy: bool = True, min_width: int = MIN_ANALYSIS_WIDTH
+) -> tuple[U8, int]:
+    """The Y plane reduced by strided slicing (:func:`analysis_step`, at most ``width``
+    columns), contiguous (a view if not ``copy``), and the stride; other pixel formats are
+    converted (stride 0)."""
+    step = analysis_step(frame.width, width, min(width, min_width))
+    if frame.format.name in _Y_FIRST:
         plane = frame.planes[0]
         full = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(
             frame.height, plane.line_size
         )
-        step = max(1, frame.width // width)
-        return full[::step, : frame.width : step]
-    gray = frame.reformat(width=width, format="gray").to_ndarray()
-    return np.asarray(gray, dtype=np.uint8)
+        view = full[::step, : frame.width : step]
+        return (np.ascontiguousarray(view) if copy else view), step
+    size = (-(-frame.width // step), -(-frame.height // step))
+    gray = frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray()
+    return np.asarray(gray, dtype=np.uint8), 0
+
+
+class _Due:
+    """Which frames to hand on for at most ``fps`` a second (every frame when ``fps`` is None):
+    the first frame at or after each due time, due times ``1 / fps`` apart; a gap or a jump back
+    in time starts over."""
+
+    __slots__ = ("_next", "_period")
+
+    def __init__(self, fps: float | None) -> None:
+        self._period = 1.0 / fps if fps else 0.0
+        self._next: float | None = None
+
+    def take(self, t: float) -> bool:
+        period = self._period
+        if not period:
+            return True
+        due = self._next
+        late = t - due if due is not None else period
+        if -period - 1e-6 <= late < -1e-6:
+            return False
+        regular = due is not None and -1e-6 <= late < period
+        self._next = (due if regular and due is not None else t) + period
+        return True
 
 
 class Collector:
@@ -210,16 +268,26 @@ class Collector:
                     "invalid_source", f"{cfg.url}: no decodable video stream", fatal=not cfg.live
                 )
             stream.thread_type = cfg.decode_thread_type
+            keys_only = cfg.keyframes_only
+            if keys_only:
+                stream.codec_context.skip_frame = "NONKEY"
             time_base = float(stream.time_base) if stream.time_base is not None else None
             self._notify(Notice("opened", session, f"opened {stream.codec_context.name}"))
             index = 0
             pace = cfg.live and not cfg.url.startswith(_LIVE_SCHEMES)  # a file played as live
             origin: tuple[float, float] | None = None
+            flagged = False  # the demuxer marks keyframes: other packets need no decoder at all
+            due = _Due(cfg.analysis_fps)
             for packet in self._packets(container, stream):
                 media_s = packet.pts * time_base if packet.pts is not None and time_base else None
                 if pace and media_s is not None:
                     origin = self._pace(origin, media_s)
                 self.meters.add_packet(packet.size, media_s)
+                if keys_only:
+                    if packet.is_keyframe:
+                        flagged = True
+                    elif flagged and packet.size:
+                        continue
                 began = time.perf_counter()
                 try:
                     frames = packet.decode()
@@ -228,19 +296,16 @@ class Collector:
                 keys = 0
                 for video in frames:
                     pts_s = video.pts * time_base if video.pts is not None and time_base else None
-                    keys += int(video.key_frame)
-                    frame = Frame(
-                        index=index,
-                        session=session,
-                        pts_s=pts_s,
-                        wall=time.time(),
-                        key=bool(video.key_frame),
-                        gray=y_plane_view(video, cfg.analysis_width),
-                        video=video,
-                    )
-                    index += 1
+                    key = bool(video.key_frame)
+                    keys += key
                     if self._first_frame_at is None:
                         self._first_frame_at = time.monotonic()
+                    wall = time.time()
+                    if not due.take(pts_s if pts_s is not None else wall):
+                        continue
+                    gray, step = analysis_picture(video, cfg.analysis_width)
+                    frame = Frame(index, session, pts_s, wall, key, gray, video, step)
+                    index += 1
                     self._hand_on(frame)
                 self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
 

@@ -26,7 +26,11 @@ from analytics.spool import SpoolConfig
 from analytics.spoolrunner import SpoolRunner
 from analytics.types import Report
 
+# Until two keyframes were seen, a keyframes-only stream is assumed to have one every 2 s.
+KEYFRAME_INTERVAL_S = 2.0
+
 __all__ = [
+    "KEYFRAME_INTERVAL_S",
     "AnalyticSpec",
     "Outcome",
     "Report",
@@ -49,6 +53,9 @@ class StreamJob:
     """What to analyse and how. ``kind="file"`` ends with ``done``; ``"stream"`` reconnects.
 
     ``rules_toml`` optionally adds or overrides action/event rules (see :mod:`analytics.rules`).
+    The cheap tiers: ``keyframes_only`` decodes and analyses keyframes only; ``analysis_fps``
+    analyses at most that many frames a second (all are decoded). Either fits the action rules
+    to the frame spacing (docs/analytics.md, "Tiers").
     """
 
     stream_id: str
@@ -68,6 +75,15 @@ class StreamJob:
     queue_size: int = 64
     analysis_width: int = 320
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
+
+    @property
+    def sparse_period_s(self) -> float | None:
+        """The expected spacing of analysed frames on a cheap tier (None: every frame)."""
+        if self.keyframes_only:
+            return max(KEYFRAME_INTERVAL_S, 1.0 / self.analysis_fps if self.analysis_fps else 0.0)
+        return 1.0 / self.analysis_fps if self.analysis_fps else None
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ def run_stream(
             job.rules_toml,
             job.window,
             live=job.kind == "stream",
+            sparse_period_s=job.sparse_period_s,
         )
     except (InvalidParams, UnknownAnalytic, RulesError) as exc:
         on_report(Report(kind="error", message=str(exc), fatal=True, code="invalid_params"))
@@ -220,4 +237,6 @@ def _source_config(job: StreamJob) -> SourceConfig:
         backoff_base_s=job.backoff_base_s,
         backoff_max_s=job.backoff_max_s,
         healthy_reset_s=job.healthy_reset_s,
+        keyframes_only=job.keyframes_only,
+        analysis_fps=job.analysis_fps,
     )
