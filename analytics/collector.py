@@ -12,8 +12,10 @@ Two cheap tiers: ``keyframes_only`` decodes keyframes only (non-key packets are 
 all, and the decoder skips any it gets: ``skip_frame=NONKEY``); ``analysis_fps`` hands on at most
 that many frames a second (every frame is still decoded: each one is a reference for the next).
 
-Queue items are :class:`Frame` (live: dropped and counted when the queue is full; files: the
-decoder waits, so file analysis is deterministic) and :class:`Notice` (never dropped).
+Frames go to ``on_frame``, called in the decode thread, when given (the worker analyses them
+there); else into the queue (live: dropped and counted when the queue is full; files: the decoder
+waits, so file analysis is deterministic). Queue items are those :class:`Frame` and
+:class:`Notice` (never dropped).
 A live source's end or error means reconnect, with exponential backoff and jitter, recreating the
 container each time; a file's end is ``done``; a missing file is fatal.
 """
@@ -26,7 +28,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -179,10 +181,16 @@ class Collector:
     """Decodes ``config.url`` in its own thread into ``self.queue`` until stopped or done."""
 
     def __init__(
-        self, config: SourceConfig, meters: SourceMeters, *, seed: int | None = None
+        self,
+        config: SourceConfig,
+        meters: SourceMeters,
+        *,
+        seed: int | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> None:
         self.config = config
         self.meters = meters
+        self._on_frame = on_frame
         self.queue: queue.Queue[Frame | Notice] = queue.Queue(maxsize=config.queue_size)
         self._stop = threading.Event()
         self._reconnect = threading.Event()
@@ -361,6 +369,9 @@ class Collector:
             container.close()
 
     def _hand_on(self, frame: Frame) -> None:
+        if self._on_frame is not None:
+            self._on_frame(frame)
+            return
         if self.config.live:
             try:
                 self.queue.put_nowait(frame)

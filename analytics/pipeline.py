@@ -83,6 +83,7 @@ class Pipeline:
         # and before the oldest time an analyzer may date a trigger it still holds back.
         lookback = max((a.lookback_s for a in analyzers), default=0.0)
         self._keep_s = window.pre_s + lookback + 1.0
+        self._thumbs_seen = 0
 
     @classmethod
     def build(
@@ -120,9 +121,18 @@ class Pipeline:
         )
 
     def process(self, frame: Frame) -> Found:
-        thumbs = self.handler.thumbs_taken
-        ts = self.handler.update(frame)
-        picture = Picture(ts, frame.gray)
+        """:meth:`admit` then :meth:`analyse` one frame."""
+        return self.analyse(self.admit(frame))
+
+    def admit(self, frame: Frame) -> Picture:
+        """Take ``frame`` as it arrives (its timestamp, a thumbnail when one is due, while the
+        decoded frame is at hand) and return its picture, to :meth:`analyse` in arrival order,
+        at once or in a batch with the next ones."""
+        return Picture(self.handler.update(frame), frame.gray)
+
+    def analyse(self, picture: Picture) -> Found:
+        """Run the analyzers and rules on an admitted picture; build the records due."""
+        ts = picture.ts
         found = Found()
         hits: list[ActionHit] = self.actions.frame(ts)
         for analyzer in self.analyzers:
@@ -133,7 +143,8 @@ class Pipeline:
                     hits.extend(self.actions.feed(trigger))
         self._add_events(hits, ts, found)
         self._emit_ready(ts, found)
-        if self.handler.thumbs_taken != thumbs:
+        if self.handler.thumbs_taken != self._thumbs_seen:  # forget what no record can take
+            self._thumbs_seen = self.handler.thumbs_taken
             self.handler.release(self._needed_since(ts) - self.handler.window.pre_s)
         return found
 
