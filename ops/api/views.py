@@ -57,6 +57,8 @@ class StreamView(msgspec.Struct, frozen=True, kw_only=True):
     autorestart: Autorestart
     staleness_s: float | None
     spool: SpoolOut | None
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
 
 
 class StreamList(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,6 +134,7 @@ def assignment_of(s: StreamState, start_by: float | None = None) -> Assignment:
         stream_id=s.stream_id, version=s.assignment_version or 0, name=s.name,
         source=SourceOut(s.source.url), kind=s.kind, analytics=_analytics(s), labels=s.labels,
         stall_timeout_s=s.staleness_s, spool=_spool(s), start_by=start_by,
+        keyframes_only=s.keyframes_only, analysis_fps=s.analysis_fps,
     )  # fmt: skip
 
 
@@ -143,6 +146,7 @@ def stream_view(s: StreamState) -> StreamView:
         last_error=s.last_error, restarts=s.restarts,
         restart_not_before=iso(s.restart_not_before), labels=s.labels,
         autorestart=s.autorestart, staleness_s=s.staleness_s, spool=_spool(s),
+        keyframes_only=s.keyframes_only, analysis_fps=s.analysis_fps,
     )  # fmt: skip
 
 
