@@ -9,8 +9,10 @@ decoder's output is freshest in cache — and the decoded frame itself, by refer
 planes make the record thumbnails).
 
 Two cheap tiers: ``keyframes_only`` decodes keyframes only (non-key packets are not decoded at
-all, and the decoder skips any it gets: ``skip_frame=NONKEY``); ``analysis_fps`` hands on at most
-that many frames a second (every frame is still decoded: each one is a reference for the next).
+all, and the decoder skips any it gets: ``skip_frame=NONKEY``; an MP4 demuxer does not even read
+them: ``discard``; a file played as live is held to real time on its keyframes only);
+``analysis_fps`` hands on at most that many frames a second (every frame is still decoded: each
+one is a reference for the next).
 
 Frames go to ``on_frame``, called in the decode thread, when given (the worker analyses them
 there); else into the queue (live: dropped and counted when the queue is full; files: the decoder
@@ -35,6 +37,7 @@ from typing import Literal, Protocol
 import av
 import numpy as np
 import numpy.typing as npt
+from av.stream import Discard
 
 from analytics.errors import SourceError
 
@@ -151,6 +154,33 @@ def analysis_picture(
     size = (-(-frame.width // step), -(-frame.height // step))
     gray = frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray()
     return np.asarray(gray, dtype=np.uint8), 0
+
+
+class _Bytes:
+    """Packet sizes summed per media second before they reach the meters (one locked update a
+    second instead of one a packet; the peak bitrate is per media second anyway)."""
+
+    __slots__ = ("_meters", "_second", "_size")
+
+    def __init__(self, meters: SourceMeters) -> None:
+        self._meters = meters
+        self._second: int | None = None
+        self._size = 0
+
+    def add(self, size: int, media_s: float | None) -> None:
+        if media_s is None:
+            self._meters.add_packet(size, None)
+            return
+        second = int(media_s)
+        if second != self._second:
+            self.flush()
+            self._second = second
+        self._size += size
+
+    def flush(self) -> None:
+        if self._size and self._second is not None:
+            self._meters.add_packet(self._size, float(self._second))
+        self._size = 0
 
 
 class _Due:
@@ -276,46 +306,61 @@ class Collector:
                     "invalid_source", f"{cfg.url}: no decodable video stream", fatal=not cfg.live
                 )
             stream.thread_type = cfg.decode_thread_type
-            keys_only = cfg.keyframes_only
-            if keys_only:
+            if cfg.keyframes_only:
                 stream.codec_context.skip_frame = "NONKEY"
-            time_base = float(stream.time_base) if stream.time_base is not None else None
+                stream.discard = Discard.nonkey  # demuxers that can (MP4) skip the others
             self._notify(Notice("opened", session, f"opened {stream.codec_context.name}"))
-            index = 0
-            pace = cfg.live and not cfg.url.startswith(_LIVE_SCHEMES)  # a file played as live
-            origin: tuple[float, float] | None = None
-            flagged = False  # the demuxer marks keyframes: other packets need no decoder at all
-            due = _Due(cfg.analysis_fps)
-            for packet in self._packets(container, stream):
-                media_s = packet.pts * time_base if packet.pts is not None and time_base else None
-                if pace and media_s is not None:
-                    origin = self._pace(origin, media_s)
-                self.meters.add_packet(packet.size, media_s)
-                if keys_only:
-                    if packet.is_keyframe:
-                        flagged = True
-                    elif flagged and packet.size:
-                        continue
-                began = time.perf_counter()
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    continue  # a corrupt packet: the decoder resynchronises at the next keyframe
-                keys = 0
-                for video in frames:
-                    pts_s = video.pts * time_base if video.pts is not None and time_base else None
-                    key = bool(video.key_frame)
-                    keys += key
-                    if self._first_frame_at is None:
-                        self._first_frame_at = time.monotonic()
-                    wall = time.time()
-                    if not due.take(pts_s if pts_s is not None else wall):
-                        continue
-                    gray, step = analysis_picture(video, cfg.analysis_width)
-                    frame = Frame(index, session, pts_s, wall, key, gray, video, step)
-                    index += 1
-                    self._hand_on(frame)
-                self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
+            read = _Bytes(self.meters)
+            try:
+                self._decode_packets(session, container, stream, read)
+            finally:
+                read.flush()
+
+    def _decode_packets(
+        self,
+        session: int,
+        container: av.container.InputContainer,
+        stream: av.VideoStream,
+        read: _Bytes,
+    ) -> None:
+        cfg = self.config
+        keys_only = cfg.keyframes_only
+        time_base = float(stream.time_base) if stream.time_base is not None else None
+        pace = cfg.live and not cfg.url.startswith(_LIVE_SCHEMES)  # a file played as live
+        origin: tuple[float, float] | None = None
+        flagged = False  # the demuxer marks keyframes: other packets need no decoder at all
+        due = _Due(cfg.analysis_fps)
+        index = 0
+        for packet in self._packets(container, stream):
+            media_s = packet.pts * time_base if packet.pts is not None and time_base else None
+            if pace and media_s is not None and (packet.is_keyframe or not keys_only):
+                origin = self._pace(origin, media_s)  # keyframes only: on their time
+            read.add(packet.size, media_s)
+            if keys_only:
+                if packet.is_keyframe:
+                    flagged = True
+                elif flagged and packet.size:
+                    continue
+            began = time.perf_counter()
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue  # a corrupt packet: the decoder resynchronises at the next keyframe
+            keys = 0
+            for video in frames:
+                pts_s = video.pts * time_base if video.pts is not None and time_base else None
+                key = bool(video.key_frame)
+                keys += key
+                if self._first_frame_at is None:
+                    self._first_frame_at = time.monotonic()
+                wall = time.time()
+                if not due.take(pts_s if pts_s is not None else wall):
+                    continue
+                gray, step = analysis_picture(video, cfg.analysis_width)
+                frame = Frame(index, session, pts_s, wall, key, gray, video, step)
+                index += 1
+                self._hand_on(frame)
+            self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
 
     def _pace(self, origin: tuple[float, float] | None, media_s: float) -> tuple[float, float]:
         """Hold a local file played as a live source to real time (like ``ffmpeg -re``)."""
@@ -325,8 +370,9 @@ class Collector:
         ahead = (media_s - origin[1]) - (now - origin[0])
         if ahead > 5.0 or ahead < -5.0:  # a timestamp jump: start a new origin
             return (now, media_s)
-        if ahead > 0:
-            self._stop.wait(ahead)
+        while ahead > 0 and not self._stop.is_set():  # a sleep: cheaper than an Event's wait
+            time.sleep(min(ahead, 0.1))
+            ahead = (media_s - origin[1]) - (time.monotonic() - origin[0])
         return origin
 
     def _packets(
