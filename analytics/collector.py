@@ -55,6 +55,15 @@ _LIVE_SCHEMES = (
     "rtmp://",
     "srt://",
 )
+_SOCKET_TIMEOUT_SCHEMES = (
+    "rtsp://",
+    "rtsps://",
+    "http://",
+    "https://",
+    "tcp://",
+    "udp://",
+    "srt://",
+)
 
 
 @dataclass(frozen=True)
@@ -390,17 +399,21 @@ class Collector:
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[av.container.InputContainer]:
+        """Open the source. PyAV's timeout bounds the opening; reads are bounded by FFmpeg's own
+        ``rw_timeout`` / ``timeout`` (PyAV's check takes the GIL each time FFmpeg asks, many
+        times a packet: with a hundred streams in one process they starve each other)."""
         cfg = self.config
-        options: dict[str, str] = {}
+        read_us = str(round(cfg.read_timeout_s * 1e6))
+        options: dict[str, str] = {"rw_timeout": read_us}
+        if cfg.url.startswith(_SOCKET_TIMEOUT_SCHEMES):
+            options["timeout"] = read_us  # socket I/O (µs); rtmp's "timeout" means "listen"
         if cfg.url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = cfg.rtsp_transport
         if not cfg.live and not cfg.url.startswith(_LIVE_SCHEMES) and not os.path.exists(cfg.url):
             raise SourceError("source_not_found", f"no such file: {cfg.url}", fatal=True)
         began = time.monotonic()
         try:
-            container = av.open(
-                cfg.url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s)
-            )
+            container = av.open(cfg.url, options=options, timeout=(cfg.open_timeout_s, None))
         except FileNotFoundError as exc:
             raise SourceError("source_not_found", f"{cfg.url}: {exc}", fatal=not cfg.live) from exc
         except (av.error.FFmpegError, OSError) as exc:

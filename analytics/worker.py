@@ -36,6 +36,7 @@ from analytics.types import Report
 # Until two keyframes were seen, a keyframes-only stream is assumed to have one every 2 s.
 KEYFRAME_INTERVAL_S = 2.0
 NOTICE_POLL_S = 0.25  # how often the worker's thread looks at stalls and a down source's clock
+SPARSE_POLL_S = 1.0  # the same on a cheap tier (no batch waits; hundreds of streams a process)
 
 __all__ = [
     "KEYFRAME_INTERVAL_S",
@@ -168,7 +169,8 @@ class _Analysis:
         self.sink = sink
         self.live = job.kind == "stream"
         self.max_lag_s = job.max_lag_s
-        self.batch_frames = max(1, job.batch_frames)
+        # Sparse frames (a cheap tier) come seconds apart: each one is analysed as it comes.
+        self.batch_frames = 1 if job.sparse_period_s else max(1, job.batch_frames)
         self.batch_s = job.batch_s
         self.lock = threading.Lock()
         self.running = False  # frames flow since the last (re)connection
@@ -238,9 +240,10 @@ def _follow(
 ) -> Outcome:
     """Follow the source's notices until it ends, fails or ``stop``; report stalls."""
     opened_at: float | None = None  # a connection whose frames may stall
+    poll_s = SPARSE_POLL_S if job.sparse_period_s else NOTICE_POLL_S
     while not stop.is_set():
         try:
-            item = collector.queue.get(timeout=NOTICE_POLL_S)
+            item = collector.queue.get(timeout=poll_s)
         except queue.Empty:
             analysis.poll(live_down=job.kind == "stream" and not analysis.running)
             if opened_at is not None:

@@ -13,7 +13,8 @@ measured in the same run on the same core:
   difference between the clip and its first 2 s (a clip of its own), so start-up, opening and
   probing are left out alike. Target: all analyzers ≤ 1.03x ffmpeg.
 - Live streams per core: N copies of the clip played in real time (``-re`` for ffmpeg, the
-  collector's pacing for vigil) on one core for ``--window`` seconds after a warm-up. A stream
+  collector's pacing for vigil) on one core for ``--window`` seconds, once every stream decoded
+  its first frame and ``--warmup`` seconds more. A stream
   is held when it decoded (and vigil analysed) at least 97 % of the frames the window should
   have and dropped none; the count is the most streams all held. ffmpeg's count is the decode
   limit (target: vigil's equals it); beside it the limit computed from ffmpeg's CPU per frame.
@@ -60,7 +61,6 @@ from analytics.worker import AnalyticSpec, StreamJob, run_stream  # noqa: E402
 FPS = 25
 GOP_S = 2.0
 HELD = 0.97  # share of the window's frames a held stream decoded
-WARMUP_PER_STREAM_S = 0.03
 
 
 # ---- the clip -------------------------------------------------------------------------------
@@ -225,7 +225,10 @@ def child_live(args: argparse.Namespace) -> dict[str, Any]:
         threads.append(thread)
     for thread in threads:
         thread.start()
-    time.sleep(args.warmup + WARMUP_PER_STREAM_S * args.n)  # opening and probing them all
+    deadline = time.monotonic() + 60.0  # opening and probing them all (a live TS: seconds)
+    while time.monotonic() < deadline and min(c.totals().frames_decoded for c in counters) == 0:
+        time.sleep(0.2)
+    time.sleep(args.warmup)
     before = [c.totals() for c in counters]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     time.sleep(args.window)
