@@ -75,7 +75,7 @@ class SourceConfig:
     open_timeout_s: float = 15.0
     read_timeout_s: float = 10.0
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
-    analysis_width: int = 320
+    analysis_width: int = 160
     queue_size: int = 64
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0

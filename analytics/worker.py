@@ -84,7 +84,7 @@ class StreamJob:
     backoff_max_s: float = 60.0
     healthy_reset_s: float = 30.0
     queue_size: int = 64
-    analysis_width: int = 320
+    analysis_width: int = 160
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     keyframes_only: bool = False
     analysis_fps: float | None = None

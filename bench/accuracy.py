@@ -7,8 +7,8 @@ x264 with B-frames and a 2 s GOP; cached in ``--clip-dir``), runs vigil's pipeli
 ``blackdetect``/``freezedetect``/``scdet`` on each, and prints per clip and event kind: truth
 spans, then for each tool hits, misses, false positives and the worst start / end error in
 frames. Then the acceptance verdict, and the analyzers' cost per frame against decoding on the
-720p and 360p cuts clips, in CPU time (target: under 10 %; the analysis picture is 320x180 for
-both). ``--cost-only`` skips the accuracy table.
+720p and 360p cuts clips, in CPU time (target: under 10 %; the analysis picture is 160x90 for
+both, ``analytics.collector.analysis_step``). ``--cost-only`` skips the accuracy table.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from analytics.accuracy.lavfi import Clip, filtergraph, render
 from analytics.accuracy.run import DETECTORS, vigil_detect
 from analytics.accuracy.score import KindScore, score
 from analytics.accuracy.truth import truth
-from analytics.collector import analysis_picture
+from analytics.collector import SourceConfig, analysis_picture
 from analytics.picture import Picture
 from analytics.registry import ANALYTICS
 
@@ -91,7 +91,9 @@ def accuracy(clips: list[Clip], directory: Path, with_ffmpeg: bool) -> bool:
     return ok
 
 
-def decode_frames(path: Path, width: int = 320) -> tuple[float, float, list[U8]]:
+def decode_frames(
+    path: Path, width: int = SourceConfig.analysis_width
+) -> tuple[float, float, list[U8]]:
     """CPU seconds per frame to demux and decode ``path`` like the collector (slice threads),
     CPU seconds per frame to take the analysis picture from the Y plane (as the collector does),
     and every frame's analysis picture."""
