@@ -87,14 +87,18 @@ class Motion(Standalone):
 
     def __init__(self, params: MotionParams) -> None:
         self.params = params
-        self._floor = min(params.noise_levels, d.pixel_threshold(params.sensitivity))
+        self._bright = d.pixel_threshold(params.sensitivity)  # in a scene that is not dark
+        self._floor = min(params.noise_levels, self._bright)
         self._previous: Picture | None = None
         self._grid: d.CellGrid | None = None
 
     def threshold(self, picture: Picture) -> int:
         """The per-pixel threshold (levels) for ``picture`` (its mean level)."""
         p = self.params
-        return max(self._floor, d.pixel_threshold(p.sensitivity, picture.level, p.dark_level))
+        level = picture.level
+        if level >= p.dark_level:
+            return max(self._floor, self._bright)
+        return max(self._floor, d.pixel_threshold(p.sensitivity, level, p.dark_level))
 
     def analyse(self, picture: Picture) -> list[Trigger]:
         previous, self._previous = self._previous, picture

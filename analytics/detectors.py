@@ -16,6 +16,7 @@ __all__ = [
     "LUMA_BLACK",
     "LUMA_WHITE",
     "CellGrid",
+    "EdgeSteps",
     "Profile",
     "abs_diff",
     "active_cells",
@@ -237,36 +238,55 @@ def sharpness(gray: U8, quantile: float = 0.995) -> float:
 
 
 def edge_strength(picture: U8, quantile: float = 0.995, guess: int | None = None) -> float:
-    """:func:`sharpness` of a picture already reduced (every other row and column). The
-    quantile is found by counting the steps over a level, bisecting the levels from ``guess``
-    (the last answer, say); ``np.partition`` slows down on the many equal steps of a picture."""
-    height, width = picture.shape
-    if height < 2 or width < 2:
-        return 0.0
-    flat = picture.ravel()  # steps on the flat picture: contiguous, faster than 2-d slices
-    inner = (height - 1) * width
-    steps = abs_diff(flat[1 : inner + 1], flat[:inner])
-    np.maximum(steps, abs_diff(flat[width:], flat[:inner]), out=steps)
-    steps[width - 1 :: width] = 0  # from the last column across to the next row: not a step
-    size = (height - 1) * (width - 1)
-    rank = (height - 1) + min(size - 1, int(quantile * size))  # those zeros rank first
-    return float(_level_at_rank(steps, rank, guess))
+    """:func:`sharpness` of a picture already reduced (every other row and column)."""
+    return float(EdgeSteps(picture, quantile).level(guess))
 
 
-def _level_at_rank(values: U8, rank: int, guess: int | None) -> int:
-    """``np.sort(values)[rank]``: the lowest level with at most ``size - rank - 1`` values over it."""
-    over_at_most = values.size - rank - 1
-    lo, hi = 0, 255  # the answer is in [lo, hi]
-    probe = min(255, max(0, guess)) if guess is not None else 127
-    while lo < hi:
-        if np.count_nonzero(values > probe) <= over_at_most:
-            hi = probe
-            probe = probe - 1 if guess is not None and probe == guess else (lo + hi) // 2
-        else:
-            lo = probe + 1
-            probe = probe + 1 if guess is not None and probe == guess else (lo + hi) // 2
-        probe = min(hi, max(lo, probe))
-    return lo
+class EdgeSteps:
+    """The luma steps of a reduced picture (the larger of the horizontal and vertical step at
+    each pixel), ranked by counting the steps over a level rather than sorted:
+    ``np.partition`` slows down on the many equal steps of a picture, and a question such as
+    "is the quantile under this level?" (is the view defocused?) is one count."""
+
+    __slots__ = ("_over_at_most", "_steps")
+
+    def __init__(self, picture: U8, quantile: float = 0.995) -> None:
+        height, width = picture.shape
+        if height < 2 or width < 2:
+            self._steps: U8 = np.zeros(1, np.uint8)
+            self._over_at_most = 0
+            return
+        flat = picture.ravel()  # steps on the flat picture: contiguous, faster than 2-d slices
+        inner = (height - 1) * width
+        steps = abs_diff(flat[1 : inner + 1], flat[:inner])
+        np.maximum(steps, abs_diff(flat[width:], flat[:inner]), out=steps)
+        steps[width - 1 :: width] = 0  # from the last column across to the next row: no step
+        size = (height - 1) * (width - 1)
+        rank = (height - 1) + min(size - 1, int(quantile * size))  # those zeros rank first
+        self._steps = steps
+        self._over_at_most = steps.size - rank - 1
+
+    def _at_most(self, level: int) -> bool:
+        """The quantile is at most ``level``."""
+        return int(np.count_nonzero(self._steps > level)) <= self._over_at_most
+
+    def under(self, limit: float) -> bool:
+        """The quantile is under ``limit`` (levels)."""
+        return limit > 0 and self._at_most(math.ceil(limit) - 1)
+
+    def level(self, guess: int | None = None) -> int:
+        """The quantile (levels), bisecting from ``guess`` (the last answer, say)."""
+        lo, hi = 0, 255  # the answer is in [lo, hi]
+        probe = min(255, max(0, guess)) if guess is not None else 127
+        while lo < hi:
+            if self._at_most(probe):
+                hi = probe
+                probe = probe - 1 if guess is not None and probe == guess else (lo + hi) // 2
+            else:
+                lo = probe + 1
+                probe = probe + 1 if guess is not None and probe == guess else (lo + hi) // 2
+            probe = min(hi, max(lo, probe))
+        return lo
 
 
 @functools.lru_cache(maxsize=8)

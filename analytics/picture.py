@@ -58,12 +58,15 @@ class Picture:
         "_profile",
         "_values",
         "gray",
+        "shape",
         "ts",
     )
 
     def __init__(self, ts: float, gray: U8) -> None:
         self.ts = ts
         self.gray: U8 = gray if gray.flags.c_contiguous else np.ascontiguousarray(gray)
+        height, width = self.gray.shape
+        self.shape = (height, width)
         self._coarse: U8 | None = None
         self._values: F32 | None = None
         self._mean: float | None = None
@@ -74,11 +77,6 @@ class Picture:
         self._coarse_diff_of: weakref.ref[Picture] | None = None
         self._black: dict[int, float] = {}
         self._blocks: dict[int, F32] = {}
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        height, width = self.gray.shape
-        return height, width
 
     @property
     def coarse(self) -> U8:

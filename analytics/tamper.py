@@ -65,18 +65,25 @@ class TamperParams(msgspec.Struct, frozen=True, kw_only=True):
 class _View:
     """What a check keeps of a picture (its spectrum only if a shift is looked for)."""
 
-    __slots__ = ("_spectrum", "contrast", "profile", "sharpness", "small")
+    __slots__ = ("_sharpness", "_spectrum", "contrast", "edges", "profile", "small")
 
-    def __init__(self, picture: Picture, last: _View | None) -> None:
+    def __init__(self, picture: Picture) -> None:
         coarse = picture.coarse
         self.small = d.block_means(coarse, max(1, coarse.shape[1] // _SMALL_WIDTH))
         values = self.small.ravel()
         mean = float(values.mean(dtype=np.float64))
         self.profile = d.Profile(values - np.float32(mean), mean)
         self.contrast = self.profile.std  # the standard deviation of the block means
-        guess = round(last.sharpness) if last is not None else None
-        self.sharpness: float = d.edge_strength(coarse, guess=guess)
+        self.edges = d.EdgeSteps(coarse)
+        self._sharpness: float | None = None
         self._spectrum: d.C64 | None = None
+
+    @property
+    def sharpness(self) -> float:
+        """Edge strength (levels), measured when first asked (a reference, a defocused view)."""
+        if self._sharpness is None:
+            self._sharpness = float(self.edges.level())
+        return self._sharpness
 
     def correlation(self, other: _View) -> float:
         """Pearson correlation with ``other`` as they are (unmoved); 0 if either is flat or
@@ -112,7 +119,7 @@ class Tamper(Standalone):
             return []
         self._next_check = ts + self.params.interval_s
         last = self._last
-        view = self._last = _View(picture, last)
+        view = self._last = _View(picture)
         reference = self._reference
         if reference is not None and reference.small.shape != view.small.shape:
             reference = self._reference = None
@@ -127,8 +134,9 @@ class Tamper(Standalone):
         moved, matched = self._moved(ts, view, reference, steady=steady)
         if moved is not None:
             found.append(moved)
-        ratio = view.sharpness / reference.sharpness if reference.sharpness > 0 else 1.0
-        if ratio < self.params.defocus_ratio:
+        # One count tells whether the view is defocused; its sharpness is measured only then.
+        if view.edges.under(self.params.defocus_ratio * reference.sharpness):
+            ratio = view.sharpness / reference.sharpness
             details = {"sharpness": view.sharpness, "reference": reference.sharpness}
             found.append(
                 Trigger(name="tamper_defocused", ts=ts, score=1.0 - ratio, details=details)

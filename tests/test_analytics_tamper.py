@@ -152,3 +152,15 @@ def test_covering_moving_and_blurring_a_camera_raise_the_right_trigger(
 @pytest.mark.parametrize("scene", ["still", "testsrc2"])
 def test_a_normal_camera_raises_no_tamper(tmp_path: Path, scene: str) -> None:
     assert camera(tmp_path, None, scene) == []
+
+
+def test_edge_steps_answer_under_a_level_as_their_quantile_does() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        picture = (rng.integers(0, 256, (45, 80)) // rng.integers(1, 64)).astype(np.uint8)
+        edges = d.EdgeSteps(picture)
+        level = edges.level()
+
+        assert level == d.edge_strength(picture) == edges.level(guess=int(rng.integers(0, 256)))
+        for limit in (0.0, level - 0.5, float(level), level + 0.1, level + 1.0):
+            assert edges.under(limit) == (level < limit)
