@@ -177,7 +177,7 @@ class Pipeline:
         new: list[EventHit] = []
         for hit in sorted(hits, key=lambda h: h.ended_at):
             new.extend(self.events.feed(hit))
-        if ts is not None:
+        if ts is not None and self.events.has_open():
             new.extend(self.events.tick(ts, self.actions.open_since()))
         self._accept(new, found)
 

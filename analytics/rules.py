@@ -328,7 +328,11 @@ class ActionAnalyzer:
 
     def tick(self, now: float) -> list[ActionHit]:
         """Time is ``now`` (no frame, e.g. a live source that is down): close what went quiet."""
-        found = (s.close_if_idle(now) for s in self._states)
+        found = (
+            s.close_if_idle(now)
+            for s in self._states
+            if s.run is not None or s.held is not None  # the others have nothing to close
+        )
         return [hit for hit in found if hit is not None]
 
     def flush(self) -> list[ActionHit]:
@@ -399,8 +403,12 @@ class EventAnalyzer:
         return [event for event in found if event is not None]
 
     def tick(self, now: float, open_since: dict[str, float]) -> list[EventHit]:
-        found = (s.close_if_idle(now, open_since) for s in self._states)
+        found = (s.close_if_idle(now, open_since) for s in self._states if s.group)
         return [event for event in found if event is not None]
+
+    def has_open(self) -> bool:
+        """Some event groups actions and has not closed yet."""
+        return any(s.group for s in self._states)
 
     def flush(self) -> list[EventHit]:
         found = (s.close() for s in self._states)
