@@ -435,6 +435,7 @@ class Agent:
             analytics=tuple(AnalyticSpec(name=x.name, params=x.params) for x in a.analytics),
             stall_timeout_s=float(a.stall_timeout_s or 20.0),
             spool=self.spool_for(stream_id, a.spool),
+            keyframes_only=a.keyframes_only, analysis_fps=a.analysis_fps,
         )  # fmt: skip
         worker = Worker(stream_id, version, job, threading.Event(), StreamCounters())
         self.workers[stream_id] = worker

@@ -1,8 +1,10 @@
 """Stream analyzers: thin stateful wrappers over :mod:`analytics.detectors` that emit triggers.
 
-Each analyzer sees every frame's analysis-size luma (``uint8``, limited range) with its timestamp
-and returns the triggers it found in that frame. Their params are validated against the JSON
-schemas in :mod:`analytics.registry` before they get here.
+Each analyzer sees every analysed frame as a :class:`~analytics.picture.Picture` (the analysis
+luma, ``uint8``, limited range, with its timestamp and the measurements the analyzers share) and
+returns the triggers it found in that frame: ``analyse(picture)``. ``process(ts, gray)`` does the
+same for a bare array (tests, one analyzer on its own). Their params are validated against the
+JSON schemas in :mod:`analytics.registry` before they get here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics import detectors as d
+from analytics.picture import Picture
 from analytics.types import Trigger
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "MotionParams",
     "SceneChange",
     "SceneChangeParams",
+    "Standalone",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -36,11 +40,27 @@ F32 = npt.NDArray[np.float32]
 
 
 class Analyzer(Protocol):
-    """What the pipeline needs from a stream analyzer."""
+    """What the pipeline needs from a stream analyzer. ``lookback_s``: how far back before the
+    frame it analyses it may date a trigger (it holds triggers back until it is sure)."""
 
     name: str
+    lookback_s: float
+
+    def analyse(self, picture: Picture) -> list[Trigger]: ...
 
     def process(self, ts: float, gray: U8) -> list[Trigger]: ...
+
+
+class Standalone:
+    """``process(ts, gray)``: analyse a bare array (it gets a picture of its own)."""
+
+    lookback_s = 0.0
+
+    def analyse(self, picture: Picture) -> list[Trigger]:
+        raise NotImplementedError
+
+    def process(self, ts: float, gray: U8) -> list[Trigger]:
+        return self.analyse(Picture(ts, gray))
 
 
 class MotionParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,56 +69,61 @@ class MotionParams(msgspec.Struct, frozen=True, kw_only=True):
     max_area: float = 0.6
     grid: tuple[int, int] = (16, 9)
     cell_fraction: float = 0.02
+    min_pixels: int = 8
     dark_level: float = 0.25
     noise_levels: int = 10
 
 
-class Motion:
+class Motion(Standalone):
     """Previous-frame difference over a grid. A pixel changed when it moved by more than the
     sensitivity's threshold (0.5 → 35 luma levels), scaled down in a dark scene (mean level
     under ``dark_level``: a dark scene spans few levels) but never under ``noise_levels``
-    (sensor and codec noise). A cell is active when ``cell_fraction`` of its pixels changed; a
-    frame triggers when the active cells cover at least ``min_area`` of the grid. Above
+    (sensor and codec noise). A cell is active when ``cell_fraction`` of its pixels, and at least
+    ``min_pixels``, changed (noise lights a few pixels of any cell, however small); a frame
+    triggers when the active cells cover at least ``min_area`` of the grid. Above
     ``max_area`` the whole picture changed (a cut, lights, a pan) and that is not motion."""
 
     name = "motion"
 
     def __init__(self, params: MotionParams) -> None:
         self.params = params
-        self._previous: U8 | None = None
+        self._bright = d.pixel_threshold(params.sensitivity)  # in a scene that is not dark
+        self._floor = min(params.noise_levels, self._bright)
+        self._previous: Picture | None = None
+        self._grid: d.CellGrid | None = None
 
-    def threshold(self, gray: U8) -> int:
-        """The per-pixel threshold (levels) for a picture like ``gray``."""
+    def threshold(self, picture: Picture) -> int:
+        """The per-pixel threshold (levels) for ``picture`` (its mean level)."""
         p = self.params
-        level = d.level_of(d.mean_level(gray[::4, ::4]))
-        return max(
-            min(p.noise_levels, d.pixel_threshold(p.sensitivity)),
-            d.pixel_threshold(p.sensitivity, level, p.dark_level),
-        )
+        level = picture.level
+        if level >= p.dark_level:
+            return max(self._floor, self._bright)
+        return max(self._floor, d.pixel_threshold(p.sensitivity, level, p.dark_level))
 
-    def process(self, ts: float, gray: U8) -> list[Trigger]:
-        previous, self._previous = self._previous, gray
-        if previous is None or previous.shape != gray.shape:
+    def analyse(self, picture: Picture) -> list[Trigger]:
+        previous, self._previous = self._previous, picture
+        if previous is None or previous.shape != picture.shape:
             return []
-        cells = d.active_cells(
-            d.abs_diff(gray, previous),
-            self.threshold(gray),
-            self.params.grid,
-            self.params.cell_fraction,
-        )
-        area = float(cells.mean())
-        if area < self.params.min_area or area > self.params.max_area:
+        p = self.params
+        grid = self._grid
+        if grid is None or grid.shape != picture.shape:
+            grid = self._grid = d.CellGrid(picture.shape, p.grid, p.cell_fraction, p.min_pixels)
+        cells = grid.active(picture.diff(previous), self.threshold(picture))
+        active = int(np.count_nonzero(cells))
+        area = active / cells.size
+        if area < p.min_area or area > p.max_area:
             return []
-        rows, cols = np.nonzero(cells)
+        rows, cols = np.nonzero(cells)  # rows ascending
         height, width = cells.shape
+        across = cols.tolist()
         details = {
-            "cells": float(len(rows)),
-            "x0": float(cols.min()) / width,
-            "y0": float(rows.min()) / height,
-            "x1": float(cols.max() + 1) / width,
-            "y1": float(rows.max() + 1) / height,
+            "cells": float(active),
+            "x0": min(across) / width,
+            "y0": float(rows[0]) / height,
+            "x1": (max(across) + 1) / width,
+            "y1": float(rows[-1] + 1) / height,
         }
-        return [Trigger(name=self.name, ts=ts, score=area, details=details)]
+        return [Trigger(name=self.name, ts=picture.ts, score=area, details=details)]
 
 
 class SceneChangeParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,11 +133,11 @@ class SceneChangeParams(msgspec.Struct, frozen=True, kw_only=True):
     min_contrast: float = 4.0
 
 
-class SceneChange:
+class SceneChange(Standalone):
     """A cut: the picture changes much more from the previous frame than in the frames around.
 
     The change of a frame is ``1 - r``, the decorrelation of its luma with the previous frame's
-    (on every other row and column), or its mean level change over ``level_scale`` levels if
+    (on the coarse picture, about 160 wide), or its mean level change over ``level_scale`` levels if
     that is larger. Correlation ignores gain and offset, so a fade changes little from frame to
     frame; a whole picture that changes steadily (a pan, a busy scene) changes as much before and
     after. A frame is a cut when its change exceeds both neighbours' by ``threshold``, or exceeds
@@ -139,12 +164,12 @@ class SceneChange:
         level = abs(current.mean - previous.mean) / self.params.level_scale
         return max(d.decorrelation(previous, current), level)
 
-    def process(self, ts: float, gray: U8) -> list[Trigger]:
-        current = d.profile(gray)
+    def analyse(self, picture: Picture) -> list[Trigger]:
+        current = picture.profile
         change = self._change(self._profiles[-1], current) if self._profiles else None
         self._profiles = [*self._profiles[-2:], current]
         self._changes = [*self._changes[-2:], change]
-        self._times = [*self._times[-2:], ts]
+        self._times = [*self._times[-2:], picture.ts]
         if len(self._profiles) < 3:
             return []
         before, cut, after = self._changes
@@ -169,19 +194,23 @@ class BlackFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     ratio: float = 0.98
 
 
-class BlackFrame:
-    """A frame whose pixels are nearly all at or below ``pixel_threshold`` (16 is black)."""
+class BlackFrame(Standalone):
+    """A frame whose pixels are nearly all at or below ``pixel_threshold`` (16 is black): at least
+    ``ratio`` of them (counted on the coarse picture, about 160 wide; a picture whose mean level is too
+    high for it is not counted at all)."""
 
     name = "black_frame"
 
     def __init__(self, params: BlackFrameParams) -> None:
         self.params = params
 
-    def process(self, ts: float, gray: U8) -> list[Trigger]:
-        ratio = d.black_ratio(gray, self.params.pixel_threshold)
-        if ratio < self.params.ratio:
+    def analyse(self, picture: Picture) -> list[Trigger]:
+        p = self.params
+        if not picture.is_black(p.pixel_threshold, p.ratio):
             return []
-        return [Trigger(name=self.name, ts=ts, score=ratio)]
+        return [
+            Trigger(name=self.name, ts=picture.ts, score=picture.black_fraction(p.pixel_threshold))
+        ]
 
 
 class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,34 +227,17 @@ class FrozenFrameParams(msgspec.Struct, frozen=True, kw_only=True):
     black_ratio: float = 0.9
 
 
-class _Picture:
-    """A frame with its block means, computed only when a test needs them."""
-
-    __slots__ = ("_blocks", "block_size", "gray", "ts")
-
-    def __init__(self, ts: float, gray: U8, block_size: int) -> None:
-        self.ts = ts
-        self.gray = gray
-        self.block_size = block_size
-        self._blocks: F32 | None = None
-
-    def blocks(self) -> F32:
-        if self._blocks is None:
-            self._blocks = d.block_means(self.gray, self.block_size)
-        return self._blocks
-
-
 class _StillRun:
     """A run of still frames: its first frame's time and block means, triggers held back."""
 
-    def __init__(self, first: _Picture, trigger: Trigger) -> None:
+    def __init__(self, first: Picture, block_size: int, trigger: Trigger) -> None:
         self.started_at = first.ts
-        self.reference = first.blocks()
+        self.reference = first.blocks(block_size)
         self.pending: list[Trigger] = [trigger]
         self.released = False
 
 
-class FrozenFrame:
+class FrozenFrame(Standalone):
     """The picture stopped changing: a run of frames that each **hold** the previous one — at most
     ``max_changed`` of their pixels differ by more than ``pixel_levels`` levels (a live camera's
     noise changes far more; a decoder repeating a picture changes nothing).
@@ -241,53 +253,57 @@ class FrozenFrame:
     ``min_still_s``, back-dated to that frame, then frame by frame; a refresh is decided (and
     reported) once a frame holds it. A trigger's score is the fraction of pixels that held. Black
     frames (over ``black_ratio`` of pixels at or below ``black_threshold``) are left to
-    black_frame unless ``ignore_black`` is false. Block means are computed
-    only inside a run and only for frames that are not exact repeats."""
+    black_frame unless ``ignore_black`` is false. Changed and black pixels are counted on the
+    coarse picture (about 160 wide); block means on the whole analysis picture, only inside a run
+    and only for frames that are not exact repeats."""
 
     name = "frozen_frame"
 
     def __init__(self, params: FrozenFrameParams) -> None:
         self.params = params
-        self._previous: _Picture | None = None
+        self.lookback_s = params.min_still_s
+        self._previous: Picture | None = None
         self._run: _StillRun | None = None
         self._refresh: list[Trigger] = []  # refresh frames waiting for a frame that holds them
         self._last_refresh = -math.inf
 
-    def process(self, ts: float, gray: U8) -> list[Trigger]:
+    def analyse(self, picture: Picture) -> list[Trigger]:
         p = self.params
-        if p.ignore_black and d.black_ratio(gray, p.black_threshold) > p.black_ratio:
+        ts = picture.ts
+        if p.ignore_black and picture.is_black(p.black_threshold, p.black_ratio):
             self._previous, self._run, self._refresh = None, None, []
             return []
-        current = _Picture(ts, gray, p.block_size)
-        previous, self._previous = self._previous, current
-        if previous is None or previous.gray.shape != gray.shape:
+        previous, self._previous = self._previous, picture
+        if previous is None or previous.shape != picture.shape:
             self._run, self._refresh = None, []
             return []
-        diff = d.abs_diff(gray, previous.gray)
-        repeat = not np.any(diff)  # an exact repeat cannot drift
-        if repeat:
-            current._blocks = previous._blocks
+        diff = picture.coarse_diff(previous)
         held = 1.0 - float(np.count_nonzero(diff > p.pixel_levels)) / diff.size
         holds = held >= 1.0 - p.max_changed
         run = self._run
         if holds:
+            repeat = not np.count_nonzero(diff)  # an exact repeat cannot drift
+            if repeat:
+                picture.share_blocks(previous)
             found: list[Trigger] = []
             if self._refresh:  # the frame holds the refreshed picture: it was the encoder
                 self._last_refresh = self._refresh[0].ts
                 for trigger in self._refresh:
                     found += self._still(trigger)
                 self._refresh = []
-            if run is not None and not repeat and self._drifted(current, run):
+            if run is not None and not repeat and self._drifted(picture, run):
                 run = None
             if run is None:
-                self._run = _StillRun(previous, Trigger(name=self.name, ts=previous.ts, score=1.0))
+                first = Trigger(name=self.name, ts=previous.ts, score=1.0)
+                self._run = _StillRun(previous, p.block_size, first)
             return found + self._still(Trigger(name=self.name, ts=ts, score=held))
         if (
             run is not None
             and len(self._refresh) < p.refresh_frames
             and (self._refresh or ts - self._last_refresh >= p.refresh_interval_s)
-            and d.max_abs_diff(current.blocks(), previous.blocks()) <= p.max_refresh
-            and not self._drifted(current, run)
+            and d.max_abs_diff(picture.blocks(p.block_size), previous.blocks(p.block_size))
+            <= p.max_refresh
+            and not self._drifted(picture, run)
         ):
             refresh = Trigger(name=self.name, ts=ts, score=held, details={"refresh": 1.0})
             self._refresh.append(refresh)  # decided by the next frame
@@ -295,8 +311,9 @@ class FrozenFrame:
         self._run, self._refresh = None, []  # the scene moves on (before any refresh pending)
         return []
 
-    def _drifted(self, picture: _Picture, run: _StillRun) -> bool:
-        return d.max_abs_diff(picture.blocks(), run.reference) > self.params.max_drift
+    def _drifted(self, picture: Picture, run: _StillRun) -> bool:
+        blocks = picture.blocks(self.params.block_size)
+        return d.max_abs_diff(blocks, run.reference) > self.params.max_drift
 
     def _still(self, trigger: Trigger) -> list[Trigger]:
         run = self._run
@@ -317,7 +334,7 @@ class BrightnessParams(msgspec.Struct, frozen=True, kw_only=True):
     max_level: float = 0.95
 
 
-class Brightness:
+class Brightness(Standalone):
     """Too dark or too bright: the mean level (0 = black 16, 1 = white 235) leaves
     ``[min_level, max_level]``. The score is how far out, as a fraction of the way to black (or
     white): ``(min_level - level) / min_level`` when dark, so an event's score is its darkest
@@ -328,12 +345,12 @@ class Brightness:
     def __init__(self, params: BrightnessParams) -> None:
         self.params = params
 
-    def process(self, ts: float, gray: U8) -> list[Trigger]:
-        level = d.luma_level(gray[::2, ::2])
+    def analyse(self, picture: Picture) -> list[Trigger]:
+        level = picture.level
         if self.params.min_level <= level <= self.params.max_level:
             return []
         lo, hi = self.params.min_level, self.params.max_level
         dark = level < lo
         score = (lo - level) / lo if dark else (level - hi) / max(1e-9, 1.0 - hi)
         details = {"level": level, "dark": float(dark)}
-        return [Trigger(name=self.name, ts=ts, score=min(1.0, score), details=details)]
+        return [Trigger(name=self.name, ts=picture.ts, score=min(1.0, score), details=details)]

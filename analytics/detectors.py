@@ -7,6 +7,7 @@ the analyzers around them stay thin and these stay testable on synthetic arrays.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +15,8 @@ import numpy.typing as npt
 __all__ = [
     "LUMA_BLACK",
     "LUMA_WHITE",
+    "CellGrid",
+    "EdgeSteps",
     "Profile",
     "abs_diff",
     "active_cells",
@@ -21,6 +24,7 @@ __all__ = [
     "block_means",
     "changed_fraction",
     "decorrelation",
+    "edge_strength",
     "histogram",
     "histogram_distance",
     "level_of",
@@ -49,7 +53,9 @@ LUMA_WHITE = 235
 
 def abs_diff(a: U8, b: U8) -> U8:
     """``|a - b|`` per pixel without leaving uint8 (no int16 temporaries)."""
-    return np.maximum(a, b) - np.minimum(a, b)
+    out: U8 = np.maximum(a, b)
+    np.subtract(out, np.minimum(a, b), out=out)
+    return out
 
 
 def mean_abs_diff(a: U8, b: U8) -> float:
@@ -73,34 +79,75 @@ def changed_fraction(a: U8, b: U8, levels: int) -> float:
 
 def _block_sums(values: U8, rows: int, cols: int, peak: int = 255) -> npt.NDArray[np.uint32]:
     """Sums over a ``rows x cols`` grid of equal blocks (the picture cropped to fit) of values
-    at most ``peak``, in 16 bits when they fit: rows of blocks first (contiguous adds), then
-    columns by strided adds for narrow blocks or ``reduceat`` for wide ones; 2-3x faster than
-    one 4-d reduction."""
+    at most ``peak``, in the smallest integers that hold them: rows of blocks first (strided adds
+    for short blocks, else one reduction, in 8 bits when a column of a block fits), then columns
+    by strided adds for narrow blocks or ``reduceat`` for wide ones; 2-3x faster than one 4-d
+    reduction."""
     height, width = values.shape
     bh, bw = height // rows, width // cols
     dtype = np.uint16 if bh * bw * peak < 2**16 else np.uint32
-    strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=dtype)
+    if bh <= 4:
+        strips: npt.NDArray[np.uint32] = values[0 : rows * bh : bh].astype(dtype)
+        for offset in range(1, bh):
+            strips += values[offset : rows * bh : bh]
+    else:
+        strip_dtype = np.uint8 if bh * peak < 2**8 else dtype
+        strips = values[: rows * bh].reshape(rows, bh, width).sum(axis=1, dtype=strip_dtype)
     if bw <= 4:
-        narrow: npt.NDArray[np.uint32] = strips[:, 0 : cols * bw : bw].copy()
+        narrow: npt.NDArray[np.uint32] = strips[:, 0 : cols * bw : bw].astype(dtype)
         for offset in range(1, bw):
             narrow += strips[:, offset : cols * bw : bw]
         return narrow
-    starts = np.arange(0, cols * bw, bw)
-    wide: npt.NDArray[np.uint32] = np.add.reduceat(strips[:, : cols * bw], starts, axis=1)
+    wide: npt.NDArray[np.uint32] = np.add.reduceat(
+        strips[:, : cols * bw], _starts(cols, bw), axis=1, dtype=dtype
+    )
     return wide
 
 
-def active_cells(diff: U8, threshold: int, grid: tuple[int, int], cell_fraction: float) -> Bools:
-    """Cells of a ``(cols, rows)`` grid where at least ``cell_fraction`` of pixels changed by more
-    than ``threshold``. The picture is cropped to a multiple of the grid."""
-    cols, rows = grid
+@functools.lru_cache(maxsize=16)
+def _starts(count: int, step: int) -> npt.NDArray[np.intp]:
+    starts: npt.NDArray[np.intp] = np.arange(0, count * step, step)
+    return starts
+
+
+def active_cells(
+    diff: U8, threshold: int, grid: tuple[int, int], cell_fraction: float, min_pixels: int = 0
+) -> Bools:
+    """Cells of a ``(cols, rows)`` grid where at least ``cell_fraction`` of pixels, and at least
+    ``min_pixels`` pixels, changed by more than ``threshold``. The picture is cropped to a
+    multiple of the grid."""
     height, width = diff.shape
-    ch, cw = max(1, height // rows), max(1, width // cols)
-    rows, cols = min(rows, height), min(cols, width)
-    changed = (diff > threshold).view(np.uint8)
-    counts = _block_sums(changed, rows, cols, peak=1)
-    active: Bools = counts >= cell_fraction * ch * cw
-    return active
+    return CellGrid((height, width), grid, cell_fraction, min_pixels).active(diff, threshold)
+
+
+class CellGrid:
+    """:func:`active_cells` for pictures of one ``shape``, its arithmetic done once."""
+
+    __slots__ = ("_bh", "_bw", "_cols", "_rows", "_starts", "needed", "shape")
+
+    def __init__(
+        self, shape: tuple[int, int], grid: tuple[int, int], cell_fraction: float, min_pixels: int
+    ) -> None:
+        self.shape = shape
+        height, width = shape
+        cols, rows = grid
+        ch, cw = max(1, height // rows), max(1, width // cols)
+        self._rows, self._cols = min(rows, height), min(cols, width)
+        self._bh, self._bw = height // self._rows, width // self._cols
+        self._starts = np.arange(0, self._cols * self._bw, self._bw)
+        self.needed = max(cell_fraction * ch * cw, min_pixels)
+
+    def active(self, diff: U8, threshold: int) -> Bools:
+        changed = (diff > threshold).view(np.uint8)
+        rows, bh, bw = self._rows, self._bh, self._bw
+        if bh < 2**8 and bw > 4 and bh * bw < 2**16:  # the usual grid: 8-bit rows, 16-bit cells
+            strips = changed[: rows * bh].reshape(rows, bh, -1).sum(axis=1, dtype=np.uint8)
+            width = self._cols * bw
+            counts = np.add.reduceat(strips[:, :width], self._starts, axis=1, dtype=np.uint16)
+        else:
+            counts = _block_sums(changed, rows, self._cols, peak=1)
+        active: Bools = counts >= self.needed
+        return active
 
 
 def block_means(gray: U8, size: int) -> F32:
@@ -120,7 +167,7 @@ def max_abs_diff(a: F32, b: F32) -> float:
 
 
 class Profile:
-    """A picture reduced for correlation: the luma of every other row and column, centred.
+    """A picture reduced for correlation: its luma (coarse: about 160 wide), centred.
 
     ``norm`` is the Euclidean norm of the centred values, ``std`` their standard deviation (the
     picture's contrast in luma levels) and ``mean`` its mean level."""
@@ -130,8 +177,8 @@ class Profile:
     def __init__(self, values: F32, mean: float) -> None:
         self.values = values
         self.mean = mean
-        self.norm = float(np.sqrt(values @ values))
-        self.std = self.norm / max(1.0, float(np.sqrt(values.size)))
+        self.norm = math.sqrt(float(values @ values))
+        self.std = self.norm / max(1.0, math.sqrt(values.size))
 
 
 def profile(gray: U8) -> Profile:
@@ -187,14 +234,59 @@ def sharpness(gray: U8, quantile: float = 0.995) -> float:
     """Edge strength: the ``quantile`` of the larger of the horizontal and vertical luma steps
     over two pixels (levels), on every other row and column. Defocus flattens edges; noise and
     a few moving things barely move a high quantile."""
-    half = np.ascontiguousarray(gray[::2, ::2])
-    dx = abs_diff(half[:-1, 1:], half[:-1, :-1])
-    dy = abs_diff(half[1:, :-1], half[:-1, :-1])
-    steps = np.maximum(dx, dy).ravel()
-    if not steps.size:
-        return 0.0
-    rank = min(steps.size - 1, int(quantile * steps.size))
-    return float(np.partition(steps, rank)[rank])
+    return edge_strength(np.ascontiguousarray(gray[::2, ::2]), quantile)
+
+
+def edge_strength(picture: U8, quantile: float = 0.995, guess: int | None = None) -> float:
+    """:func:`sharpness` of a picture already reduced (every other row and column)."""
+    return float(EdgeSteps(picture, quantile).level(guess))
+
+
+class EdgeSteps:
+    """The luma steps of a reduced picture (the larger of the horizontal and vertical step at
+    each pixel), ranked by counting the steps over a level rather than sorted:
+    ``np.partition`` slows down on the many equal steps of a picture, and a question such as
+    "is the quantile under this level?" (is the view defocused?) is one count."""
+
+    __slots__ = ("_over_at_most", "_steps")
+
+    def __init__(self, picture: U8, quantile: float = 0.995) -> None:
+        height, width = picture.shape
+        if height < 2 or width < 2:
+            self._steps: U8 = np.zeros(1, np.uint8)
+            self._over_at_most = 0
+            return
+        flat = picture.ravel()  # steps on the flat picture: contiguous, faster than 2-d slices
+        inner = (height - 1) * width
+        steps = abs_diff(flat[1 : inner + 1], flat[:inner])
+        np.maximum(steps, abs_diff(flat[width:], flat[:inner]), out=steps)
+        steps[width - 1 :: width] = 0  # from the last column across to the next row: no step
+        size = (height - 1) * (width - 1)
+        rank = (height - 1) + min(size - 1, int(quantile * size))  # those zeros rank first
+        self._steps = steps
+        self._over_at_most = steps.size - rank - 1
+
+    def _at_most(self, level: int) -> bool:
+        """The quantile is at most ``level``."""
+        return int(np.count_nonzero(self._steps > level)) <= self._over_at_most
+
+    def under(self, limit: float) -> bool:
+        """The quantile is under ``limit`` (levels)."""
+        return limit > 0 and self._at_most(math.ceil(limit) - 1)
+
+    def level(self, guess: int | None = None) -> int:
+        """The quantile (levels), bisecting from ``guess`` (the last answer, say)."""
+        lo, hi = 0, 255  # the answer is in [lo, hi]
+        probe = min(255, max(0, guess)) if guess is not None else 127
+        while lo < hi:
+            if self._at_most(probe):
+                hi = probe
+                probe = probe - 1 if guess is not None and probe == guess else (lo + hi) // 2
+            else:
+                lo = probe + 1
+                probe = probe + 1 if guess is not None and probe == guess else (lo + hi) // 2
+            probe = min(hi, max(lo, probe))
+        return lo
 
 
 @functools.lru_cache(maxsize=8)
@@ -204,9 +296,11 @@ def _window(height: int, width: int) -> F32:
 
 
 def spectrum(small: F32) -> C64:
-    """The windowed Fourier spectrum of a small picture, for :func:`phase_shift`."""
+    """The windowed Fourier spectrum of a small picture, for :func:`phase_shift` (one real
+    transform along rows, then one along columns: half the cost of ``rfft2`` on small arrays)."""
     window = _window(*small.shape)
-    result: C64 = np.fft.rfft2((small - small.mean()) * window).astype(np.complex64)
+    centred = (small - np.float32(small.mean())) * window
+    result: C64 = np.fft.fft(np.fft.rfft(centred, axis=1), axis=0).astype(np.complex64)
     return result
 
 
@@ -215,7 +309,7 @@ def phase_shift(current: C64, reference: C64, shape: tuple[int, int]) -> tuple[i
     correlation of their spectra (pictures of ``shape``)."""
     cross = current * np.conj(reference)
     cross /= np.abs(cross) + 1e-6
-    surface = np.fft.irfft2(cross, s=shape)
+    surface = np.fft.irfft(np.fft.ifft(cross, axis=0), n=shape[1], axis=1)
     row, col = np.unravel_index(int(np.argmax(surface)), surface.shape)
     dy = int(row) if row <= shape[0] // 2 else int(row) - shape[0]
     dx = int(col) if col <= shape[1] // 2 else int(col) - shape[1]
@@ -230,7 +324,7 @@ def overlap_correlation(current: F32, reference: F32, dx: int, dy: int) -> float
         return 0.0
     ours = current[max(0, dy) : height + min(0, dy), max(0, dx) : width + min(0, dx)]
     theirs = reference[max(0, -dy) : height + min(0, -dy), max(0, -dx) : width + min(0, -dx)]
-    a = ours - ours.mean()
-    b = theirs - theirs.mean()
-    norm = float(np.sqrt(float((a * a).sum()) * float((b * b).sum())))
-    return float((a * b).sum()) / norm if norm > 0 else 0.0
+    a = (ours - np.float32(ours.mean())).ravel()
+    b = (theirs - np.float32(theirs.mean())).ravel()
+    norm = float(np.sqrt(float(a @ a) * float(b @ b)))
+    return float(a @ b) / norm if norm > 0 else 0.0

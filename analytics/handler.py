@@ -1,28 +1,36 @@
 """Stream handler: per-stream state updated by every frame (timestamps, fps, keyframes, window).
 
 The handler turns a decoded :class:`~analytics.collector.Frame` into an analysis timestamp and
-keeps a ring of small colour JPEG thumbnails (``thumb_width`` wide, one every
-``thumb_interval_s``, a few kB each) from which analysis records take their window of frames.
+keeps a ring of small colour thumbnails (``thumb_width`` wide, one every ``thumb_interval_s``)
+from which analysis records take their window of frames. Thumbnails stay raw YUV planes (their
+luma is the analysis picture itself when it has the thumbnail's size) and are JPEG-encoded only
+when a record takes them: a stream where nothing happens encodes nothing. The pipeline tells the
+ring which thumbnails no record can need any more (:meth:`StreamHandler.release`).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.collector import Frame
 from analytics.jpeg import JpegEncoder, yuv_thumbnail
 
 __all__ = ["StreamHandler", "Thumb", "WindowConfig"]
 
+U8 = npt.NDArray[np.uint8]
+
 
 @dataclass(frozen=True)
 class WindowConfig:
     """Which frames a record carries: up to ``frames`` thumbnails evenly spread over
     ``[started_at - pre_s, ended_at + post_s]``, taken from a ring of one thumbnail every
-    ``thumb_interval_s`` kept for ``ring_s`` seconds."""
+    ``thumb_interval_s`` kept for at most ``ring_s`` seconds; beyond ``max_thumbs`` the older
+    half of the ring is thinned (every other one goes)."""
 
     frames: int = 8
     pre_s: float = 1.0
@@ -30,6 +38,7 @@ class WindowConfig:
     thumb_width: int = 320
     thumb_interval_s: float = 0.25
     ring_s: float = 30.0
+    max_thumbs: int = 64
     jpeg_quality: int = 5
 
 
@@ -39,6 +48,17 @@ class Thumb:
 
     ts: float
     jpeg: bytes
+
+
+class _Raw:
+    """A thumbnail in the ring: YUV 4:2:0 planes until a record encodes it (then its JPEG)."""
+
+    __slots__ = ("jpeg", "planes", "ts")
+
+    def __init__(self, ts: float, planes: tuple[U8, U8, U8]) -> None:
+        self.ts = ts
+        self.planes: tuple[U8, U8, U8] | None = planes
+        self.jpeg: bytes | None = None
 
 
 class StreamHandler:
@@ -59,9 +79,11 @@ class StreamHandler:
         self._session = -1
         self._anchor = 0.0
         self._last_pts: float | None = None
-        self._ring: deque[Thumb] = deque()
+        self._ring: deque[_Raw] = deque()
         self._jpeg = JpegEncoder(window.jpeg_quality)
         self._next_thumb_ts = float("-inf")
+        self.thumbs_taken = 0
+        self.encoded = 0  # JPEG thumbnails encoded so far
 
     def update(self, frame: Frame) -> float:
         """Account for ``frame`` and return its analysis timestamp."""
@@ -75,24 +97,55 @@ class StreamHandler:
             self.keyframes += 1
             self.last_keyframe_ts = self.ts
         if self.ts >= self._next_thumb_ts:
-            y, u, v = yuv_thumbnail(frame.video, self.window.thumb_width)
-            self._ring.append(Thumb(self.ts, self._jpeg.encode(y, u, v)))
+            luma = frame.gray if frame.step else None
+            planes = yuv_thumbnail(frame.video, self.window.thumb_width, luma, frame.step)
+            self._ring.append(_Raw(self.ts, planes))
+            self.thumbs_taken += 1
             step = self.window.thumb_interval_s
             due = self._next_thumb_ts + step  # keep a regular grid unless frames were missing
             self._next_thumb_ts = due if due > self.ts else self.ts + step
             while self._ring and self._ring[0].ts < self.ts - self.window.ring_s:
                 self._ring.popleft()
+            if len(self._ring) > self.window.max_thumbs:
+                self._thin()
         return self.ts
 
+    def release(self, before: float) -> None:
+        """Thumbnails older than ``before`` will not be asked for: forget them."""
+        while self._ring and self._ring[0].ts < before:
+            self._ring.popleft()
+
     def select_window(self, started_at: float, ended_at: float) -> list[Thumb]:
-        """Up to ``window.frames`` thumbnails evenly spread around ``[started_at, ended_at]``."""
+        """Up to ``window.frames`` thumbnails evenly spread in time over ``[started_at,
+        ended_at]`` widened by the margins, JPEG-encoded (each thumbnail once)."""
         lo, hi = started_at - self.window.pre_s, ended_at + self.window.post_s
         found = [t for t in self._ring if lo <= t.ts <= hi]
         wanted = self.window.frames
-        if len(found) <= wanted:
-            return found
-        picks = np.unique(np.linspace(0, len(found) - 1, wanted).round().astype(int))
-        return [found[int(i)] for i in picks]
+        if len(found) > wanted:
+            times = [t.ts for t in found]
+            picks: list[int] = []
+            for target in np.linspace(found[0].ts, found[-1].ts, wanted):
+                i = bisect.bisect_left(times, float(target))
+                if i > 0 and (i == len(times) or target - times[i - 1] <= times[i] - target):
+                    i -= 1
+                if not picks or i > picks[-1]:
+                    picks.append(i)
+            found = [found[i] for i in picks]
+        return [Thumb(t.ts, self._encode(t)) for t in found]
+
+    def _encode(self, raw: _Raw) -> bytes:
+        if raw.jpeg is None:
+            assert raw.planes is not None
+            y, u, v = raw.planes
+            raw.jpeg, raw.planes = self._jpeg.encode(y, u, v), None
+            self.encoded += 1
+        return raw.jpeg
+
+    def _thin(self) -> None:
+        """Every other one of the older half of the ring goes."""
+        ring = list(self._ring)
+        half = len(ring) // 2
+        self._ring = deque(ring[:half:2] + ring[half:])
 
     def _timestamp(self, frame: Frame) -> float:
         period = 1.0 / self.fps if self.fps > 0 else 0.04

@@ -114,7 +114,7 @@ ANALYTICS: dict[str, Analytic] = {
             _builder(a.Motion, a.MotionParams),  # type: ignore[arg-type]
             ActionRule(name="motion", triggers=("motion",), threshold=3, window_s=1.0, gap_s=1.0),
             EventRule(name="motion", actions=("motion",), gap_s=2.0),
-            version="1.1.0",
+            version="1.2.0",
         ),
         _analytic(
             "scene_change",
@@ -138,7 +138,7 @@ ANALYTICS: dict[str, Analytic] = {
                 name="black_frame", triggers=("black_frame",), threshold=2, window_s=1.0, gap_s=0.5
             ),
             EventRule(name="black_frame", actions=("black_frame",), gap_s=1.0),
-            version="1.1.0",
+            version="1.2.0",
         ),
         _analytic(
             "frozen_frame",
@@ -153,7 +153,7 @@ ANALYTICS: dict[str, Analytic] = {
                 min_duration_s=1.0,
             ),
             EventRule(name="frozen_frame", actions=("frozen_frame",), gap_s=1.0),
-            version="2.0.0",
+            version="2.1.0",
         ),
         _analytic(
             "brightness",
@@ -186,6 +186,7 @@ ANALYTICS: dict[str, Analytic] = {
                 for trigger in TRIGGERS
             ),
             EventRule(name="tamper", actions=TRIGGERS, gap_s=2.0),
+            version="1.1.0",
         ),
     )
 }

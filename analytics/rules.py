@@ -10,6 +10,12 @@ groups its named actions that follow each other within ``gap_s`` and fires when 
 ``threshold`` actions (distinct names if ``distinct``) whose starts fit in ``window_s``; it spans
 its actions. Flushing (end of stream) closes everything open.
 
+On **sparse frames** (keyframes only, or an ``analysis_fps`` cap: ``sparse_period_s`` given) a
+rule keeps its meaning at the frames' granularity: an action needs at most as many triggers as
+frames fit in its ``window_s`` (one frame every 2 s: one trigger), and its ``gap_s`` is at least
+1.5 frame periods (consecutive frames continue it). The period is the median spacing of the last
+frames seen (``sparse_period_s`` until two frames were seen).
+
 Rules come from each analytic's defaults, its params (``action`` / ``event`` objects) and
 optionally a TOML document::
 
@@ -29,6 +35,7 @@ optionally a TOML document::
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections import deque
@@ -172,12 +179,15 @@ def _merge(first: ActionHit, second: ActionHit) -> ActionHit:
 class _Frames:
     """Timestamps of the last frames seen, to end an action at the first frame after it."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_period_s: float = 0.04) -> None:
         self._seen: deque[float] = deque(maxlen=_FRAMES_KEPT)
+        self._default = default_period_s
+        self._period: float | None = None
 
     def add(self, ts: float) -> None:
         if not self._seen or ts > self._seen[-1]:
             self._seen.append(ts)
+            self._period = None
 
     def after(self, ts: float) -> float:
         """The first frame seen after ``ts``, at most one frame period after it (frames dropped
@@ -189,21 +199,37 @@ class _Frames:
         return limit
 
     def period(self) -> float:
-        if len(self._seen) < 2:
-            return 0.04
-        steps = sorted(b - a for a, b in zip(self._seen, list(self._seen)[1:], strict=False))
-        return steps[len(steps) // 2]
+        """The median spacing of the frames seen (``default_period_s`` before two frames)."""
+        if self._period is None:
+            if len(self._seen) < 2:
+                self._period = self._default
+            else:
+                steps = sorted(b - a for a, b in itertools.pairwise(self._seen))
+                self._period = steps[len(steps) // 2]
+        return self._period
 
 
 class _ActionState:
-    def __init__(self, rule: ActionRule, frames: _Frames, merge_s: float) -> None:
+    def __init__(self, rule: ActionRule, frames: _Frames, merge_s: float, sparse: bool) -> None:
         self.rule = rule
         self.frames = frames
         self.merge_s = merge_s
+        self.sparse = sparse
+        self.threshold = rule.threshold
+        self.gap_s = rule.gap_s
         self.recent: deque[Trigger] = deque()
         self.run: _Run | None = None
         self.dense = False
         self.held: ActionHit | None = None  # a short piece waiting for the next one
+
+    def fit(self) -> None:
+        """Fit the threshold and gap to the frame spacing (sparse frames)."""
+        if not self.sparse:
+            return
+        rule, period = self.rule, self.frames.period()
+        frames_in_window = int(rule.window_s / period + 1e-6) + 1
+        self.threshold = max(1, min(rule.threshold, frames_in_window))
+        self.gap_s = max(rule.gap_s, 1.5 * period)
 
     def feed(self, trigger: Trigger) -> ActionHit | None:
         closed = self.close_if_idle(trigger.ts)
@@ -214,7 +240,7 @@ class _ActionState:
             self.run = _Run(trigger)
         else:
             self.run.add(trigger)
-        if not self.dense and len(self.recent) >= self.rule.threshold:
+        if not self.dense and len(self.recent) >= self.threshold:
             self.dense = True
             self.run = _Run(self.recent[0])  # the action starts with its qualifying window
             for t in list(self.recent)[1:]:
@@ -222,7 +248,7 @@ class _ActionState:
         return closed
 
     def close_if_idle(self, now: float) -> ActionHit | None:
-        if self.run is not None and now - self.run.last > self.rule.gap_s:
+        if self.run is not None and now - self.run.last > self.gap_s:
             return self.close()
         if self.run is None and self.held is not None and now - self.held.ended_at > self.merge_s:
             self.held = None
@@ -268,13 +294,21 @@ class ActionAnalyzer:
     """
 
     def __init__(
-        self, rules: Iterable[ActionRule], merge_s: Mapping[str, float] | None = None
+        self,
+        rules: Iterable[ActionRule],
+        merge_s: Mapping[str, float] | None = None,
+        *,
+        sparse_period_s: float | None = None,
     ) -> None:
-        self._frames = _Frames()
+        self._sparse = sparse_period_s is not None
+        self._frames = _Frames(sparse_period_s or 0.04)
         merge_s = merge_s or {}
         self._states = [
-            _ActionState(rule, self._frames, merge_s.get(rule.name, 0.0)) for rule in rules
+            _ActionState(rule, self._frames, merge_s.get(rule.name, 0.0), self._sparse)
+            for rule in rules
         ]
+        for state in self._states:
+            state.fit()
         self._by_trigger: dict[str, list[_ActionState]] = {}
         for state in self._states:
             for name in state.rule.triggers:
@@ -287,11 +321,18 @@ class ActionAnalyzer:
     def frame(self, ts: float) -> list[ActionHit]:
         """A frame at ``ts``: remember it and close the actions that went quiet."""
         self._frames.add(ts)
+        if self._sparse:
+            for state in self._states:
+                state.fit()
         return self.tick(ts)
 
     def tick(self, now: float) -> list[ActionHit]:
         """Time is ``now`` (no frame, e.g. a live source that is down): close what went quiet."""
-        found = (s.close_if_idle(now) for s in self._states)
+        found = (
+            s.close_if_idle(now)
+            for s in self._states
+            if s.run is not None or s.held is not None  # the others have nothing to close
+        )
         return [hit for hit in found if hit is not None]
 
     def flush(self) -> list[ActionHit]:
@@ -362,9 +403,18 @@ class EventAnalyzer:
         return [event for event in found if event is not None]
 
     def tick(self, now: float, open_since: dict[str, float]) -> list[EventHit]:
-        found = (s.close_if_idle(now, open_since) for s in self._states)
+        found = (s.close_if_idle(now, open_since) for s in self._states if s.group)
         return [event for event in found if event is not None]
+
+    def has_open(self) -> bool:
+        """Some event groups actions and has not closed yet."""
+        return any(s.group for s in self._states)
 
     def flush(self) -> list[EventHit]:
         found = (s.close() for s in self._states)
         return sorted((e for e in found if e is not None), key=lambda e: e.ended_at)
+
+    def open_since(self) -> float | None:
+        """Start of the earliest action grouped into an event that has not closed yet."""
+        starts = [a.started_at for s in self._states for a in s.group]
+        return min(starts) if starts else None

@@ -107,6 +107,13 @@ MOTION: Schema = _schema(
         "cell_fraction": _number(
             0, 1, 0.02, "Fraction of a cell's pixels that must change to activate it."
         ),
+        "min_pixels": _integer(
+            0,
+            100_000,
+            8,
+            "Changed pixels a cell needs at least, whatever its size (sensor noise lights a "
+            "few pixels of any cell; a small analysis picture has small cells).",
+        ),
         "dark_level": _number(
             0,
             1,

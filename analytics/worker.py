@@ -1,8 +1,14 @@
 """Worker entry point: analyse one stream until its file ends, a fatal error, or ``stop``.
 
-The agent calls :func:`run_stream` in a worker thread per stream. Decoding runs in the collector's
-own thread; this thread runs the stream handler, the analyzers and the rules; records go to the
-``records`` callback and/or a spooler running its own thread, so neither blocks decoding.
+The agent calls :func:`run_stream` in a worker thread per stream. The collector's thread decodes
+and analyses the frames (no hand-off to another thread, whose wake-up and lock hand-over cost
+more than the analysis on a busy core): it admits each frame as it comes (timestamp, thumbnail)
+and runs the analyzers and rules on ``batch_frames`` of them at a time, or on what waited
+``batch_s`` (the interpreter's code and data are cold after each decode: a batch pays that once).
+This thread follows the source's notices, stalls, batches that waited and the clock of a live
+source that is down. A live frame that comes more than ``max_lag_s`` late against the stream's
+own clock is not analysed (dropped and counted) so that decoding catches up. Records go to the
+``records`` callback and/or a spooler running its own thread.
 
     outcome = run_stream(job, stop, counters, on_report=reports.append)
 """
@@ -20,13 +26,20 @@ from analytics.collector import Collector, Frame, Notice, SourceConfig
 from analytics.counters import StreamCounters
 from analytics.errors import InvalidParams, RulesError, UnknownAnalytic
 from analytics.handler import WindowConfig
+from analytics.picture import Picture
 from analytics.pipeline import Found, Pipeline
 from analytics.records import AnalysisRecord
 from analytics.spool import SpoolConfig
 from analytics.spoolrunner import SpoolRunner
 from analytics.types import Report
 
+# Until two keyframes were seen, a keyframes-only stream is assumed to have one every 2 s.
+KEYFRAME_INTERVAL_S = 2.0
+NOTICE_POLL_S = 0.25  # how often the worker's thread looks at stalls and a down source's clock
+SPARSE_POLL_S = 1.0  # the same on a cheap tier (no batch waits; hundreds of streams a process)
+
 __all__ = [
+    "KEYFRAME_INTERVAL_S",
     "AnalyticSpec",
     "Outcome",
     "Report",
@@ -49,6 +62,11 @@ class StreamJob:
     """What to analyse and how. ``kind="file"`` ends with ``done``; ``"stream"`` reconnects.
 
     ``rules_toml`` optionally adds or overrides action/event rules (see :mod:`analytics.rules`).
+    The cheap tiers: ``keyframes_only`` decodes and analyses keyframes only; ``analysis_fps``
+    analyses at most that many frames a second (all are decoded). Either fits the action rules
+    to the frame spacing (docs/analytics.md, "Tiers"). ``analyse_in_decode_thread=False`` hands
+    frames to this thread through the collector's bounded queue instead (decoding and analysis
+    of one stream then overlap on two cores, at the cost of a thread hand-over per frame).
     """
 
     stream_id: str
@@ -66,8 +84,21 @@ class StreamJob:
     backoff_max_s: float = 60.0
     healthy_reset_s: float = 30.0
     queue_size: int = 64
-    analysis_width: int = 320
+    analysis_width: int = 160
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
+    max_lag_s: float = 2.0
+    analyse_in_decode_thread: bool = True
+    batch_frames: int = 8
+    batch_s: float = 0.5
+
+    @property
+    def sparse_period_s(self) -> float | None:
+        """The expected spacing of analysed frames on a cheap tier (None: every frame)."""
+        if self.keyframes_only:
+            return max(KEYFRAME_INTERVAL_S, 1.0 / self.analysis_fps if self.analysis_fps else 0.0)
+        return 1.0 / self.analysis_fps if self.analysis_fps else None
 
 
 @dataclass(frozen=True)
@@ -99,67 +130,142 @@ def run_stream(
             job.rules_toml,
             job.window,
             live=job.kind == "stream",
+            sparse_period_s=job.sparse_period_s,
         )
     except (InvalidParams, UnknownAnalytic, RulesError) as exc:
         on_report(Report(kind="error", message=str(exc), fatal=True, code="invalid_params"))
         return Outcome("failure", "invalid_params", str(exc), fatal=True)
     runner = SpoolRunner.start(job.spool, counters) if job.spool is not None else None
-    sinks = _sinks(records, runner, counters)
-    collector = Collector(_source_config(job), counters)
+    analysis = _Analysis(job, pipeline, counters, on_report, _sinks(records, runner, counters))
+    on_frame = analysis.frame if job.analyse_in_decode_thread else None
+    collector = Collector(_source_config(job), counters, on_frame=on_frame)
     collector.start()
     try:
-        outcome = _consume(job, stop, counters, on_report, collector, pipeline, sinks)
+        outcome = _follow(job, stop, counters, on_report, collector, analysis)
     finally:
         collector.stop()
         collector.join(job.read_timeout_s + job.open_timeout_s + 1.0)
+        analysis.flush()
         if runner is not None:
             runner.close()
     return outcome
 
 
-def _consume(
+class _Analysis:
+    """The pipeline of one stream, fed in the collector's thread (:meth:`frame`) and ticked or
+    flushed from the worker's thread, one at a time."""
+
+    def __init__(
+        self,
+        job: StreamJob,
+        pipeline: Pipeline,
+        counters: StreamCounters,
+        on_report: Callable[[Report], None],
+        sink: Callable[[list[AnalysisRecord]], None],
+    ) -> None:
+        self.pipeline = pipeline
+        self.counters = counters
+        self.on_report = on_report
+        self.sink = sink
+        self.live = job.kind == "stream"
+        self.max_lag_s = job.max_lag_s
+        # Sparse frames (a cheap tier) come seconds apart: each one is analysed as it comes.
+        self.batch_frames = 1 if job.sparse_period_s else max(1, job.batch_frames)
+        self.batch_s = job.batch_s
+        self.lock = threading.Lock()
+        self.running = False  # frames flow since the last (re)connection
+        self.last_frame = 0.0  # monotonic time of the last frame
+        self._batch: list[Picture] = []
+        self._batch_since = 0.0  # monotonic time of the batch's first frame
+        self._session = -1
+        self._offset = 0.0  # the session's least (wall - pts): its clock
+
+    def frame(self, frame: Frame) -> None:
+        """Admit ``frame`` (the collector's thread), or drop it when a live source is late;
+        analyse the batch when it is full or waited."""
+        now = self.last_frame = time.monotonic()
+        if not self.running:
+            self.running = True
+            self.on_report(Report(kind="running", message="frames flowing"))
+        if self.live and self._late(frame):
+            self.counters.add_dropped(1)
+            return
+        with self.lock:
+            if not self._batch:
+                self._batch_since = now
+            self._batch.append(self.pipeline.admit(frame))
+            if len(self._batch) >= self.batch_frames or now - self._batch_since >= self.batch_s:
+                self._run_batch()
+
+    def _late(self, frame: Frame) -> bool:
+        if frame.pts_s is None:
+            return False
+        offset = frame.wall - frame.pts_s
+        if frame.session != self._session or offset < self._offset:
+            self._session, self._offset = frame.session, offset
+        return offset - self._offset > self.max_lag_s
+
+    def _run_batch(self) -> None:
+        """Analyse the admitted pictures (the lock held)."""
+        batch, self._batch = self._batch, []
+        for picture in batch:
+            _account(self.pipeline.analyse(picture), self.counters, self.sink)
+        self.counters.add_analysed(len(batch), 0.0)
+
+    def poll(self, live_down: bool) -> None:
+        """The worker's clock: analyse a batch that waited; close what went quiet when a live
+        source is down."""
+        if not self._batch and not live_down:
+            return
+        with self.lock:
+            if self._batch and time.monotonic() - self._batch_since >= self.batch_s:
+                self._run_batch()
+            if live_down and not self._batch:
+                _account(self.pipeline.tick(time.time()), self.counters, self.sink)
+
+    def flush(self) -> None:
+        with self.lock:
+            self._run_batch()
+            found = self.pipeline.flush()
+        _account(found, self.counters, self.sink)
+
+
+def _follow(
     job: StreamJob,
     stop: threading.Event,
     counters: StreamCounters,
     on_report: Callable[[Report], None],
     collector: Collector,
-    pipeline: Pipeline,
-    sink: Callable[[list[AnalysisRecord]], None],
+    analysis: _Analysis,
 ) -> Outcome:
-    stall_deadline: float | None = None
-    running = False
+    """Follow the source's notices until it ends, fails or ``stop``; report stalls."""
+    opened_at: float | None = None  # a connection whose frames may stall
+    poll_s = SPARSE_POLL_S if job.sparse_period_s else NOTICE_POLL_S
     while not stop.is_set():
         try:
-            item = collector.queue.get(timeout=0.1)
+            item = collector.queue.get(timeout=poll_s)
         except queue.Empty:
-            if job.kind == "stream" and not running:
-                _account(pipeline.tick(time.time()), counters, sink)
-            if stall_deadline is not None and time.monotonic() > stall_deadline:
-                counters.add(stalls=1)
-                on_report(Report(kind="stall", message=f"no frame for {job.stall_timeout_s:g} s"))
-                collector.request_reconnect()
-                stall_deadline = None
+            analysis.poll(live_down=job.kind == "stream" and not analysis.running)
+            if opened_at is not None:
+                last = max(opened_at, analysis.last_frame)
+                if time.monotonic() - last > job.stall_timeout_s:
+                    counters.add(stalls=1)
+                    message = f"no frame for {job.stall_timeout_s:g} s"
+                    on_report(Report(kind="stall", message=message))
+                    collector.request_reconnect()
+                    opened_at = None
             continue
-        if isinstance(item, Frame):
-            stall_deadline = time.monotonic() + job.stall_timeout_s
-            if not running:
-                running = True
-                on_report(Report(kind="running", message="frames flowing"))
-            began = time.perf_counter()
-            found = pipeline.process(item)
-            counters.add_analysed(1, time.perf_counter() - began)
-            _account(found, counters, sink)
+        if isinstance(item, Frame):  # handed over by the decode thread
+            analysis.frame(item)
             continue
         outcome = _on_notice(item, job, counters, on_report)
         if item.kind == "opened":
-            stall_deadline = time.monotonic() + job.stall_timeout_s
+            opened_at = time.monotonic()
         elif item.kind in ("reconnect", "error"):
-            stall_deadline = None
-            running = False
+            opened_at = None
+            analysis.running = False
         if outcome is not None:
-            _account(pipeline.flush(), counters, sink)
             return outcome
-    _account(pipeline.flush(), counters, sink)
     return Outcome("stopped")
 
 
@@ -220,4 +326,6 @@ def _source_config(job: StreamJob) -> SourceConfig:
         backoff_base_s=job.backoff_base_s,
         backoff_max_s=job.backoff_max_s,
         healthy_reset_s=job.healthy_reset_s,
+        keyframes_only=job.keyframes_only,
+        analysis_fps=job.analysis_fps,
     )

@@ -87,6 +87,8 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     restarts: int = 0
     restart_not_before: float | None = None
     running_since: float | None = None
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
 
     @property
     def is_assigned(self) -> bool:
@@ -118,6 +120,8 @@ class CreateStream(_Command, frozen=True, kw_only=True):
     staleness_s: float | None = None
     allow_unregistered: bool = False
     spool: SpoolTarget | None = None
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
 
 
 class StartStream(_Command, frozen=True, kw_only=True):
@@ -205,6 +209,7 @@ def decide(state: StreamState | None, cmd: StreamCommand) -> list[StreamEvent]:
                 kind=cmd.kind, analytics=cmd.analytics, group=cmd.group,
                 autorestart=cmd.autorestart, labels=cmd.labels, staleness_s=cmd.staleness_s,
                 allow_unregistered=cmd.allow_unregistered, spool=cmd.spool,
+                keyframes_only=cmd.keyframes_only, analysis_fps=cmd.analysis_fps,
             )
         ]  # fmt: skip
     if state is None or state.status == "deleted":
@@ -332,7 +337,7 @@ def _created(event: StreamCreated) -> StreamState:
         analytics=event.analytics, group=event.group, autorestart=event.autorestart,
         labels=event.labels, staleness_s=event.staleness_s,
         allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
-        spool=event.spool,
+        spool=event.spool, keyframes_only=event.keyframes_only, analysis_fps=event.analysis_fps,
     )  # fmt: skip
 
 

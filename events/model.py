@@ -190,6 +190,8 @@ class StreamCreated(StreamEvent, frozen=True, kw_only=True):
     staleness_s: float | None = None
     allow_unregistered: bool = False
     spool: SpoolTarget | None = None
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
 
 
 class StreamAssigned(StreamEvent, frozen=True, kw_only=True):

@@ -180,6 +180,10 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True):
     start_by: float | None = None
     """Unix time by which the agent must report ``in_progress`` (or ``failure``), else the
     master takes the stream back."""
+    keyframes_only: bool = False
+    """Decode and analyse keyframes only."""
+    analysis_fps: float | None = None
+    """Analyse at most this many frames a second."""
 
 
 class PollResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -11,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from agent.runtime import Agent, AgentConfig
-from analytics.clips import ClipSpec, write_clip
+from analytics.clips import ClipSpec, Segment, write_clip
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
@@ -188,3 +189,44 @@ async def test_records_go_to_the_spool_the_stream_chose(
         [truth] = clip.expected("motion")
         assert abs(motion["event"]["started_at"] - truth.started_at) <= 1.0
         assert sum(s.events for s in agent.tally.values()) == 2
+
+
+async def test_a_keyframes_only_stream_decodes_keyframes_and_reports_at_their_pace(
+    manager: Manager, nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    # A cut between the keyframes at 6 and 8 s, black over those at 10 and 12 s.
+    timeline = (Segment("cut", 7.0, 7.0), Segment("black", 10.0, 14.0))
+    clip = write_clip(tmp_path / "cheap.mp4", ClipSpec(duration_s=17, timeline=timeline))
+    out = tmp_path / "records"
+    client = ClientSettings(nats_url=nats_server.url)
+    async with Agent(client, agent_config(tmp_path, "cheap")) as agent:
+        await eventually(lambda: agent.registered.is_set())
+        created = await ok(nc, "stream.create", {
+            "source": {"url": f"file://{clip.path}"}, "kind": "file", "keyframes_only": True,
+            "analytics": [{"name": "scene_change"}, {"name": "black_frame"}],
+            "spool": {"type": "directory", "path": str(out)}})  # fmt: skip
+        capped = await ok(nc, "stream.create", {
+            "source": {"url": f"file://{clip.path}"}, "kind": "file", "analysis_fps": 5,
+            "analytics": [{"name": "black_frame"}]})  # fmt: skip
+        sid = created["stream_id"]
+        assert (created["keyframes_only"], created["analysis_fps"]) == (True, None)
+        assert (capped["keyframes_only"], capped["analysis_fps"]) == (False, 5.0)
+        await eventually(lambda: _is(nc, sid, "done"), timeout=60, what="keyframes analysed")
+        await eventually(lambda: _is(nc, capped["stream_id"], "done"), timeout=60, what="capped")
+
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+        async def stats_of(stream_id: str) -> dict:  # type: ignore[type-arg]
+            return (await ok(nc, "stats.daily", {"date": day, "stream_id": stream_id}))["total"]  # type: ignore[no-any-return]
+
+        async def counted() -> bool:  # the last feedback may come after "done"
+            cheap, full = await stats_of(sid), await stats_of(capped["stream_id"])
+            return bool(cheap["frames_analysed"] == 9 and full["frames_decoded"] == clip.frames)
+
+        await eventually(counted, timeout=30, what="stats counted")
+        cheap, full = await stats_of(sid), await stats_of(capped["stream_id"])
+        assert cheap["frames_decoded"] == cheap["frames_analysed"] == 9  # keyframes 0, 2 .. 16 s
+        assert full["frames_analysed"] == 85  # 17 s at 5 frames a second
+        records = [orjson.loads(p.read_bytes()) for p in sorted(out.glob("*.json"))]
+        events = sorted((r["event"]["name"], r["event"]["started_at"]) for r in records)
+        assert events == [("black_frame", 10.0), ("scene_change", 8.0)]

@@ -19,6 +19,7 @@ from analytics.analyzers import (
     SceneChange,
     SceneChangeParams,
 )
+from analytics.picture import Picture
 
 U8 = npt.NDArray[np.uint8]
 H, W = 180, 320
@@ -275,4 +276,4 @@ def test_motion_sees_a_faint_object_in_a_dark_scene() -> None:
     found = [motion.process(i * 0.04, f) for i, f in enumerate(frames)]
 
     assert [len(f) for f in found] == [0, 1, 1]
-    assert motion.threshold(frames[0]) < 35  # the dark scene's threshold
+    assert motion.threshold(Picture(0.0, frames[0])) < 35  # the dark scene's threshold

@@ -111,6 +111,10 @@ class CreateStreamReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_unregistered: bool = False
     spool: SpoolIn | None = None
     request_id: RequestId | None = None
+    keyframes_only: bool = False
+    """Decode and analyse keyframes only (the cheap tier: about a 50th of the decoding)."""
+    analysis_fps: Annotated[float, msgspec.Meta(gt=0, le=120)] | None = None
+    """Analyse at most this many frames a second (every frame is still decoded)."""
 
 
 class GetStreamReq(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

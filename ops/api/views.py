@@ -86,6 +86,8 @@ class StreamView(msgspec.Struct, frozen=True, kw_only=True):
     autorestart: Autorestart
     staleness_s: float | None
     spool: SpoolOut | None
+    keyframes_only: bool = False
+    analysis_fps: float | None = None
     waiting: WaitingView | None = None
     """Pending and unassigned: why it waits (``vigil stream get`` shows it)."""
 
@@ -254,6 +256,7 @@ def assignment_of(
         stream_id=s.stream_id, version=s.assignment_version or 0, name=s.name,
         source=SourceOut(with_credentials(s.source.url, credentials)), kind=s.kind, analytics=_analytics(s), labels=s.labels,
         stall_timeout_s=s.staleness_s, spool=_spool(s), start_by=start_by,
+        keyframes_only=s.keyframes_only, analysis_fps=s.analysis_fps,
     )  # fmt: skip
 
 
@@ -266,6 +269,7 @@ def stream_view(s: StreamState, waiting: Waiting | None = None) -> StreamView:
         last_error=s.last_error, restarts=s.restarts,
         restart_not_before=iso(s.restart_not_before), labels=s.labels,
         autorestart=s.autorestart, staleness_s=s.staleness_s, spool=_spool(s),
+        keyframes_only=s.keyframes_only, analysis_fps=s.analysis_fps,
         waiting=WaitingView(code=waiting.code, message=waiting.message) if waiting else None,
     )  # fmt: skip
 

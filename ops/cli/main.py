@@ -314,13 +314,18 @@ def stream() -> None:
               help="longest delay between restarts, seconds (default 600)")  # fmt: skip
 @click.option("--staleness", type=click.FloatRange(0.001, 86400), default=None,
               help="seconds without feedback before the stream is given to another agent")  # fmt: skip
+@click.option("--keyframes-only", is_flag=True,
+              help="decode and analyse keyframes only (the cheap tier)")  # fmt: skip
+@click.option("--analysis-fps", type=click.FloatRange(0.001, 120), default=None, metavar="N",
+              help="analyse at most N frames a second (all are still decoded)")  # fmt: skip
 @click.option("--request-id", default=None, help="idempotency key")
 @json_option
 def stream_create(source: str, kind: str, name: str | None, analytics: tuple[str, ...],
                   group: str | None, labels: tuple[str, ...], allow_unregistered: bool,
                   spool: str | None, autorestart: bool | None, max_attempts: int | None,
                   restart_delay: float | None, backoff: float | None, max_delay: float | None,
-                  staleness: float | None, request_id: str | None, as_json: bool) -> None:  # fmt: skip
+                  staleness: float | None, keyframes_only: bool, analysis_fps: float | None,
+                  request_id: str | None, as_json: bool) -> None:  # fmt: skip
     """Create a stream (or a file to process once).
 
     \b
@@ -329,6 +334,8 @@ def stream_create(source: str, kind: str, name: str | None, analytics: tuple[str
       vigil stream create --source file:///media/clip.mp4 --kind file \\
           --analytic 'scene_change:{"threshold": 0.5}' --spool directory:/var/lib/vigil/records
       vigil stream create --source rtsp://cam-9.example/live --max-attempts 10 --staleness 60
+      vigil stream create --source rtsp://cam-3.example/live --analytic scene_change \\
+          --analytic black_frame --keyframes-only
     """
     body: dict[str, Any] = {"source": {"url": source}, "kind": kind}
     if spool:
@@ -350,6 +357,10 @@ def stream_create(source: str, kind: str, name: str | None, analytics: tuple[str
         body["labels"] = dict(_label(x) for x in labels)
     if allow_unregistered:
         body["allow_unregistered"] = True
+    if keyframes_only:
+        body["keyframes_only"] = True
+    if analysis_fps is not None:
+        body["analysis_fps"] = analysis_fps
     if request_id:
         body["request_id"] = request_id
     _run("stream.create", body, as_json)

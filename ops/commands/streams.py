@@ -151,6 +151,7 @@ class StreamCommands:
             staleness_s=req.staleness_s, allow_unregistered=req.allow_unregistered,
             spool=SpoolTarget(type=req.spool.type, url=req.spool.url, path=req.spool.path)
             if req.spool else None,
+            keyframes_only=req.keyframes_only, analysis_fps=req.analysis_fps,
         )  # fmt: skip
         msg_id = f"stream.create:{req.request_id}" if req.request_id else None
         try:
