@@ -146,7 +146,9 @@ def stream_rule(
 def restartable(stream: StreamState) -> bool:
     """A failed stream that autorestart will try again: not fatal, attempts left."""
     err, policy = stream.last_error, stream.autorestart
-    return (err is None or not err.fatal) and policy.enabled and stream.restarts < policy.max_attempts
+    return (
+        (err is None or not err.fatal) and policy.enabled and stream.restarts < policy.max_attempts
+    )
 
 
 def stream_due(

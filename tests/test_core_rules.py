@@ -35,9 +35,7 @@ states = st.builds(
     updated_at=st.floats(min_value=0.0, max_value=NOW),
     status=st.sampled_from(["pending", "in_progress", "failure", "restarting", "done", "stopped"]),
     agent_id=st.one_of(st.none(), st.just("a1")),
-    last_error=st.one_of(
-        st.none(), st.builds(ErrorInfo, code=st.just("x"), fatal=st.booleans())
-    ),
+    last_error=st.one_of(st.none(), st.builds(ErrorInfo, code=st.just("x"), fatal=st.booleans())),
     restarts=st.integers(min_value=0, max_value=5),
     restart_not_before=times,
     running_since=st.one_of(st.none(), st.floats(min_value=0.0, max_value=NOW)),
