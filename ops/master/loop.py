@@ -72,6 +72,9 @@ the event loop free (each costs ~10-20 µs per decision)."""
 BUDGET = 50
 """Streams a duty decides about per pass; a tick repeats passes (yielding in between) until
 nothing is left."""
+TICK_SLICE_S = 1.0
+"""A tick with work left after this long returns (and the next starts at once): a tick always
+ends, and the lease keeper, the notifier and ``tick()``'s callers get their turn."""
 
 
 class Master:
@@ -280,6 +283,9 @@ class Master:
                 await self._append(d, reign)
                 more = self.placement.decide(d, now, BUDGET) or more
                 await self._append(d, reign)
+                if more and time.perf_counter() - t0 > TICK_SLICE_S:
+                    self._wake.set()  # the rest in the next tick, right after this one
+                    break
                 await asyncio.sleep(0)
             await self.notify.send()
         except Fenced as exc:
