@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import faulthandler
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import nats
@@ -10,6 +14,29 @@ import pytest
 from nats.aio.client import Client
 
 from ops.runtime.natsd import EmbeddedNats
+
+HANG_S = 420.0
+"""A test whose setup, call and teardown together run longer than this hangs somewhere
+pytest-timeout cannot reach (a timeout raised into the wrong frame, a teardown stuck behind a
+busy loop): every thread's stack is printed and the run ends, so CI fails in minutes with the
+place of the hang instead of running into its own limit."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    def hung() -> None:
+        sys.stderr.write(f"\n{item.nodeid} still runs after {HANG_S:.0f} s: stacks, then exit\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(70)
+
+    watchdog = threading.Timer(HANG_S, hung)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        watchdog.cancel()
 
 
 @pytest.fixture
