@@ -170,11 +170,12 @@ class _Bytes:
     """Packet sizes summed per media second before they reach the meters (one locked update a
     second instead of one a packet; the peak bitrate is per media second anyway)."""
 
-    __slots__ = ("_meters", "_second", "_size")
+    __slots__ = ("_last", "_meters", "_second", "_size")
 
     def __init__(self, meters: SourceMeters) -> None:
         self._meters = meters
         self._second: int | None = None
+        self._last = 0.0
         self._size = 0
 
     def add(self, size: int, media_s: float | None) -> None:
@@ -184,12 +185,21 @@ class _Bytes:
         second = int(media_s)
         if second != self._second:
             self.flush()
-            self._second = second
+            previous, self._second = self._second, second
+            if previous is None or not 0 < second - previous <= 1:
+                # the first packet, or a jump: the meters' media clock starts here, not at the
+                # end of this second
+                self._meters.add_packet(size, media_s)
+                self._last = media_s
+                return
         self._size += size
+        self._last = max(self._last, media_s) if self._size > size else media_s
 
     def flush(self) -> None:
+        """Hand the second's bytes on, at the newest media time seen in it (the media clock
+        the meters keep must reach the last packet, or a file's bitrate reads high)."""
         if self._size and self._second is not None:
-            self._meters.add_packet(self._size, float(self._second))
+            self._meters.add_packet(self._size, self._last)
         self._size = 0
 
 
