@@ -78,8 +78,11 @@ class SpoolRunner:
         delivery = asyncio.create_task(self._deliver())
         stopped = asyncio.create_task(self._stop.wait())
         await asyncio.wait({delivery, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not delivery.done() and self._spooler is None:
-            delivery.cancel()  # stopped before the spooler could even start
+        # Stopped before the spooler could even start (NATS unreachable): nats-py's connect loop
+        # can swallow a cancellation that races with its own wait_for, so cancel until it ends.
+        while not delivery.done() and self._spooler is None:
+            delivery.cancel()
+            await asyncio.wait({delivery}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError):
             await delivery
         stopped.cancel()

@@ -435,7 +435,7 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.streams, args.agents, args.duration = 2_000, 200, 30.0
-        args.kill_master_at = args.kill_master_at or 15.0
+        args.kill_master_at = 15.0  # half way, as at full size
     Path(args.logs).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     report = Report("fleet simulator on a 3-node cluster")
     await run(args, report)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -231,6 +230,7 @@ def test_a_runner_that_never_connects_still_closes_promptly(tmp_path: Path) -> N
     config = JetStreamConfig(servers=(f"nats://127.0.0.1:{free_port()}",), backoff_base_s=0.05)
     runner = SpoolRunner.start(config)
     runner.submit(make_record(1))
-    began = time.monotonic()
     runner.close(drain_s=0.5)
-    assert time.monotonic() - began < 3.0
+    # close() gives up waiting after drain_s + 5 s: the thread must really have ended
+    assert not runner._thread.is_alive(), "the spooler thread still runs after close()"
+    assert runner.error is None
