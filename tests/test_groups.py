@@ -274,10 +274,12 @@ async def test_n_to_1_standby_runs_both_groups_up_to_its_capacity(
         vs = await views(nc, hq + branch)
         on_sb = [v for v in vs if v["status"] == "in_progress" and v["agent_id"] == sb]
         waiting = [v for v in vs if v["status"] == "pending" and v["agent_id"] is None]
-        return waiting if len(on_sb) == 3 and len(waiting) == 1 else []
+        # (a reason quoting free slots may be a second old: ops.commands.waiting.LOAD_TTL_S)
+        settled = [v for v in waiting if v["waiting"]["code"] == "capacity"]
+        return settled if len(on_sb) == 3 and len(waiting) == 1 else []
 
-    [left] = await eventually(three_run_one_waits, timeout=30, what="3 on sb, 1 pending")
-    assert left["waiting"]["code"] == "capacity", left
+    [left] = await eventually(three_run_one_waits, timeout=30,
+                              what="3 on sb, 1 pending for capacity")  # fmt: skip
     assert "0 free of 3" in left["waiting"]["message"]
     [alarm] = await eventually(lambda: active_alarms(nc, "capacity_exhausted"), timeout=15,
                                what="capacity alarm")  # fmt: skip

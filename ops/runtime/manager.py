@@ -157,8 +157,7 @@ class Manager:
         self.connections = Connections()
         executor = Executor(self.store, self.projector)
         self.analytics = AnalyticsRegistry(self.agents)
-        self.waiting = WaitingReasons(self.streams, self.agents, self.groups,
-                                      lambda: self.projector.last_seq)  # fmt: skip
+        self.waiting = WaitingReasons(self.streams, self.agents, self.groups)
         self.stream_commands = StreamCommands(
             executor, self.projector, self.streams, manager_id=self.manager_id,
             validate_analytics=self.analytics.validate, policy=s.source_policy(),
