@@ -62,7 +62,7 @@ async def test_metrics_parse_and_move_as_a_scenario_runs(
     families, before = await scrape(url)
     for name in ("process_cpu_seconds", "process_resident_memory_bytes", "python_info",
                  "python_gc_objects_collected", "vigil_command_seconds", "vigil_append_seconds",
-                 "vigil_master_tick_seconds", "vigil_projection_lag_events",
+                 "vigil_master_tick_seconds", "vigil_event_loop_lag_seconds", "vigil_projection_lag_events",
                  "vigil_projection_lag_seconds", "vigil_snapshot_age_events", "vigil_master",
                  "vigil_master_epoch", "vigil_streams", "vigil_streams_waiting",
                  "vigil_stream_failures", "vigil_stream_restarts", "vigil_nats_connected",

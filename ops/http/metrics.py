@@ -74,6 +74,10 @@ class Instruments:
                                  ["kind", "outcome"], buckets=LATENCY, registry=None)  # fmt: skip
         self.ticks = Histogram("vigil_master_tick_seconds", "Duration of the master's ticks",
                                buckets=TICK, registry=None)  # fmt: skip
+        self.loop_lag = Histogram("vigil_event_loop_lag_seconds", "How late the manager's event"
+                                  " loop woke a 50 ms timer: every command, fold and tick waits"
+                                  " this long behind whatever held the loop",
+                                  buckets=TICK, registry=None)  # fmt: skip
         self.failures: Counter[tuple[str, str]] = Counter()
         self.restarts = 0
         self._counting: Callable[[], bool] = lambda: False
@@ -111,6 +115,7 @@ class Instruments:
         yield from self.commands.collect()
         yield from self.appends.collect()
         yield from self.ticks.collect()
+        yield from self.loop_lag.collect()
         failures = CounterMetricFamily("vigil_stream_failures", "Streams that failed, by error"
                                        " code and whether autorestart may retry",
                                        labels=["code", "kind"])  # fmt: skip

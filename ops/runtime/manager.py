@@ -82,7 +82,9 @@ __all__ = ["Manager"]
 log = logging.getLogger(__name__)
 
 PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
-         "alarms", "provision", "snapshots", "housekeeping", "log-identity")  # fmt: skip
+         "alarms", "provision", "snapshots", "housekeeping", "log-identity", "loop-probe")  # fmt: skip
+
+LOOP_PROBE_S = 0.05
 
 
 class Manager:
@@ -248,6 +250,7 @@ class Manager:
             self.supervisor.spawn("provision", self.provisioner.run, restart=restart)
         self.supervisor.spawn("snapshots", self.snapshots.run, restart=restart)
         self.supervisor.spawn("housekeeping", self._housekeeping, restart=restart)
+        self.supervisor.spawn("loop-probe", self._probe_loop, restart=restart)
         self.supervisor.spawn("log-identity", self.log_identity.run, restart=restart)
 
         self._stack.push_async_callback(self.router.drain)  # after the unsubscribes below
@@ -303,6 +306,14 @@ class Manager:
                                     self.settings.alarm_retention_s))  # fmt: skip
             freeze_heap()
             self.alarms.prune()
+
+    async def _probe_loop(self) -> None:
+        """The event loop's lag (``vigil_event_loop_lag_seconds``): how late a 50 ms sleep ends."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LOOP_PROBE_S
+            await asyncio.sleep(LOOP_PROBE_S)
+            self.instruments.loop_lag.observe(max(0.0, loop.time() - due))
 
     async def _close_nc(self) -> None:
         """Everything above has stopped and replied; flush what is buffered and close."""
