@@ -130,6 +130,8 @@ class Master:
         self.decisions = 0
         self.rejected = 0
         self.ticks = 0
+        self.behind = False
+        """The last tick ended its slice with work left (the next one starts at once)."""
         self.last_tick_s = 0.0
         self.on_tick: Callable[[float], None] | None = None
         """Told every tick's duration (seconds): the manager's metrics."""
@@ -267,6 +269,7 @@ class Master:
         if self._reindex:
             self._reindex = False
             await self.index.rebuild()
+        self.behind = False
         try:
             more = True
             while more and self.election.is_master:
@@ -285,6 +288,7 @@ class Master:
                 await self._append(d, reign)
                 if more and time.perf_counter() - t0 > TICK_SLICE_S:
                     self._wake.set()  # the rest in the next tick, right after this one
+                    self.behind = True
                     break
                 await asyncio.sleep(0)
             await self.notify.send()
