@@ -190,18 +190,15 @@ async def metrics(port: int) -> dict[str, float]:
 
 
 async def probe(nc: nats.NATS, seconds: float, rate: float, lat: dict[str, list[float]]) -> None:
+    """Open loop: each request leaves at its scheduled time in its own task, and its latency is
+    counted from that time (a slow or lost reply delays no other request)."""
     t0 = time.perf_counter()
-    i = 0
     sids: list[str] = []
-    while time.perf_counter() - t0 < seconds:
-        i += 1
-        at = t0 + i / rate
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+    async def one(i: int, at: float) -> None:
         kind = "create" if i % 10 == 0 or not sids else "get"
-        body = ({"source": {"url": f"rtsp://10.200.{i // 256 % 256}.{i % 256}/probe{i}"}} if kind == "create"
-                else {"stream_id": random.choice(sids)})  # fmt: skip
+        body = ({"source": {"url": f"rtsp://10.200.{i // 256 % 256}.{i % 256}/probe{i}"}}
+                if kind == "create" else {"stream_id": random.choice(sids)})  # fmt: skip
         try:
             msg = await nc.request(f"vigil.cmd.stream.{kind}", orjson.dumps(body), timeout=10)
             reply = orjson.loads(msg.data)
@@ -209,7 +206,18 @@ async def probe(nc: nats.NATS, seconds: float, rate: float, lat: dict[str, list[
                 sids.append(reply["result"]["stream_id"])
             lat[kind].append(time.perf_counter() - at)
         except Exception:
-            lat[kind].append(10.0)
+            lat[kind].append(10.0)  # no answer within 10 s
+
+    tasks: list[asyncio.Task[None]] = []
+    i = 0
+    while time.perf_counter() - t0 < seconds:
+        i += 1
+        at = t0 + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, at)))
+    await asyncio.gather(*tasks)
 
 
 def say(what: str) -> None:

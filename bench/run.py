@@ -3,6 +3,10 @@
     python bench/run.py                  every bench at full size (``make bench``): prints each
                                          bench's table and the figures, writes docs/performance.md
     python bench/run.py --quick          every bench at its --quick sizes (no document unless --doc)
+    python bench/run.py --only a,b --update
+                                         run these benches again at full size and write the
+                                         document from them and the other benches' figures of
+                                         the last full run (docs/performance.json)
     python bench/run.py --guard          the CI guard (``make bench-guard``, in ``make test``): the
                                          benches with guarded ratios, --quick, each ratio against
                                          bench/baseline.json; fails when one dropped by 30 % or
@@ -31,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +48,9 @@ from ops.runtime.natsd import find_nats_server
 BENCH = ROOT / "bench"
 BASELINE = BENCH / "baseline.json"
 DOC = ROOT / "docs" / "performance.md"
+RESULTS = ROOT / "docs" / "performance.json"
+"""Every figure of the last full run as JSON (written beside the document; ``--update`` reads
+it to run some benches again and write both anew)."""
 PY = ".venv/bin/python"
 GUARD_BUDGET_S = 110.0
 """The guard measures a dropped ratio again only while it would still end within this."""
@@ -479,6 +486,36 @@ def write_baseline(benches: Sequence[Bench], path: Path, repeat: int) -> int:
     return 0
 
 
+# ---- the last run's figures --------------------------------------------------------------------
+
+
+def save_results(path: Path, results: Sequence[Result], before: dict[str, str], started: str,
+                 quick: bool) -> None:  # fmt: skip
+    data = {
+        "started": started,
+        "quick": quick,
+        "machine": before,
+        "results": [{"bench": r.bench.name, "title": r.title, "seconds": round(r.seconds, 1),
+                     "error": r.error, "rows": [asdict(row) for row in r.rows]}
+                    for r in results],
+    }  # fmt: skip
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def load_results(path: Path) -> tuple[list[Result], dict[str, str], str]:
+    data = json.loads(path.read_text())
+    by_name = {b.name: b for b in BENCHES}
+    results = []
+    for item in data["results"]:
+        bench = by_name.get(item["bench"])
+        if bench is None:
+            continue  # a bench since removed
+        results.append(Result(bench, bool(data["quick"]), item["title"],
+                              [Row(**row) for row in item["rows"]], item["error"],
+                              float(item["seconds"])))  # fmt: skip
+    return results, dict(data["machine"]), str(data["started"])
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 
@@ -493,6 +530,9 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, default=None,
                         help=f"write the document here (default {DOC.relative_to(ROOT)} for a"
                              " full run, none for --quick)")  # fmt: skip
+    parser.add_argument("--update", action="store_true",
+                        help=f"with --only: merge into {RESULTS.relative_to(ROOT)} and write the"
+                             " document again")  # fmt: skip
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     parser.add_argument("--repeat", type=int, default=3, help="runs for --write-baseline")
     args = parser.parse_args()
@@ -509,13 +549,27 @@ def main() -> int:
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     before = machine()
-    results = run_all(benches, args.quick)
+    if args.update:
+        if not names or args.quick:
+            parser.error("--update needs --only (and full sizes)")
+        try:
+            previous, before, first = load_results(RESULTS)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--update: cannot read {RESULTS} ({exc!r}): run make bench first")
+        fresh = {r.bench.name: r for r in run_all(benches, False)}
+        results = [fresh.pop(r.bench.name, r) for r in previous] + list(fresh.values())
+        started = f"{first} (updated {started}: {', '.join(names)})"
+    else:
+        results = run_all(benches, args.quick)
     measured = measure_figures(results, args.quick)
     print_figures(measured)
     doc = args.doc or (None if args.quick else DOC)
     if doc is not None:
         doc.write_text(document(results, measured, before, machine(), args.quick, started))
         print(f"written: {doc}")
+        if not args.quick and (args.update or not names):
+            save_results(RESULTS, results, before, started, args.quick)
+            print(f"written: {RESULTS}")
     return 0
 
 
