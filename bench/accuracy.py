@@ -13,7 +13,6 @@ both, ``analytics.collector.analysis_step``). ``--cost-only`` skips the accuracy
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import sys
@@ -24,10 +23,12 @@ from pathlib import Path
 # Run as ``python bench/accuracy.py``, this file would shadow the ``analytics`` package.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/common.py
 
 import av
 import numpy as np
 import numpy.typing as npt
+from common import Report, arguments
 
 from analytics.accuracy import catalog
 from analytics.accuracy.ffmpeg import ffmpeg_detect
@@ -128,9 +129,10 @@ def analyse(pictures: list[U8], names: list[str]) -> float:
     return (time.process_time() - began) / max(1, len(pictures))
 
 
-def cost(path: Path, repeat: int) -> bool:
+def cost(path: Path, repeat: int, report: Report, size: str) -> bool:
     """Print each analyzer's cost per frame and all of them together against decoding, each
-    repeat decoding then analysing (so both see the same machine); True if under 10 %."""
+    repeat decoding then analysing (so both see the same machine), and add them to ``report``;
+    True if under 10 %."""
     names = list(ANALYTICS)
     runs: list[dict[str, float]] = []
     pictures: list[U8] = []
@@ -159,11 +161,19 @@ def cost(path: Path, repeat: int) -> bool:
         f"  {'all analyzers, sharing the picture':34}  {median('all') * 1e6:8.1f} us/frame"
         f"  {share('all'):6.1%}  (target < 10 %) {'ok' if ok else 'OVER TARGET'}"
     )
+    report.add(f"{size}: decode CPU per frame", median("decode") * 1e6, "us",
+               f"PyAV, slice threads; analysis picture {width}x{height}")  # fmt: skip
+    for name in names:
+        report.add(f"{size}: {name} alone", share(name) * 100, "% of decode",
+                   f"{median(name) * 1e6:.1f} us/frame")  # fmt: skip
+    report.add(f"{size}: all analyzers, sharing the picture", share("all") * 100, "% of decode",
+               f"{median('all') * 1e6:.1f} us/frame; target < 10 %:"
+               f" {'met' if ok else 'NOT MET'}", key=f"accuracy.cost.{size}")  # fmt: skip
     return ok
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = arguments(__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="1280x720,640x360")
     parser.add_argument("--clips", default="freezes,fades,cuts,motion")
     parser.add_argument("--no-ffmpeg", action="store_true", help="skip ffmpeg's detectors")
@@ -180,6 +190,11 @@ def main() -> None:
         "--clip-dir", type=Path, default=Path(tempfile.gettempdir()) / "vigil-accuracy"
     )
     args = parser.parse_args()
+    if args.quick:  # CI: the 360p clips, fewer timing runs
+        args.sizes, args.repeat = "640x360", 2
+    if args.json:  # the tables go to stderr, the report alone to stdout
+        sys.stdout = sys.stderr
+    report = Report("analytics accuracy against the truth and ffmpeg's detectors, and cost")
     args.clip_dir.mkdir(parents=True, exist_ok=True)
     makers = {name: getattr(catalog, name) for name in args.clips.split(",")}
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
@@ -200,8 +215,15 @@ def main() -> None:
             f"not worse than ffmpeg): {'met' if ok else 'NOT MET'} "
             f"({time.perf_counter() - began:.0f} s)"
         )
+        report.add("accuracy targets", "met" if ok else "NOT MET", "",
+                   f"{len(clips)} clips ({args.sizes}): every event kind within"
+                   f" ±{TOLERANCE_FRAMES} frames, no miss, no false positive, not worse than"
+                   " ffmpeg's blackdetect / freezedetect / scdet")  # fmt: skip
     for width, height in sizes:
-        cost(clip_path(args.clip_dir, catalog.cuts(width, height)), args.repeat)
+        cost(clip_path(args.clip_dir, catalog.cuts(width, height)), args.repeat, report,
+             f"{width}x{height}")  # fmt: skip
+    sys.stdout = sys.__stdout__
+    report.emit(args.json)
 
 
 if __name__ == "__main__":
