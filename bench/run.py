@@ -558,6 +558,7 @@ def main() -> int:
             parser.error(f"--update: cannot read {RESULTS} ({exc!r}): run make bench first")
         fresh = {r.bench.name: r for r in run_all(benches, False)}
         results = [fresh.pop(r.bench.name, r) for r in previous] + list(fresh.values())
+        results.sort(key=lambda r: BENCHES.index(r.bench))
         started = f"{first} (updated {started}: {', '.join(names)})"
     else:
         results = run_all(benches, args.quick)
