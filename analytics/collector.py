@@ -56,15 +56,8 @@ _LIVE_SCHEMES = (
     "rtmp://",
     "srt://",
 )
-_SOCKET_TIMEOUT_SCHEMES = (
-    "rtsp://",
-    "rtsps://",
-    "http://",
-    "https://",
-    "tcp://",
-    "udp://",
-    "srt://",
-)
+# FFmpeg's socket timeout option (rtmp's "timeout" means "listen" instead)
+_SOCKET_TIMEOUT_SCHEMES = tuple(s for s in _LIVE_SCHEMES if s != "rtmp://")
 
 
 @dataclass(frozen=True)
