@@ -84,9 +84,11 @@ class WaitingReasons:
                     found[a.agent_id] = a
         return list(found.values())
 
-    def for_requirement(self, req: Requirement) -> Waiting:
+    def for_requirement(self, req: Requirement, *, fresh: bool = False) -> Waiting:
+        """Why streams of ``req`` wait; ``fresh``: with the load as it is now, not as it was up
+        to ``LOAD_TTL_S`` ago (the master's alarms, which look once a second)."""
         self._refresh()
-        found = self._cache.get(req)
+        found = None if fresh else self._cache.get(req)
         if found is None:
             found = why_waiting(req, self._candidates(req[1]), self.streams.load_of,
                                 self.groups.get(req[1]), offered=self._offered)  # fmt: skip

@@ -331,7 +331,7 @@ class AlarmDuty:
         for i, (req, queue) in enumerate(pending.items()):
             if i % 100 == 99:
                 await asyncio.sleep(0)
-            w = self.waiting.for_requirement(req)
+            w = self.waiting.for_requirement(req, fresh=True)
             source = f"group.{req[1]}" if req[1] is not None else "fleet"
             if w.code == "placing":
                 self.blocked_since.pop(req, None)
