@@ -160,8 +160,13 @@ async def test_a_schedule_20s_ahead_brings_the_group_to_2_agents_before_its_date
         return len(on) == 4 and len(set(on)) == 2
 
     await eventually(spread, timeout=60, what="the 4 streams in progress on both agents")
-    by_agent = {v["agent_id"] for v in await views(nc, ids)}
-    assert by_agent == {a["agent_id"] for a in (await scaling(nc, "lobby"))["live"]}
+
+    async def launched_run_them() -> bool:
+        # the master links each launch to the agent that registered for it on its next tick
+        by_agent = {v["agent_id"] for v in await views(nc, ids)}
+        return by_agent == {a["agent_id"] for a in (await scaling(nc, "lobby"))["live"]}
+
+    await eventually(launched_run_them, timeout=30, what="the streams on the launched agents")
 
     async def done() -> dict[str, Any]:
         s = await ok(nc, "schedule.get", {"eventName": "auction"})
