@@ -15,6 +15,7 @@ prefix. Revoking an identity re-signs the account JWT with a revocation and relo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -112,7 +113,10 @@ class Authority:
         return encode_jwt(op, op.public, "vigil",
                           {"type": "operator", "version": 2, "system_account": self.system.public})  # fmt: skip
 
-    def account_jwt(self) -> str:
+    def account_jwt(self, *, issued_after: int = 0) -> str:
+        """The vigil account's JWT, issued after ``issued_after`` (a server keeps the account
+        JWT it has unless the new one is newer: two written in the same second would lose the
+        second one's revocations)."""
         revocations = {
             i.public_key: int(time.time()) + 1 for i in self.issued.values() if i.revoked
         }
@@ -127,7 +131,8 @@ class Authority:
                                 "imports": [self._advisories(import_from=self.system.public)]}  # fmt: skip
         if revocations:
             nats["revocations"] = revocations
-        return encode_jwt(self.operator, self.account.public, "vigil", nats)
+        return encode_jwt(self.operator, self.account.public, "vigil", nats,
+                          issued_at=max(int(time.time()), issued_after + 1))  # fmt: skip
 
     def _advisories(self, *, import_from: str | None = None) -> dict[str, Any]:
         """The system account's connect/disconnect advisories of the vigil account, exported
@@ -148,7 +153,7 @@ class Authority:
                           {"limits": limits, "type": "account", "version": 2,
                            "exports": [self._advisories()]})  # fmt: skip
 
-    def server_auth(self) -> str:
+    def server_auth(self, *, issued_after: int = 0) -> str:
         """The auth part of a nats-server config (``include`` it on every server)."""
         return (
             "# written by vigil: the operator, its accounts and their revocations\n"
@@ -156,15 +161,28 @@ class Authority:
             f"system_account: {self.system.public}\n"
             "resolver: MEMORY\n"
             "resolver_preload: {\n"
-            f'  {self.account.public}: "{self.account_jwt()}"\n'
+            f'  {self.account.public}: "{self.account_jwt(issued_after=issued_after)}"\n'
             f'  {self.system.public}: "{self.system_jwt()}"\n'
             "}\n"
         )
 
     def write_server_auth(self) -> Path:
         path = self.path / "auth.conf"
-        write_secret(path, self.server_auth())
+        write_secret(path, self.server_auth(issued_after=self._written_iat(path)))
         return path
+
+    def _written_iat(self, path: Path) -> int:
+        """When the account JWT in ``path`` was issued (0: none there)."""
+        try:
+            text = path.read_text()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.strip().partition(":")
+            if key.strip() == self.account.public:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    return int(decode_claims(value.strip().strip('"'))["iat"])
+        return 0
 
     # ---- identities ----------------------------------------------------------------------------
 

@@ -61,10 +61,18 @@ def _jti(claims: dict[str, Any]) -> str:
 
 
 def encode_jwt(
-    signer: NKey, subject: str, name: str, nats: dict[str, Any], *, expires: int | None = None
+    signer: NKey,
+    subject: str,
+    name: str,
+    nats: dict[str, Any],
+    *,
+    expires: int | None = None,
+    issued_at: int | None = None,
 ) -> str:
-    """A JWT for ``subject`` signed by ``signer`` with the type-specific ``nats`` claims."""
-    claims: dict[str, Any] = {"iat": int(time.time()), "iss": signer.public, "name": name,
+    """A JWT for ``subject`` signed by ``signer`` with the type-specific ``nats`` claims
+    (issued now, or at ``issued_at``)."""
+    iat = int(time.time()) if issued_at is None else issued_at
+    claims: dict[str, Any] = {"iat": iat, "iss": signer.public, "name": name,
                               "sub": subject}  # fmt: skip
     if expires is not None:
         claims["exp"] = expires
