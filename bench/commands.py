@@ -19,12 +19,16 @@ agents with room for the new streams), then real ``vigil manager`` *processes* s
 Targets (issue 18): ceiling >= 0.30 of raw with one manager, >= 0.6 with three; with
 ``request_id`` >= 0.25. Issue 10: steady p99 <= 5 ms at every size.
 
+Then, unless ``--no-roles``: the steady rate again with the master in a manager of its own (one
+``VIGIL_ROLE=master`` and one ``VIGIL_ROLE=commands`` process, docs/deploy.md).
+
 Usage: python bench/commands.py [--sizes 1000,10000,100000] [--seconds 10] [--quick] [--json]
-       [--profile FILE]   (py-spy the first manager during the steady phase)
+       [--no-roles] [--profile FILE]   (py-spy the first manager during the steady phase)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import statistics
@@ -147,7 +151,7 @@ async def ceiling(nc: Client, seconds: float, request_ids: bool) -> float:
 
 
 async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
-                   profile: str | None, quick: bool) -> None:  # fmt: skip
+                   profile: str | None, quick: bool, roles: bool) -> None:  # fmt: skip
     rounds = 3
     top_s = 1.0 if quick else min(seconds, 5.0)
     raw_n = 6_000 if quick else 20_000
@@ -215,6 +219,19 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
                 await asyncio.gather(*(create(nc) for _ in range(300)))  # warm up the new ones
                 await top("3 managers", "commands.create.3", False, True)
                 await top("3 managers, request_id", "commands.request_id.3", True, False)
+            if roles:  # the master apart from the command path (docs/deploy.md, roles)
+                for m in managers:
+                    await stop_manager(m)
+                managers = [await start_manager(server.url, QUIET | {"VIGIL_ROLE": "master"}),
+                            await start_manager(server.url, QUIET | {"VIGIL_ROLE": "commands"})]  # fmt: skip
+                await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
+                say(f"{n:,} streams: steady 1,000 cmd/s, roles master + commands")
+                lat = sorted(await steady(nc, 1000.0, seconds))
+                p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
+                report.add(f"{n:>7,} streams: steady, master apart, p50", p50 * 1e3, "ms",
+                           "one --role commands and one --role master manager")  # fmt: skip
+                report.add(f"{n:>7,} streams: steady, master apart, p99", p99 * 1e3, "ms",
+                           f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms")  # fmt: skip
         finally:
             for m in managers:
                 await stop_manager(m)
@@ -226,12 +243,15 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--profile", default=None, help="py-spy the manager into FILE.<size>.txt")
+    parser.add_argument("--roles", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the steady rate with the master in a manager of its own")  # fmt: skip
     args = parser.parse_args()
     sizes = [1000] if args.quick else [int(x) for x in args.sizes.split(",")]
     seconds = 2.0 if args.quick else args.seconds
     report = Report(f"stream.create end to end ({CLIENTS} clients for the ceilings)")
     for i, n in enumerate(sizes):
-        await one_size(n, seconds, i == 0, report, args.profile, args.quick)
+        await one_size(n, seconds, i == 0, report, args.profile, args.quick,
+                       args.roles and not args.quick)  # fmt: skip
     report.emit(args.json)
 
 

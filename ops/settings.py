@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -74,6 +74,15 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
             " the deny list (a name not resolved in time is left to the agent's own check)"
         ),
     ] = 1.0
+    role: Annotated[
+        Literal["all", "commands", "master"],
+        msgspec.Meta(
+            description="what this manager does: all (the default: answers commands and may be"
+            " elected master), commands (answers commands, never master), master (stands for"
+            " master, answers no command over NATS): a large fleet runs its master apart from"
+            " the command path (docs/deploy.md)"
+        ),
+    ] = "all"
     master_lease_s: Annotated[Seconds, msgspec.Meta(description="master lease TTL")] = 5.0
     master_tick_s: Annotated[Seconds, msgspec.Meta(description="master loop period")] = 0.5
     request_ttl_s: Annotated[

@@ -37,8 +37,8 @@ async def site(nats_server: EmbeddedNats) -> AsyncIterator[tuple[str, Manager]]:
         yield url, m
 
 
-async def scrape(url: str) -> tuple[set[str], Samples]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+async def scrape(url: str, query: str = "") -> tuple[set[str], Samples]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics{query}") as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         text = await r.text()
     families, samples = set(), {}
@@ -117,6 +117,18 @@ async def test_metrics_parse_and_move_as_a_scenario_runs(
         dashboard = (Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text()
         plotted = set(re.findall(r"\b((?:vigil|process)_[a-z_]+)", dashboard))
         assert len(plotted) > 30 and plotted <= names, sorted(plotted - names)
+
+        # a frequent fleet-level scrape leaves the per-stream (and per-agent) series out
+        fleet, lean = await scrape(url, "?streams=0")
+        assert "vigil_stream_fps" not in fleet and "vigil_stream_frames_decoded" not in fleet
+        assert (
+            "vigil_agent_load" in fleet and value(lean, "vigil_streams", status="in_progress") == 1
+        )
+        fleet, _ = await scrape(url, "?streams=false&agents=0")
+        assert not {"vigil_stream_fps", "vigil_agent_load", "vigil_agent_cpu_percent"} & fleet
+        assert {"vigil_streams", "vigil_agents", "vigil_master"} <= fleet
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics?streams=maybe") as r:
+            assert r.status == 400 and "$.streams" in (await r.json())["error"]["message"]
 
     # the histograms moved: three creates answered, events appended, the master ticked
     creates = "vigil_command_seconds_count"

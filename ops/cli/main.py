@@ -116,17 +116,21 @@ def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: st
 @main.command()
 @click.option("--nats-url", default=None)
 @click.option("--http", "http", default=None, help="serve the HTTP API on HOST:PORT")
-def manager(nats_url: str | None, http: str | None) -> None:
+@click.option("--role", type=click.Choice(["all", "commands", "master"]), default=None,
+              help="all: commands and master duty (default, or VIGIL_ROLE); commands: never"
+                   " master; master: stands for master, answers no NATS command")  # fmt: skip
+def manager(nats_url: str | None, http: str | None, role: str | None) -> None:
     """One manager instance (run any number against one NATS; one of them is master).
 
     \b
     Examples:
       vigil manager --nats-url nats://n1:4222 --http 0.0.0.0:8080
       VIGIL_NATS_CREDS=manager.creds vigil --log-format json manager --nats-url tls://n1:4222
+      vigil manager --role master     # a large fleet: the master apart from the command path
     """
     from ops.runtime.up import run_manager
 
-    asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http))
+    asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http, role))
 
 
 @main.group(invoke_without_command=True)

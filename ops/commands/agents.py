@@ -237,11 +237,12 @@ def agent_routes(cmds: AgentCommands) -> list[AnyRoute]:
 
 
 async def serve_agent_protocol(
-    nc: Client, router: Router, heartbeats: Heartbeats
+    nc: Client, router: Router, heartbeats: Heartbeats, *, requests: bool = True
 ) -> list[Subscription]:
     """Subscriptions of the agent protocol; returns them for unsubscribing. Per-agent requests
     take the agent id from the subject and answer through the router (same envelope, same
-    bounds, same gate as every command)."""
+    bounds, same gate as every command). ``requests=False``: heartbeats only (a manager of
+    role ``master`` hears every agent but answers none)."""
 
     def deregister(msg: Msg) -> tuple[str, object]:
         return "agent.deregister", DeregisterReq(subjects.agent_id_of(msg.subject))
@@ -263,12 +264,15 @@ async def serve_agent_protocol(
                           f" {body.agent_id}: an agent registers only as itself")  # fmt: skip
         return "agent.register", msgspec.structs.replace(body, agent_id=agent_id)
 
-    subs = [
-        await router.serve_subject(nc, subjects.AGENT_REGISTER, register, internal=True),
-        await router.serve_subject(nc, subjects.AGENT_REGISTER_ALL, register_as, internal=True),
-        await router.serve_subject(nc, subjects.AGENT_DEREGISTER_ALL, deregister, internal=True),
-        await router.serve_subject(nc, subjects.AGENT_STREAMS_ALL, poll, internal=True),
-        await nc.subscribe(subjects.AGENT_HEARTBEAT_ALL, cb=heartbeats.on_msg),
-    ]
+    subs = [await nc.subscribe(subjects.AGENT_HEARTBEAT_ALL, cb=heartbeats.on_msg)]
+    if requests:
+        requests_by_subject: tuple[tuple[str, Callable[[Msg], tuple[str, object]]], ...] = (
+            (subjects.AGENT_REGISTER, register),
+            (subjects.AGENT_REGISTER_ALL, register_as),
+            (subjects.AGENT_DEREGISTER_ALL, deregister),
+            (subjects.AGENT_STREAMS_ALL, poll),
+        )
+        for subject, request in requests_by_subject:
+            subs.append(await router.serve_subject(nc, subject, request, internal=True))
     await nc.flush()
     return subs

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import msgspec
 from nats.aio.msg import Msg
 
+from core.agent import AgentState
 from events import subjects
 from events.bounded import decode
 from events.protocol import Heartbeat
@@ -47,6 +48,12 @@ class Heartbeats:
 
     def forget(self, agent_id: str) -> None:
         self.last.pop(agent_id, None)
+
+    def on_agent(self, _before: AgentState | None, after: AgentState) -> None:
+        """An agents-projection listener: every manager forgets an agent once it is gone
+        (deregistered or removed), whichever manager answered its deregistration."""
+        if after.status == "gone":
+            self.forget(after.agent_id)
 
     async def on_msg(self, msg: Msg) -> None:
         try:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from aiohttp import web
 from nats.aio.client import Client
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
 from ops.api.router import Router
 from ops.commands.agents import AgentCommands
@@ -55,7 +55,10 @@ class Backend(Protocol):
     @property
     def last_seq(self) -> int: ...
     def readiness(self) -> str | None: ...
-    def collector(self) -> Collector | None: ...
+    async def metric_families(self, *, agents: bool, streams: bool) -> list[Metric]:
+        """This manager's metrics for ``/metrics`` (none on a replay)."""
+        ...
+
     def read_side(self) -> FleetView | None: ...
 
 

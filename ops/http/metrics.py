@@ -11,15 +11,22 @@ Two kinds, both per manager (no global registry: tests run several managers in o
   figures labelled with name and groups, per-stream fps/bitrate/drops (``ops.commands.rates``),
   alarms, projection lag, snapshot age, master, NATS connection, supervised parts, statistics.
 
+A scrape never holds the event loop for long, at any fleet size: ``families`` builds the
+per-agent and per-stream families in chunks with the loop free in between (20,000 streams are
+140,000 samples), and ``render`` — the text formatting, ~10 µs a sample — runs in a worker
+thread over those finished families (``ops.http.pages``). ``/metrics?streams=0`` (and
+``agents=0``) leaves the per-stream (per-agent) series out, for a frequent fleet-level scrape.
+
 ``render`` adds the default process, platform and GC collectors of prometheus-client.
 docs/grafana-dashboard.json plots them; docs/operations.md lists them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -34,13 +41,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.agent import AgentState
 from core.stream import StreamState
 from events.aio import Supervisor
 from events.jetstream import JetStreamStore
 from ops.api.router import Router
 from ops.commands.feedback import FeedbackConsumer
 from ops.commands.heartbeats import Heartbeats
-from ops.commands.rates import StreamRates
+from ops.commands.rates import StreamRate, StreamRates
 from ops.commands.waiting import WaitingReasons
 from ops.master.loop import Master
 from ops.stats.feed import StatsFeed
@@ -52,12 +60,14 @@ from projections.groups import GroupsProjection
 from projections.snapshot import Snapshotter
 from projections.streams import StreamsProjection
 
-__all__ = ["CONTENT_TYPE", "Instruments", "ManagerCollector", "MetricsSource", "render"]
+__all__ = ["CONTENT_TYPE", "Instruments", "ManagerCollector", "MetricsSource", "families", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUSES = ("pending", "in_progress", "done", "failure", "restarting", "stopped")
 LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CHUNK = 500
+"""Agents or streams added to their families between two yields to the event loop (~5 ms)."""
 TICK = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -147,6 +157,9 @@ class MetricsSource(Protocol):
 
 
 class ManagerCollector(Collector):
+    """The fleet-level families: small at any size (``families`` adds the per-agent and
+    per-stream ones)."""
+
     def __init__(self, source: MetricsSource) -> None:
         self.m = source
 
@@ -162,8 +175,6 @@ class ManagerCollector(Collector):
         for status in ("ready", "not_ready"):
             agents.add_metric([status], by_agent.get(status, 0))
         yield agents
-        yield from _hosts(m)
-        yield from _stream_rates(m)
         yield from _groups_and_alarms(m)
         yield from _log(m)
         fb = CounterMetricFamily("vigil_feedback", "Feedback messages handled", labels=["outcome"])
@@ -232,7 +243,7 @@ def _log(m: MetricsSource) -> Iterator[Metric]:
                                   value=stats.get(key, 0))  # fmt: skip
 
 
-def _hosts(m: MetricsSource) -> Iterator[Metric]:
+def _host_families() -> list[GaugeMetricFamily]:
     """Each agent's own process tree, from its last heartbeat (AddPac's monitoring screen)."""
     labels = ["agent_id", "name", "groups"]
     load = GaugeMetricFamily("vigil_agent_load", "Streams assigned to an agent", labels=labels)
@@ -252,7 +263,13 @@ def _hosts(m: MetricsSource) -> Iterator[Metric]:
                               labels=labels)  # fmt: skip
     age = GaugeMetricFamily("vigil_agent_heartbeat_age_seconds", "Seconds since this manager"
                             " heard the agent's last heartbeat", labels=labels)  # fmt: skip
-    for agent in m.agents.active().values():
+    return [load, capacity, ready, cpu, mem, mem_total, disk, disk_total, depth, age]
+
+
+def _add_hosts(m: MetricsSource, fams: Sequence[GaugeMetricFamily],
+               agents: Iterable[AgentState]) -> None:  # fmt: skip
+    load, capacity, ready, cpu, mem, mem_total, disk, disk_total, depth, age = fams
+    for agent in agents:
         key = [agent.agent_id, agent.name, ",".join(sorted(agent.groups))]
         load.add_metric(key, m.streams.load_of(agent.agent_id))
         capacity.add_metric(key, agent.capacity)
@@ -268,10 +285,9 @@ def _hosts(m: MetricsSource) -> Iterator[Metric]:
         disk_total.add_metric(key, hb.disk_total)
         depth.add_metric(key, hb.outbox_depth)
         age.add_metric(key, max(m.heartbeats.clock() - seen[0], 0.0))
-    yield from (load, capacity, ready, cpu, mem, mem_total, disk, disk_total, depth, age)
 
 
-def _stream_rates(m: MetricsSource) -> Iterator[Metric]:
+def _rate_families() -> list[GaugeMetricFamily | CounterMetricFamily]:
     """Per running stream, from its feedback (``ops.commands.rates``)."""
     labels = ["stream_id", "name", "agent_id", "group"]
     fps = GaugeMetricFamily("vigil_stream_fps", "Frames decoded per second (the last feedback"
@@ -287,7 +303,13 @@ def _stream_rates(m: MetricsSource) -> Iterator[Metric]:
                                      labels=labels)  # fmt: skip
     stalls = CounterMetricFamily("vigil_stream_stalls", "Times no frame came within the stall"
                                  " deadline", labels=labels)  # fmt: skip
-    for stream_id, r in m.rates.current():
+    return [fps, bitrate, frames, dropped, read, reconnects, stalls]
+
+
+def _add_rates(m: MetricsSource, fams: Sequence[GaugeMetricFamily | CounterMetricFamily],
+               rows: Iterable[tuple[str, StreamRate]]) -> None:  # fmt: skip
+    fps, bitrate, frames, dropped, read, reconnects, stalls = fams
+    for stream_id, r in rows:
         state = m.streams.get(stream_id)
         key = [stream_id, state.name if state else "", r.agent_id,
                (state.group or "") if state else ""]  # fmt: skip
@@ -298,7 +320,6 @@ def _stream_rates(m: MetricsSource) -> Iterator[Metric]:
         read.add_metric(key, r.bytes_read)
         reconnects.add_metric(key, r.reconnects)
         stalls.add_metric(key, r.stalls)
-    yield from (fps, bitrate, frames, dropped, read, reconnects, stalls)
 
 
 def _groups_and_alarms(m: MetricsSource) -> Iterator[Metric]:
@@ -357,12 +378,41 @@ def _stats(m: MetricsSource) -> Iterator[Metric]:
                                   value=float(rollup[key]))  # fmt: skip
 
 
-def render(collector: Collector | None) -> bytes:
-    """The exposition: this manager's metrics and the process's (CPU, memory, file
-    descriptors, GC, Python version)."""
+async def families(m: MetricsSource, *, agents: bool = True, streams: bool = True) -> list[Metric]:
+    """Every family of a scrape, built on the event loop (where the state lives) in chunks of
+    ``CHUNK`` agents or streams with the loop free in between. The result is plain data:
+    ``render`` may format it in another thread."""
+    out = list(ManagerCollector(m).collect())
+    if agents:
+        hosts = _host_families()
+        rows = list(m.agents.active().values())
+        for i in range(0, len(rows), CHUNK):
+            await asyncio.sleep(0)
+            _add_hosts(m, hosts, rows[i : i + CHUNK])
+        out += hosts
+    if streams:
+        per_stream = _rate_families()
+        rates = list(m.rates.current())
+        for i in range(0, len(rates), CHUNK):
+            await asyncio.sleep(0)
+            _add_rates(m, per_stream, rates[i : i + CHUNK])
+        out += per_stream
+    return out
+
+
+class _Built(Collector):
+    def __init__(self, built: Sequence[Metric]) -> None:
+        self.built = built
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.built
+
+
+def render(built: Sequence[Metric]) -> bytes:
+    """The exposition of finished families, with the process's own (CPU, memory, file
+    descriptors, GC, Python version). Safe in a worker thread: it reads no manager state."""
     registry = CollectorRegistry(auto_describe=False)
     for default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(default)
-    if collector is not None:
-        registry.register(collector)
+    registry.register(_Built(built))
     return generate_latest(registry)

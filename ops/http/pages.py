@@ -7,22 +7,26 @@
     GET /static/{file}    the dashboard's modules and styles
     GET /healthz          the process answers (always open)
     GET /readyz           connected, every part running, projections caught up (else 503)
-    GET /metrics          Prometheus text format (viewer)
+    GET /metrics          Prometheus text format (viewer; ``?streams=0``, ``?agents=0``: without
+                          the per-stream, per-agent series)
     GET /openapi.json     OpenAPI 3.1, generated from the route table (ops.http.openapi)
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 from aiohttp import web
 
+from core.errors import DomainError
+from ops.api import requests as R
 from ops.api.envelope import error_reply, ok_reply
 from ops.http.backend import BACKEND
 from ops.http.metrics import CONTENT_TYPE, render
-from ops.http.respond import HttpRoute, json_response
+from ops.http.respond import HttpRoute, invalid, json_response, query_values
 
 __all__ = ["OPENAPI", "PAGE_ROUTES", "STATIC", "Health"]
 
@@ -55,9 +59,23 @@ async def readyz(request: web.Request) -> web.Response:
                                   seq))  # fmt: skip
 
 
+class MetricsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    streams: bool = True
+    """The per-stream series (7 per running stream: 140,000 samples at 20,000 streams)."""
+    agents: bool = True
+    """The per-agent series (10 per agent)."""
+
+
 async def metrics(request: web.Request) -> web.Response:
-    collector = request.app[BACKEND].collector()
-    return web.Response(body=render(collector), headers={"Content-Type": CONTENT_TYPE})
+    """The families are built on the loop in chunks; the formatting (most of a large scrape's
+    cost) runs in a worker thread, so a scrape never stalls commands (``ops.http.metrics``)."""
+    try:
+        query = R.convert_request(query_values(request), MetricsQuery)
+    except DomainError as exc:
+        return invalid(exc)
+    built = await request.app[BACKEND].metric_families(agents=query.agents, streams=query.streams)
+    body = await asyncio.to_thread(render, built)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
@@ -107,8 +125,8 @@ PAGE_ROUTES = [
               " caught up (else 503 with the reason)", role=None, result=Health, errors=(503,),
               tag="health"),
     HttpRoute("GET", "/metrics", metrics, "Prometheus metrics (text exposition format)",
-              content={"text/plain": {"schema": {"type": "string"}}}, errors=(401,),
-              tag="health"),
+              query=MetricsQuery, content={"text/plain": {"schema": {"type": "string"}}},
+              errors=(400, 401), tag="health"),
     HttpRoute("GET", "/openapi.json", openapi, "this document", role=None,
               content={"application/json": {"schema": {"type": "object"}}}, errors=(),
               tag="pages"),

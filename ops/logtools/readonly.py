@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from nats.aio.client import Client
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
 from core.errors import DomainError
 from events.jetstream import JetStreamStore
@@ -109,8 +109,8 @@ class ReadOnlyManager:
     def readiness(self) -> str | None:
         return None
 
-    def collector(self) -> Collector | None:
-        return None
+    async def metric_families(self, *, agents: bool, streams: bool) -> list[Metric]:
+        return []
 
     def read_side(self) -> None:
         """No live read side: the past does not change (no overview, no live updates)."""

@@ -92,6 +92,7 @@ class Election:
         self._deadline = time.monotonic() + self.lease_s * 0.9
         self._renewed_at = time.monotonic()
         self.holding = True
+        log.info("manager %s won the master lease (revision %d)", self.manager_id, self._revision)
         return True
 
     async def renew(self) -> None:
@@ -158,6 +159,8 @@ class Election:
             log.warning("another manager appended an election concurrently; releasing the lease")
             await self.release()
             return None
+        log.info("manager %s appended its election event (epoch %d, seq %d)", self.manager_id,
+                 epoch, seq)  # fmt: skip
         if not await self.projector.wait_for(seq, timeout=max(self.lease_s, 5.0)):
             log.warning("projections did not reach our election event (seq %d) in time;"
                         " releasing the lease", seq)  # fmt: skip

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
 from events import subjects
 from events.aio import Restart, Supervisor
@@ -56,7 +56,7 @@ from ops.commands.secrets import SecretStore
 from ops.commands.streams import StreamCommands
 from ops.commands.waiting import WaitingReasons
 from ops.http.backend import FleetView
-from ops.http.metrics import Instruments, ManagerCollector
+from ops.http.metrics import Instruments, families
 from ops.logtools.verify import DumpResult, dump_handler
 from ops.master.alarms import AlarmDuty
 from ops.master.autoscale import Autoscale
@@ -80,9 +80,6 @@ from projections.stats import DailyStats
 __all__ = ["Manager"]
 
 log = logging.getLogger(__name__)
-
-PARTS = ("projector", "alarm-projector", "stats-feed", "stats-rollups", "feedback", "master",
-         "alarms", "provision", "snapshots", "housekeeping", "log-identity", "loop-probe")  # fmt: skip
 
 LOOP_PROBE_S = 0.05
 
@@ -156,6 +153,7 @@ class Manager:
             raise SystemExit(f"error: {exc}") from None
         self.alarm_projector = await self._alarm_projector()
         self.heartbeats = Heartbeats()
+        self.agents.listeners.append(self.heartbeats.on_agent)
         self.connections = Connections()
         executor = Executor(self.store, self.projector)
         self.analytics = AnalyticsRegistry(self.agents)
@@ -243,8 +241,9 @@ class Manager:
         await self.rollups.load()  # closed days first: the feed then folds only open days
         self.supervisor.spawn("stats-feed", self.stats_feed.run, restart=restart)
         self.supervisor.spawn("stats-rollups", self.rollups.run, restart=restart)
-        self.supervisor.spawn("feedback", self.feedback.run, restart=restart)
-        if self.run_master:
+        if self.serves_commands:
+            self.supervisor.spawn("feedback", self.feedback.run, restart=restart)
+        if self.stands_for_master:
             self.supervisor.spawn("master", self.master.run, restart=restart)
             self.supervisor.spawn("alarms", self.alarm_duty.run, restart=restart)
             self.supervisor.spawn("provision", self.provisioner.run, restart=restart)
@@ -254,15 +253,30 @@ class Manager:
         self.supervisor.spawn("log-identity", self.log_identity.run, restart=restart)
 
         self._stack.push_async_callback(self.router.drain)  # after the unsubscribes below
-        subs: list[Subscription] = [await self.router.serve(self.nc)]
-        subs += await serve_agent_protocol(self.nc, self.router, self.heartbeats)
+        subs: list[Subscription] = []
+        if self.serves_commands:
+            subs.append(await self.router.serve(self.nc))
+        subs += await serve_agent_protocol(self.nc, self.router, self.heartbeats,
+                                           requests=self.serves_commands)  # fmt: skip
         subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.master.on_feedback_msg))
         subs.append(await self.nc.subscribe(subjects.FEEDBACK_ALL, cb=self.rates.on_msg))
         for subject in (subjects.ADVISORY_CONNECT_ALL, subjects.ADVISORY_DISCONNECT_ALL):
             subs.append(await self.nc.subscribe(subject, cb=self.connections.on_msg))
         for sub in subs:
             self._stack.push_async_callback(_unsubscribe, sub)
-        log.info("manager %s ready at event seq %d", self.manager_id, self.projector.last_seq)
+        log.info("manager %s (role %s) ready at event seq %d", self.manager_id, s.role,
+                 self.projector.last_seq)  # fmt: skip
+
+    @property
+    def serves_commands(self) -> bool:
+        """Answers commands and the agent protocol's requests over NATS, and counts feedback
+        (role ``all`` or ``commands``). The HTTP API answers on any role."""
+        return self.settings.role != "master"
+
+    @property
+    def stands_for_master(self) -> bool:
+        """Contends for the master lease (role ``all`` or ``master``)."""
+        return self.run_master and self.settings.role != "commands"
 
     async def _rebuild(self, _exc: BaseException) -> None:
         """The projector died: throw its state away, restore the newest snapshot, fold the tail
@@ -381,8 +395,8 @@ class Manager:
     def last_seq(self) -> int:
         return self.projector.last_seq
 
-    def collector(self) -> Collector:
-        return ManagerCollector(self)
+    async def metric_families(self, *, agents: bool, streams: bool) -> list[Metric]:
+        return await families(self, agents=agents, streams=streams)
 
     def read_side(self) -> FleetView:
         """The read side the dashboard's overview and live updates use (``ops.http``)."""

@@ -294,10 +294,12 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
     print("stopped.", flush=True)
 
 
-async def run_manager(client: ClientSettings, http: str | None) -> None:
+async def run_manager(client: ClientSettings, http: str | None, role: str | None = None) -> None:
     stop = _stop_event()
     async with AsyncExitStack() as stack:
         settings = load_manager_settings()
+        if role is not None:
+            settings = msgspec.structs.replace(settings, role=role)
         manager = await stack.enter_async_context(Manager(client, settings))
         if http:
             auth = http_auth(settings, client.api_token, http)

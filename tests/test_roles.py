@@ -1,0 +1,65 @@
+"""Manager roles: a fleet may run its master apart from the managers that answer commands
+(``VIGIL_ROLE`` / ``vigil manager --role``). The split changes who does what, never what
+happens: the example third-party agent runs a stream to ``done`` through a ``commands``
+manager while a ``master`` manager places it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from ops.api import requests as R
+from ops.runtime.manager import Manager
+from ops.runtime.natsd import EmbeddedNats
+from ops.settings import ClientSettings, ManagerSettings
+from tests.helpers import LOOPBACK_OK, eventually, ok
+
+EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "minimal_agent.py"
+
+
+async def test_a_master_apart_from_the_command_path(
+    nats_server: EmbeddedNats, nc: Client, tmp_path: Path
+) -> None:
+    client = ClientSettings(nats_url=nats_server.url)
+    commands = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, role="commands")
+    master = ManagerSettings(**LOOPBACK_OK, master_tick_s=0.1, role="master")
+    async with Manager(client, commands) as c, Manager(client, master) as m:
+        await eventually(
+            lambda: m.master.is_master, timeout=30, what="the master-role manager leads"
+        )
+        assert "master" not in c.supervisor.report() and "feedback" not in m.supervisor.report()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE), nats_server.url, "--seconds", "0.5",
+            "--state", str(tmp_path / "state.json"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            await eventually(lambda: len(c.agents.active()) == 1 and len(m.agents.active()) == 1,
+                             timeout=30, what="the agent registered (both managers see it)")  # fmt: skip
+            await eventually(lambda: len(m.heartbeats.last) == 1, timeout=30,
+                             what="the master-role manager hears the agent's heartbeats")  # fmt: skip
+            view = await ok(nc, "stream.create", {
+                "source": {"url": "rtsp://camera-1/live"}, "analytics": [{"name": "frame_counter"}]})  # fmt: skip
+
+            async def done() -> bool:
+                got = await ok(nc, "stream.get", {"stream_id": view["stream_id"]})
+                return bool(got["status"] == "done")
+
+            await eventually(done, timeout=30, what="the stream done by the example agent")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        # who did what: the commands manager answered and counted, the master placed
+        assert c.router.counts.get("stream.create.ok") == 1
+        assert not any(k.startswith("stream.create") for k in m.router.counts)
+        assert c.feedback.counts["applied"] == 2 and not m.feedback.counts
+        assert m.master.decisions >= 1 and c.master.decisions == 0 and not c.master.is_master
+        # the master heard the agent's heartbeats (it downgrades on them), and both managers
+        # forgot them once it deregistered (through the other one)
+        assert not m.heartbeats.last and not c.heartbeats.last
+        assert (await m.router.call("stream.get", R.GetStreamReq(view["stream_id"]))).code is None
