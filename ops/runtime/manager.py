@@ -72,7 +72,7 @@ from ops.stats.feed import StatsFeed
 from ops.stats.queries import DailyStatsView, StatsQueries
 from ops.stats.rollups import RollupStore
 from projections.alarms import AlarmsProjection
-from projections.engine import Projector, freeze_heap
+from projections.engine import Projector, freeze_heap, freeze_survivors
 from projections.fleet import Fleet
 from projections.snapshot import Snapshotter, restore_latest
 from projections.stats import DailyStats
@@ -136,6 +136,7 @@ class Manager:
 
     async def _start(self) -> None:
         s = self.settings
+        freeze_survivors()
         self.nc = await connect(self.client, name=f"vigil-manager-{self.manager_id}")
         self._stack.push_async_callback(self._close_nc)
         self.store = JetStreamStore(self.nc, duplicate_window=s.duplicate_window_s,
