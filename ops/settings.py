@@ -84,7 +84,14 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = "all"
     master_lease_s: Annotated[Seconds, msgspec.Meta(description="master lease TTL")] = 5.0
-    master_tick_s: Annotated[Seconds, msgspec.Meta(description="master loop period")] = 0.5
+    master_tick_s: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="master loop period: short ticks place a steady flow of new streams in"
+            " small bursts (a tick over what changed costs ~0.06 ms when idle at 100k streams;"
+            " at 1,000 creates/s the create p99 was 10 ms with 0.5 s ticks, 5.5-7 ms with 0.1 s)"
+        ),
+    ] = 0.1
     request_ttl_s: Annotated[
         Seconds, msgspec.Meta(description="how long a request_id's reply is remembered")
     ] = 24 * 3600.0
