@@ -113,8 +113,9 @@ def test_a_frozen_connection_is_reported_as_a_stall(live_clip: ClipTruth) -> Non
         wait_for(lambda: run.analysed() >= 10, 10, "frames")
         source.pause()
         paused = time.monotonic()
-        wait_for(lambda: run.reports.count("stall") >= 1, 5, "a stall report")
-        assert time.monotonic() - paused < 3.0
+        wait_for(lambda: run.reports.count("stall") >= 1, 10, "a stall report")
+        # reported by the stall deadline (1 s), not by the read timeout or never; 5x for load
+        assert time.monotonic() - paused < 5.0
         stall = run.reports.of("stall")[0]
         assert not stall.fatal
         assert run.stop().status == "stopped"
@@ -136,12 +137,13 @@ def test_an_address_nobody_answers_fails_non_fatally_within_the_deadline(
     job = live_job(silent_address, open_timeout_s=1.5)
     started = time.monotonic()
     with RunningStream(job) as run:
-        wait_for(lambda: run.reports.count("error") >= 1, 5, "an error report")
+        wait_for(lambda: run.reports.count("error") >= 1, 15, "an error report")
         elapsed = time.monotonic() - started
         outcome = run.stop()
 
     (first, *_) = run.reports.of("error")
-    assert 1.0 <= elapsed <= 1.5 + 1.0, elapsed
+    # not before the open timeout (1.5 s), and by it rather than never: 5x for a loaded machine
+    assert 1.0 <= elapsed <= 1.5 * 5, elapsed
     assert not first.fatal and first.code == "source_unreachable" and first.delay_s > 0
     assert "open timeout" in first.message
     assert outcome.status == "stopped"

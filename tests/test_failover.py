@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -95,14 +96,15 @@ async def test_kill_9_the_master_and_another_takes_over_within_the_lease(
     first = await eventually(master, timeout=15, what="a master among the three")
     victim = by_id.pop(first["manager_id"])
     victim.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at = time.time()
 
     async def successor() -> dict:  # type: ignore[type-arg]
         info = await _master_info(nc)
         return info if info.get("manager_id") in by_id and info["epoch"] > first["epoch"] else {}
 
-    second = await eventually(successor, timeout=LEASE_S + 10, interval=0.02, what="a new master")
-    took = time.monotonic() - killed_at
+    second = await eventually(successor, timeout=LEASE_S + 30, what="a new master")
+    # from the log: when the successor's election was appended (not when this poll saw it)
+    took = datetime.fromisoformat(second["since"]).timestamp() - killed_at
     assert second["epoch"] == first["epoch"] + 1
     assert took <= LEASE_S + 1.0, f"takeover took {took:.2f}s (lease {LEASE_S}s)"
 
