@@ -32,6 +32,9 @@ async def test_a_master_apart_from_the_command_path(
             lambda: m.master.is_master, timeout=30, what="the master-role manager leads"
         )
         assert "master" not in c.supervisor.report() and "feedback" not in m.supervisor.report()
+        view = await ok(nc, "master.get", {})  # answered by the commands manager
+        assert view["manager_id"] == m.manager_id and view["this_manager"]["role"] == "commands"
+        assert m.master.this_manager().role == "master"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(EXAMPLE), nats_server.url, "--seconds", "0.5",
             "--state", str(tmp_path / "state.json"),

@@ -146,6 +146,8 @@ class ThisManager(msgspec.Struct, frozen=True, kw_only=True):
     is_master: bool
     epoch: int
     since: str | None
+    role: Literal["all", "commands", "master"] = "all"
+    """What this manager does (``VIGIL_ROLE``; docs/deploy.md)."""
 
 
 class MasterView(msgspec.Struct, frozen=True, kw_only=True):

@@ -161,7 +161,8 @@ class Master:
     def this_manager(self) -> ThisManager:
         reign = self.election.reign
         return ThisManager(manager_id=self.manager_id, is_master=self.is_master,
-                           epoch=self.epoch, since=iso(reign.since) if reign else None)  # fmt: skip
+                           epoch=self.epoch, since=iso(reign.since) if reign else None,
+                           role=self.settings.role)  # fmt: skip
 
     async def view(self) -> MasterView:
         """The current master as recorded in the log (any manager can answer)."""
