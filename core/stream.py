@@ -17,7 +17,7 @@ was assigned: feedback must carry it, or it is stale.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -57,6 +57,7 @@ __all__ = [
     "StopStream",
     "StreamCommand",
     "StreamState",
+    "compact",
     "decide",
     "evolve",
     "restart_delay",
@@ -334,11 +335,62 @@ def _is_current(state: StreamState, event: StreamEvent) -> bool:
 def _created(event: StreamCreated) -> StreamState:
     return StreamState(
         stream_id=event.stream_id, name=event.name, source=event.source, kind=event.kind,
-        analytics=event.analytics, group=event.group, autorestart=event.autorestart,
-        labels=event.labels, staleness_s=event.staleness_s,
+        analytics=_shared_analytics(event.analytics), group=event.group,
+        autorestart=_shared(_POLICIES, event.autorestart, event.autorestart),
+        labels=_shared_labels(event.labels), staleness_s=event.staleness_s,
         allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
         spool=event.spool, keyframes_only=event.keyframes_only, analysis_fps=event.analysis_fps,
     )  # fmt: skip
+
+
+def compact(state: StreamState) -> StreamState:
+    """``state`` holding the shared instances of its commonly equal parts (a state restored
+    from a snapshot: the fold of ``StreamCreated`` shares them already)."""
+    return _replace(
+        state, analytics=_shared_analytics(state.analytics),
+        autorestart=_shared(_POLICIES, state.autorestart, state.autorestart),
+        labels=_shared_labels(state.labels),
+    )  # fmt: skip
+
+
+# One instance for a value many streams hold equal: the analytics they ask for, their restart
+# policy, their labels. A million cameras mostly share a handful of each, and each copy costs
+# 60-200 bytes (a tuple, Structs, a dict, the name strings, boxed floats): sharing them took a
+# projected stream from 1,101 to 679 bytes (tracemalloc, 100k streams). States are frozen and
+# nothing mutates their dicts, so sharing is invisible. Unhashable keys (nested parameter
+# values) and keys past ``_SHARED_MAX`` per table keep their own copy.
+_SHARED_MAX = 16_384
+_ANALYTICS: dict[object, tuple[AnalyticRef, ...]] = {}
+_POLICIES: dict[object, Autorestart] = {}
+_LABELS: dict[object, dict[str, str]] = {}
+_T = TypeVar("_T")
+
+
+def _shared(table: dict[object, _T], key: object, value: _T) -> _T:
+    try:
+        got = table.get(key)
+    except TypeError:
+        return value
+    if got is not None:
+        return got
+    if len(table) < _SHARED_MAX:
+        table[key] = value
+    return value
+
+
+def _shared_analytics(analytics: tuple[AnalyticRef, ...]) -> tuple[AnalyticRef, ...]:
+    if len(analytics) == 1 and not analytics[0].params:  # the common case, without a key tuple
+        return _shared(_ANALYTICS, analytics[0].name, analytics)
+    # parameter types in the key: 1, 1.0 and true are equal in Python, not as parameters
+    key = tuple((a.name, *((k, type(v), v) for k, v in sorted(a.params.items())))
+                for a in analytics)  # fmt: skip
+    return _shared(_ANALYTICS, key, analytics)
+
+
+def _shared_labels(labels: dict[str, str]) -> dict[str, str]:
+    if not labels:
+        return _shared(_LABELS, (), labels)
+    return _shared(_LABELS, tuple(sorted(labels.items())), labels)
 
 
 _replace = msgspec.structs.replace

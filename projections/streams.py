@@ -24,7 +24,7 @@ from sortedcontainers import SortedList
 
 from core import stream as core_stream
 from core.distribution import Requirement, requirement_of
-from core.stream import StreamState
+from core.stream import StreamState, compact
 from events.model import Event, StreamEvent
 from projections.blob import decode_blob, encode_blob, entity_dump
 
@@ -188,7 +188,8 @@ class StreamsProjection:
     def restore(self, data: bytes) -> None:
         """Replace the state by a snapshot blob; ``SnapshotError`` leaves it unchanged."""
         snap = decode_blob(data, _Snapshot, _SNAPSHOT_V)
-        self.streams, self.last_seq = dict(snap.streams), dict(snap.last_seq)
+        self.streams = {sid: compact(state) for sid, state in snap.streams.items()}
+        self.last_seq = dict(snap.last_seq)
         self._reindex()
 
     def reset(self) -> None:

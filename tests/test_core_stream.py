@@ -219,3 +219,35 @@ def test_requeue_of_a_running_stream_unassigns_it() -> None:
     _, state = run(history_until("in_progress"),
                    S.RequeueStream(stream_id="s1", at=40, cause=MASTER, reason="agent_down"))  # fmt: skip
     assert (state.status, state.agent_id) == ("pending", None)
+
+
+def test_equal_parts_of_many_streams_are_one_instance_and_read_back_as_given() -> None:
+    """A million cameras mostly share their analytics, restart policy and labels: the fold keeps
+    one instance of each (memory), and sharing never changes a value (1, 1.0 and true are equal
+    Python keys but different parameters)."""
+    from events.codec import decode_event, encode_event
+    from events.model import AnalyticRef
+
+    def created(sid: str, **kw: object) -> S.StreamState:
+        [event] = S.decide(None, create(stream_id=sid, **kw))
+        state = S.evolve(None, decode_event(encode_event(event)))  # decoded: distinct objects
+        assert state is not None
+        return state
+
+    motion = (AnalyticRef(name="motion"),)
+    a, b = (
+        created("s1", analytics=motion, labels={"site": "hq"}),
+        created("s2", analytics=motion, labels={"site": "hq"}),
+    )
+    assert a.analytics is b.analytics and a.labels is b.labels and a.autorestart is b.autorestart
+    assert created("s3", labels={"site": "lab"}).labels == {"site": "lab"}
+
+    as_int = created("s4", analytics=(AnalyticRef(name="motion", params={"k": 1}),))
+    as_float = created("s5", analytics=(AnalyticRef(name="motion", params={"k": 1.0}),))
+    as_bool = created("s6", analytics=(AnalyticRef(name="motion", params={"k": True}),))
+    for state, value in ((as_int, 1), (as_float, 1.0), (as_bool, True)):
+        got = state.analytics[0].params["k"]
+        assert got == value and type(got) is type(value)
+    nested = created("s7", analytics=(AnalyticRef(name="zones", params={"z": [[0, 0], [1, 1]]}),))
+    assert nested.analytics[0].params == {"z": [[0, 0], [1, 1]]}  # unhashable: its own copy
+    assert S.compact(a).analytics is a.analytics
