@@ -188,8 +188,10 @@ class StreamsProjection:
     def restore(self, data: bytes) -> None:
         """Replace the state by a snapshot blob; ``SnapshotError`` leaves it unchanged."""
         snap = decode_blob(data, _Snapshot, _SNAPSHOT_V)
-        self.streams = {sid: compact(state) for sid, state in snap.streams.items()}
-        self.last_seq = dict(snap.last_seq)
+        streams = snap.streams  # decoded for us alone: compacted in place, each decoded copy
+        for sid, state in streams.items():  # freed as its compact state replaces it
+            streams[sid] = compact(state)
+        self.streams, self.last_seq = streams, snap.last_seq
         self._reindex()
 
     def reset(self) -> None:
