@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -65,3 +69,34 @@ async def count_messages(
     """Messages stored on `subjects` (default: stream events only)."""
     info = await nc.jetstream().stream_info(stream, subjects_filter=subjects)
     return sum((info.state.subjects or {}).values())
+
+
+EXAMPLE_AGENT = Path(__file__).parent.parent / "docs" / "examples" / "minimal_agent.py"
+
+
+@contextlib.asynccontextmanager
+async def example_agent(url: str, state: Path) -> AsyncIterator[list[bytes]]:
+    """The docs' third-party agent (nats-py only) as a process; on exit it is stopped with
+    SIGINT and must end cleanly. Yields a list that receives its output once it ended."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE_AGENT), url, "--seconds", "0.5", "--state", str(state),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output: list[bytes] = []
+    try:
+        yield output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        output.append(out)
+    assert proc.returncode == 0, out.decode()
+
+
+async def stream_done(nc: Client, stream_id: str, *, timeout: float = 30.0) -> None:
+    """Until ``stream_id`` reads ``done``."""
+
+    async def done() -> bool:
+        got = await ok(nc, "stream.get", {"stream_id": stream_id})
+        return bool(got["status"] == "done")
+
+    await eventually(done, timeout=timeout, what=f"stream {stream_id} done")

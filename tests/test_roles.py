@@ -5,9 +5,6 @@ manager while a ``master`` manager places it."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -16,9 +13,7 @@ from ops.api import requests as R
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats
 from ops.settings import ClientSettings, ManagerSettings
-from tests.helpers import LOOPBACK_OK, eventually, ok
-
-EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "minimal_agent.py"
+from tests.helpers import LOOPBACK_OK, eventually, example_agent, ok, stream_done
 
 
 async def test_a_master_apart_from_the_command_path(
@@ -35,28 +30,14 @@ async def test_a_master_apart_from_the_command_path(
         view = await ok(nc, "master.get", {})  # answered by the commands manager
         assert view["manager_id"] == m.manager_id and view["this_manager"]["role"] == "commands"
         assert m.master.this_manager().role == "master"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(EXAMPLE), nats_server.url, "--seconds", "0.5",
-            "--state", str(tmp_path / "state.json"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
+        async with example_agent(nats_server.url, tmp_path / "state.json"):
             await eventually(lambda: len(c.agents.active()) == 1 and len(m.agents.active()) == 1,
                              timeout=30, what="the agent registered (both managers see it)")  # fmt: skip
             await eventually(lambda: len(m.heartbeats.last) == 1, timeout=30,
                              what="the master-role manager hears the agent's heartbeats")  # fmt: skip
             view = await ok(nc, "stream.create", {
                 "source": {"url": "rtsp://camera-1/live"}, "analytics": [{"name": "frame_counter"}]})  # fmt: skip
-
-            async def done() -> bool:
-                got = await ok(nc, "stream.get", {"stream_id": view["stream_id"]})
-                return bool(got["status"] == "done")
-
-            await eventually(done, timeout=30, what="the stream done by the example agent")
-        finally:
-            proc.send_signal(signal.SIGINT)
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, out.decode()
+            await stream_done(nc, view["stream_id"])
         # who did what: the commands manager answered and counted, the master placed
         assert c.router.counts.get("stream.create.ok") == 1
         assert not any(k.startswith("stream.create") for k in m.router.counts)
