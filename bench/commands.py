@@ -1,9 +1,10 @@
 """``stream.create`` end to end over NATS against the raw ``js.publish_async`` limit, with 1k, 10k
 and 100k streams already in the store, with one and with three managers.
 
-For each size a fresh nats-server gets a log built by the bench (N streams, 1,000 registered
-agents with room for the new streams), then real ``vigil manager`` *processes* start on it
-(master included: every new stream is also placed on an agent). From this process:
+For each size a fresh nats-server gets a log built by the bench (N streams placed and running on
+1,000 registered agents, which have room for the new streams), then real ``vigil manager``
+*processes* start on it (master included: every new stream is also placed on an agent). From
+this process:
 
 - the raw limit in the same run: ``js.publish_async`` of 20,000 encoded ``StreamCreated`` events
   (one subject each, as the creates write them) into a stream of the same server, nats-py's
@@ -57,12 +58,37 @@ from nats.aio.client import Client
 
 from events.codec import encode_event
 from events.jetstream import JetStreamStore
-from events.model import AnalyticRef, Cause, Source, StreamCreated
+from events.model import (
+    AnalyticRef,
+    Cause,
+    Source,
+    StreamAssigned,
+    StreamCreated,
+    StreamRunning,
+)
+from events.store import Append
 
 AGENTS = 1000
 CLIENTS = 64
 BODY = orjson.dumps({"source": {"url": "rtsp://10.9.8.7/live"}, "analytics": [{"name": "motion"}]})
-QUIET = {"VIGIL_AGENT_DOWNGRADE_S": "3600", "VIGIL_STREAM_STALENESS_S": "3600"}
+QUIET = {
+    "VIGIL_AGENT_DOWNGRADE_S": "3600",
+    "VIGIL_STREAM_STALENESS_S": "3600",
+    "VIGIL_STREAM_START_DEADLINE_S": "3600",
+}
+"""The registered agents never heartbeat and never start what they are given: no downgrades,
+no requeues while measuring."""
+MASTER = Cause(kind="master", name="bench", epoch=1)
+
+
+def running_on(i: int, agent_id: str, now: float) -> tuple[Append, Append]:
+    """Stream ``i`` of the log placed and running, as in a fleet at work: the master starts with
+    nothing to place (a backlog of 100,000 placements would overlap the measurement)."""
+    sid = f"s{i:07}"
+    return (Append(f"stream.{sid}", StreamAssigned(at=now, cause=MASTER, stream_id=sid,
+                                                   agent_id=agent_id, base_version=1)),
+            Append(f"stream.{sid}", StreamRunning(at=now, cause=MASTER, stream_id=sid,
+                                                  agent_id=agent_id, assignment_version=2)))  # fmt: skip
 
 
 def created_body(i: int) -> bytes:
@@ -165,7 +191,8 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
         say(f"{n:,} streams: building the log")
         await append_all(store, itertools.chain(
             (agent_registered(i, capacity=capacity, now=now) for i in range(AGENTS)),
-            (stream_created(i, now=now) for i in range(n)),
+            *((stream_created(i, now=now), *running_on(i, f"a{i % AGENTS:05}", now))
+              for i in range(n)),
         ))  # fmt: skip
         bodies = [created_body(i) for i in range(raw_n)]
         managers = [await start_manager(server.url, QUIET)]
