@@ -20,8 +20,9 @@ this process:
 Targets (issue 18): ceiling >= 0.30 of raw with one manager, >= 0.6 with three; with
 ``request_id`` >= 0.25. Issue 10: steady p99 <= 5 ms at every size.
 
-Then, unless ``--no-roles``: the steady rate again with the master in a manager of its own (one
-``VIGIL_ROLE=master`` and one ``VIGIL_ROLE=commands`` process, docs/deploy.md).
+Right after the steady phase, unless ``--no-roles``, the steady rate again on the same log with
+the master in a manager of its own (one ``VIGIL_ROLE=master`` and one ``VIGIL_ROLE=commands``
+process, docs/deploy.md); the ceilings come after it.
 
 Usage: python bench/commands.py [--sizes 1000,10000,100000] [--seconds 10] [--quick] [--json]
        [--no-roles] [--profile FILE]   (py-spy the first manager during the steady phase)
@@ -216,6 +217,25 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
             report.add(f"{n:>7,} streams: steady 1,000 cmd/s p99", p99 * 1e3, "ms",
                        f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms", key=f"commands.p99.{n}")  # fmt: skip
 
+            if roles:  # the master apart from the command path (docs/deploy.md, roles),
+                # on the same log as the steady phase above (before the ceilings add ~100k)
+                for m in managers:
+                    await stop_manager(m)
+                managers = [await start_manager(server.url, QUIET | {"VIGIL_ROLE": "master"}),
+                            await start_manager(server.url, QUIET | {"VIGIL_ROLE": "commands"})]  # fmt: skip
+                await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
+                say(f"{n:,} streams: steady 1,000 cmd/s, roles master + commands")
+                lat = sorted(await steady(nc, 1000.0, seconds))
+                p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
+                report.add(f"{n:>7,} streams: steady, master apart, p50", p50 * 1e3, "ms",
+                           "one --role commands and one --role master manager")  # fmt: skip
+                report.add(f"{n:>7,} streams: steady, master apart, p99", p99 * 1e3, "ms",
+                           f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms")  # fmt: skip
+                for m in managers:
+                    await stop_manager(m)
+                managers = [await start_manager(server.url, QUIET)]
+                await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
+
             async def top(label: str, key: str, request_ids: bool, guard: bool) -> None:
                 say(f"{n:,} streams: ceiling, {label}")
                 procs = {"client": psutil.Process().pid, "nats-server": server.pid or 0}
@@ -246,19 +266,6 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
                 await asyncio.gather(*(create(nc) for _ in range(300)))  # warm up the new ones
                 await top("3 managers", "commands.create.3", False, True)
                 await top("3 managers, request_id", "commands.request_id.3", True, False)
-            if roles:  # the master apart from the command path (docs/deploy.md, roles)
-                for m in managers:
-                    await stop_manager(m)
-                managers = [await start_manager(server.url, QUIET | {"VIGIL_ROLE": "master"}),
-                            await start_manager(server.url, QUIET | {"VIGIL_ROLE": "commands"})]  # fmt: skip
-                await asyncio.gather(*(create(nc) for _ in range(200)))  # warm up
-                say(f"{n:,} streams: steady 1,000 cmd/s, roles master + commands")
-                lat = sorted(await steady(nc, 1000.0, seconds))
-                p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
-                report.add(f"{n:>7,} streams: steady, master apart, p50", p50 * 1e3, "ms",
-                           "one --role commands and one --role master manager")  # fmt: skip
-                report.add(f"{n:>7,} streams: steady, master apart, p99", p99 * 1e3, "ms",
-                           f"max {lat[-1] * 1e3:.1f} ms; target <= 5 ms")  # fmt: skip
         finally:
             for m in managers:
                 await stop_manager(m)
