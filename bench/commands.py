@@ -78,7 +78,9 @@ QUIET = {
     "VIGIL_STREAM_START_DEADLINE_S": "3600",
 }
 """The registered agents never heartbeat and never start what they are given: no downgrades,
-no requeues while measuring."""
+no requeues while measuring (the agents are registered with a long ``downgrade_s`` too: the
+master downgrades by the agent's own; with the default 10 s every agent went down 10 s into a
+reign and all their streams were requeued in the middle of a measurement)."""
 MASTER = Cause(kind="master", name="bench", epoch=1)
 
 
@@ -191,7 +193,8 @@ async def one_size(n: int, seconds: float, all_cases: bool, report: Report,
         now = time.time()
         say(f"{n:,} streams: building the log")
         await append_all(store, itertools.chain(
-            (agent_registered(i, capacity=capacity, now=now) for i in range(AGENTS)),
+            (agent_registered(i, capacity=capacity, now=now, downgrade_s=3600)
+             for i in range(AGENTS)),
             *((stream_created(i, now=now), *running_on(i, f"a{i % AGENTS:05}", now))
               for i in range(n)),
         ))  # fmt: skip

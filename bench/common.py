@@ -296,11 +296,14 @@ async def raw_publish_async(nc: Client, bodies: Sequence[bytes], *, stream: str 
 
 
 def agent_registered(i: int, *, capacity: int, now: float,
-                     analytics: tuple[str, ...] = ("motion",)) -> Append:  # fmt: skip
+                     analytics: tuple[str, ...] = ("motion",),
+                     downgrade_s: float = 10.0) -> Append:  # fmt: skip
+    """Agent ``i`` registered. Its ``downgrade_s`` (told at registration) is what the master
+    downgrades it by: a bench whose agents never heartbeat gives them a long one."""
     aid = f"a{i:05}"
     return Append(f"agent.{aid}", AgentRegistered(
         at=now, cause=BENCH_CAUSE, agent_id=aid, name=f"agent {i}", capacity=capacity,
-        analytics=tuple(AnalyticOffer(name=a) for a in analytics),
+        analytics=tuple(AnalyticOffer(name=a) for a in analytics), downgrade_s=downgrade_s,
     ), msg_id=f"ar{i}")  # fmt: skip
 
 
