@@ -83,7 +83,7 @@ def freeze_survivors() -> None:
     After a ``gc.freeze`` the oldest generation is nearly empty, so CPython's rule "collect
     it when it grew by a quarter" fires about every 70,000 net allocations; each such full
     collection then scanned everything built since the last freeze: 10-30 ms, 62 times in a
-    100 s ``bench/commands.py`` run, most of the create p99. Freezing the survivors of each
+    100 s ``bench/commands.py`` run, each a stall every command in flight waited out. Freezing the survivors of each
     one keeps every full collection to what is new since the previous (under 1 ms, most).
     The cost: an object frozen while alive that later dies in a reference cycle is not
     reclaimed. The manager's state is acyclic (frozen msgspec Structs, dicts of them); after
