@@ -45,5 +45,6 @@ async def test_a_master_apart_from_the_command_path(
         assert m.master.decisions >= 1 and c.master.decisions == 0 and not c.master.is_master
         # the master heard the agent's heartbeats (it downgrades on them), and both managers
         # forgot them once it deregistered (through the other one)
-        assert not m.heartbeats.last and not c.heartbeats.last
+        await eventually(lambda: not m.heartbeats.last and not c.heartbeats.last, timeout=30,
+                         what="both managers forgot the deregistered agent's heartbeats")  # fmt: skip
         assert (await m.router.call("stream.get", R.GetStreamReq(view["stream_id"]))).code is None
