@@ -336,7 +336,7 @@ def _created(event: StreamCreated) -> StreamState:
     return StreamState(
         stream_id=event.stream_id, name=event.name, source=event.source, kind=event.kind,
         analytics=_shared_analytics(event.analytics), group=event.group,
-        autorestart=_shared(_POLICIES, event.autorestart, event.autorestart),
+        autorestart=_shared_policy(event.autorestart),
         labels=_shared_labels(event.labels), staleness_s=event.staleness_s,
         allow_unregistered=event.allow_unregistered, created_at=event.at, updated_at=event.at,
         spool=event.spool, keyframes_only=event.keyframes_only, analysis_fps=event.analysis_fps,
@@ -348,8 +348,7 @@ def compact(state: StreamState) -> StreamState:
     from a snapshot: the fold of ``StreamCreated`` shares them already)."""
     return _replace(
         state, analytics=_shared_analytics(state.analytics),
-        autorestart=_shared(_POLICIES, state.autorestart, state.autorestart),
-        labels=_shared_labels(state.labels),
+        autorestart=_shared_policy(state.autorestart), labels=_shared_labels(state.labels),
     )  # fmt: skip
 
 
@@ -385,6 +384,10 @@ def _shared_analytics(analytics: tuple[AnalyticRef, ...]) -> tuple[AnalyticRef, 
     key = tuple((a.name, *((k, type(v), v) for k, v in sorted(a.params.items())))
                 for a in analytics)  # fmt: skip
     return _shared(_ANALYTICS, key, analytics)
+
+
+def _shared_policy(policy: Autorestart) -> Autorestart:
+    return _shared(_POLICIES, policy, policy)  # a frozen Struct of scalars: its own key
 
 
 def _shared_labels(labels: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -17,8 +17,10 @@ from core.sources import DEFAULT_DENY, DEFAULT_SCHEMES, SourcePolicy
 from events.connection import ConnectionSettings
 
 __all__ = [
+    "ROLES",
     "ClientSettings",
     "ManagerSettings",
+    "Role",
     "autoscale_root",
     "load_client_settings",
     "load_manager_settings",
@@ -30,6 +32,9 @@ ENV_FILE = "vigil.env"
 DEFAULT_DATA_DIR = ".vigil"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400 * 30)]
+Role = Literal["all", "commands", "master"]
+"""What a manager does: ``ManagerSettings.role`` (docs/deploy.md, roles)."""
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 class ClientSettings(ConnectionSettings, frozen=True, kw_only=True):
@@ -75,7 +80,7 @@ class ManagerSettings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = 1.0
     role: Annotated[
-        Literal["all", "commands", "master"],
+        Role,
         msgspec.Meta(
             description="what this manager does: all (the default: answers commands and may be"
             " elected master), commands (answers commands, never master), master (stands for"

@@ -19,6 +19,7 @@ from core.sources import with_credentials
 from core.stream import Status, StreamState
 from events.model import AnalyticOffer, Autorestart, ErrorInfo, HostInfo
 from events.protocol import AssignedAnalytic, Assignment, Heartbeat, SourceOut, SpoolOut
+from ops.settings import Role
 
 __all__ = [
     "AgentList",
@@ -146,7 +147,7 @@ class ThisManager(msgspec.Struct, frozen=True, kw_only=True):
     is_master: bool
     epoch: int
     since: str | None
-    role: Literal["all", "commands", "master"] = "all"
+    role: Role = "all"
     """What this manager does (``VIGIL_ROLE``; docs/deploy.md)."""
 
 

@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import msgspec
@@ -31,7 +31,7 @@ from ops.cli.output import ago, console, dash, labels, print_fields, print_json,
 from ops.cli.schedules import scale, schedule
 from ops.cli.stats import stats
 from ops.cli.tokens import tokens
-from ops.settings import load_client_settings
+from ops.settings import ROLES, Role, load_client_settings
 
 __all__ = ["main"]
 
@@ -116,7 +116,7 @@ def up(data_dir: Path, agents: int, agent_capacity: int, http: str, nats_url: st
 @main.command()
 @click.option("--nats-url", default=None)
 @click.option("--http", "http", default=None, help="serve the HTTP API on HOST:PORT")
-@click.option("--role", type=click.Choice(["all", "commands", "master"]), default=None,
+@click.option("--role", type=click.Choice(ROLES), default=None,
               help="all: commands and master duty (default, or VIGIL_ROLE); commands: never"
                    " master; master: stands for master, answers no NATS command")  # fmt: skip
 def manager(nats_url: str | None, http: str | None, role: str | None) -> None:
@@ -130,7 +130,8 @@ def manager(nats_url: str | None, http: str | None, role: str | None) -> None:
     """
     from ops.runtime.up import run_manager
 
-    asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http, role))
+    asyncio.run(run_manager(load_client_settings(nats_url=nats_url), http,
+                            cast("Role | None", role)))  # fmt: skip
 
 
 @main.group(invoke_without_command=True)

@@ -162,7 +162,7 @@ class AgentCommands:
         cmd = A.DeregisterAgent(agent_id=req.agent_id, at=self.clock(),
                                 cause=self._cause("agent.deregister", req.agent_id))  # fmt: skip
         _, seq = await self.executor.execute(self.agg, req.agent_id, lambda _s: cmd)
-        self.heartbeats.forget(req.agent_id)
+        # its heartbeats are forgotten by every manager's fold (``Heartbeats.on_agent``)
         return Deregistered(agent_id=req.agent_id), seq
 
     async def poll(self, req: PollReq) -> tuple[PollResult, int]:

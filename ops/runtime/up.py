@@ -34,6 +34,7 @@ from ops.settings import (
     ENV_FILE,
     ClientSettings,
     ManagerSettings,
+    Role,
     load_client_settings,
     load_manager_settings,
     new_secret,
@@ -294,7 +295,7 @@ async def run_up(options: UpOptions, extras: list[ExtraPart] | None = None) -> N
     print("stopped.", flush=True)
 
 
-async def run_manager(client: ClientSettings, http: str | None, role: str | None = None) -> None:
+async def run_manager(client: ClientSettings, http: str | None, role: Role | None = None) -> None:
     stop = _stop_event()
     async with AsyncExitStack() as stack:
         settings = load_manager_settings()
