@@ -27,12 +27,12 @@ from core.stream import StreamState
 
 __all__ = [
     "Assignment",
+    "Candidates",
     "Requirement",
     "Waiting",
     "eligible",
     "in_group",
     "load_of",
-    "place",
     "plan",
     "requirement_of",
     "why_waiting",
@@ -191,32 +191,90 @@ def plan(
     return out
 
 
-def place(
-    pending: Iterable[tuple[str, int]],
-    candidates: Iterable[AgentState],
-    load: Mapping[str, int],
-    *,
-    limit: int | None = None,
-) -> list[Assignment]:
-    """Assignments for streams of *one* requirement: ``pending`` are ``(stream_id, version)`` in
-    creation order, ``candidates`` the agents eligible for that requirement, ``load`` their
-    current load. Same rule as `plan`; stops after ``limit`` assignments (the caller yields to
-    its event loop between chunks) or when no candidate has a free slot. Pure."""
-    current = dict(load)
-    heap = [
-        (_key(a, current.get(a.agent_id, 0)), a)
-        for a in candidates
-        if a.capacity > current.get(a.agent_id, 0)
-    ]
-    heapq.heapify(heap)
-    out: list[Assignment] = []
-    for stream_id, version in pending:
-        if not heap or (limit is not None and len(out) >= limit):
-            break
-        _, agent = heapq.heappop(heap)
-        used = current.get(agent.agent_id, 0) + 1
-        current[agent.agent_id] = used
-        out.append(Assignment(stream_id, agent.agent_id, version))
-        if used < agent.capacity:
-            heapq.heappush(heap, (_key(agent, used), agent))
-    return out
+class Candidates:
+    """The agents eligible for one requirement, best first (`_key`), kept from pass to pass.
+
+    A heap with lazy entries: an agent is queued at the key of the load it had when offered;
+    ``take`` re-ranks an entry whose load moved since (a placement by someone else made it too
+    optimistic), and drops agents that are full or no longer members. Load that *falls* (a stream
+    ends) is told with ``offer``. So a pass costs O(placed × log agents), not a walk over every
+    eligible agent. Pure: the caller owns the projections and passes ``load``.
+    """
+
+    __slots__ = ("_heap", "_queued", "members")
+
+    def __init__(self) -> None:
+        self.members: dict[str, AgentState] = {}
+        self._heap: list[tuple[tuple[float, int, str], str]] = []
+        self._queued: dict[str, tuple[float, int, str]] = {}  # agent → key of its live entry
+
+    def __len__(self) -> int:
+        """Agents queued (with a free slot when last seen)."""
+        return len(self._queued)
+
+    def offer(self, agent: AgentState, load: int) -> bool:
+        """``agent`` is eligible and carries ``load``: queue it at that rank if it has a free slot.
+        True when it was (re)queued."""
+        aid = agent.agent_id
+        self.members[aid] = agent
+        if agent.capacity <= load:
+            return False
+        key = _key(agent, load)
+        if self._queued.get(aid) == key:
+            return False
+        self._queued[aid] = key
+        heapq.heappush(self._heap, (key, aid))
+        if len(self._heap) > 2 * len(self._queued) + 64:  # stale entries: compact
+            self._heap = [(k, a) for a, k in self._queued.items()]
+            heapq.heapify(self._heap)
+        return True
+
+    def drop(self, agent_id: str) -> None:
+        """``agent_id`` is no longer eligible."""
+        self.members.pop(agent_id, None)
+        self._queued.pop(agent_id, None)
+
+    def take(
+        self, pending: Iterable[tuple[str, int]], load: Callable[[str], int], limit: int
+    ) -> list[Assignment]:
+        """Assignments for ``pending`` (``(stream_id, version)`` in creation order), at most
+        ``limit``: each to the best agent with a free slot, as in `plan`. ``load`` is each
+        agent's load before this call."""
+        heap, queued, members = self._heap, self._queued, self.members
+        extra: Counter[str] = Counter()
+        out: list[Assignment] = []
+        for stream_id, version in pending:
+            if len(out) >= limit:
+                break
+            chosen: AgentState | None = None
+            used = 0
+            while heap:
+                key, aid = heap[0]
+                agent = members.get(aid)
+                if agent is None or queued.get(aid) != key:
+                    heapq.heappop(heap)  # stale: the agent left, or was queued again since
+                    continue
+                used = load(aid) + extra[aid]
+                if used >= agent.capacity:
+                    heapq.heappop(heap)
+                    del queued[aid]
+                    continue
+                now_key = _key(agent, used)
+                if now_key != key:
+                    queued[aid] = now_key
+                    heapq.heapreplace(heap, (now_key, aid))
+                    continue
+                heapq.heappop(heap)
+                del queued[aid]
+                chosen = agent
+                break
+            if chosen is None:
+                break
+            aid = chosen.agent_id
+            out.append(Assignment(stream_id, aid, version))
+            extra[aid] += 1
+            if used + 1 < chosen.capacity:
+                key = _key(chosen, used + 1)
+                queued[aid] = key
+                heapq.heappush(heap, (key, aid))
+        return out

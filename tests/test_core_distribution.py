@@ -1,11 +1,12 @@
-"""plan(): creation order, analytics, groups, free capacity, largest free share, never moving."""
+"""plan(): creation order, analytics, groups, free capacity, largest free share, never moving;
+Candidates: the master's kept heap, the same choices as plan() pass after pass."""
 
 from __future__ import annotations
 
 import msgspec
 
 from core.agent import AgentState
-from core.distribution import Assignment, plan
+from core.distribution import Assignment, Candidates, plan
 from core.stream import StreamState
 from events.model import AnalyticOffer, AnalyticRef, Autorestart, HostInfo, Source
 
@@ -72,3 +73,64 @@ def test_ten_thousand_streams_fill_a_thousand_agents_evenly() -> None:
     for g in got:
         per_agent[g.agent_id] = per_agent.get(g.agent_id, 0) + 1
     assert set(per_agent.values()) == {10}
+
+
+def test_candidates_choose_as_plan_does_in_passes_of_any_size() -> None:
+    # given agents of unequal capacity and some load already
+    agents = {a.agent_id: a for a in [agent("a", 4), agent("b", 6), agent("c", 3), agent("d", 5)]}
+    loads = {"a": 1, "b": 3}
+    streams = [stream(f"s{i:02}", i) for i in range(20)]
+    expected = plan(streams, agents, loads)
+    c = Candidates()
+    for a in agents.values():
+        c.offer(a, loads.get(a.agent_id, 0))
+    # when the master places them three at a time, the load folded in between passes
+    got: list[Assignment] = []
+    while True:
+        left = [(s.stream_id, s.version) for s in streams[len(got) :]]
+        chosen = c.take(left, lambda aid: loads.get(aid, 0), 3)
+        if not chosen:
+            break
+        for g in chosen:
+            loads[g.agent_id] = loads.get(g.agent_id, 0) + 1
+        got += chosen
+    # then the choices are plan()'s, until every slot is used
+    assert got == expected
+    assert len(got) == 18 - 4 and not c
+
+
+def test_candidates_rerank_load_grown_elsewhere_and_take_back_freed_agents() -> None:
+    a, b = agent("a", 4), agent("b", 4)
+    loads = {"a": 0, "b": 0}
+    c = Candidates()
+    c.offer(a, 0)
+    c.offer(b, 0)
+    # given a's load grew behind the heap's back (a failover moved streams onto it)
+    loads["a"] = 3
+    # when one stream is placed, then b wins: a's entry was too optimistic and is re-ranked
+    [g] = c.take([("s1", 1)], loads.__getitem__, 5)
+    assert g.agent_id == "b"
+    loads["b"] = 1
+    # given a fills up and b is dropped (no longer eligible): nothing is placeable
+    loads["a"] = 4
+    c.drop("b")
+    assert c.take([("s2", 1)], loads.__getitem__, 5) == []
+    assert not c
+    # when a frees two slots and is offered again, then it takes streams again
+    loads["a"] = 2
+    assert c.offer(a, 2)
+    assert not c.offer(a, 2)  # already queued at that rank
+    got = c.take([("s2", 1), ("s3", 1), ("s4", 1)], loads.__getitem__, 5)
+    assert [x.agent_id for x in got] == ["a", "a"]
+
+
+def test_candidates_heap_stays_bounded_when_agents_are_offered_again_and_again() -> None:
+    c = Candidates()
+    agents = [agent(f"a{i}", 100) for i in range(10)]
+    for load in range(100):
+        for a in agents:
+            c.offer(a, 99 - load)  # every offer ranks the agent better: a new entry each time
+    assert len(c) == 10
+    assert len(c._heap) <= 2 * 10 + 64 + 1
+    got = c.take([(f"s{i}", 1) for i in range(10)], lambda _aid: 0, 10)
+    assert sorted(g.agent_id for g in got) == [a.agent_id for a in agents]

@@ -1,15 +1,16 @@
-"""Master duty: placement of pending streams on agents (``core.distribution.place``).
+"""Master duty: placement of pending streams on agents (``core.distribution.Candidates``).
 
-Pending streams are indexed by requirement (analytics + group) in the streams projection.
-After a placement pass, every requirement either has no pending stream or no eligible agent with
-a free slot; so the next pass needs to look only at
+Pending streams are indexed by requirement (analytics + group) in the streams projection. For
+each requirement the master keeps its eligible agents in a ``Candidates`` heap, built once per
+reign when the requirement first has a pending stream and kept up to date from then on: per agent
+event (membership, capacity), per agent that freed a slot (``MasterIndex.freed``), and lazily for
+load that grew. A pass looks only at
 
-- requirements with a *new* pending stream (``MasterIndex.placement``): every eligible agent;
-- other requirements with pending streams: only agents that freed capacity or changed
-  (``MasterIndex.freed``).
+- requirements with a *new* pending stream (``MasterIndex.placement``);
+- requirements whose candidates gained an agent with a free slot (``MasterIndex.freed``);
 
-Eligible agents per requirement are cached and kept up to date per agent event; a group change
-(failover, failback, membership) drops the cache of that group's requirements.
+and places each stream with O(log agents) work, never a walk over every agent. A group change
+(failover, failback, membership) drops the candidates of that group's requirements.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 
 from core import stream as S
 from core.agent import AgentState
-from core.distribution import Requirement, eligible, place
+from core.distribution import Candidates, Requirement, eligible
 from core.group import GroupState
 from ops.master.decisions import Decisions
 from ops.master.index import MasterIndex
@@ -36,32 +37,36 @@ class Placement:
         self.streams = streams
         self.agents = agents
         self.groups = groups or GroupsProjection()
-        self._eligible: dict[Requirement, dict[str, AgentState]] = {}
+        self._candidates: dict[Requirement, Candidates] = {}
         agents.listeners.append(self._on_agent)
         self.groups.listeners.append(self._on_group)
 
+    def _load(self, agent_id: str) -> int:
+        return len(self.streams.by_agent.get(agent_id, ()))
+
     def _on_agent(self, _before: AgentState | None, after: AgentState) -> None:
-        for req, members in self._eligible.items():
+        for req, c in self._candidates.items():
             if eligible(after, req, self.groups.get(req[1])):
-                members[after.agent_id] = after
+                c.offer(after, self._load(after.agent_id))
             else:
-                members.pop(after.agent_id, None)
+                c.drop(after.agent_id)
 
     def _on_group(self, _before: GroupState | None, after: GroupState) -> None:
-        for req in [r for r in self._eligible if r[1] == after.name]:
-            del self._eligible[req]
+        for req in [r for r in self._candidates if r[1] == after.name]:
+            del self._candidates[req]
 
-    def eligible_for(self, req: Requirement) -> dict[str, AgentState]:
-        members = self._eligible.get(req)
-        if members is None:
+    def candidates_for(self, req: Requirement) -> Candidates:
+        c = self._candidates.get(req)
+        if c is None:
+            c = self._candidates[req] = Candidates()
             group = self.groups.get(req[1])
-            members = {a.agent_id: a for a in self.agents.agents.values()
-                       if eligible(a, req, group)}  # fmt: skip
-            self._eligible[req] = members
-        return members
+            for a in self.agents.agents.values():
+                if eligible(a, req, group):
+                    c.offer(a, self._load(a.agent_id))
+        return c
 
     def reset(self) -> None:
-        self._eligible.clear()
+        self._candidates.clear()
 
     def _pending(self, req: Requirement) -> Iterator[tuple[str, int]]:
         streams = self.streams.streams
@@ -71,37 +76,35 @@ class Placement:
     def decide(self, d: Decisions, now: float, budget: int) -> bool:
         """Place up to ``budget`` streams; True when more may be placeable right away."""
         index = self.index
-        fresh = index.placement & set(self.streams.pending)
-        freed = index.freed
+        pending = self.streams.pending
+        todo = index.placement & pending.keys()
+        if index.freed:
+            for req, c in self._candidates.items():
+                for aid in index.freed:
+                    agent = c.members.get(aid)
+                    if agent is not None:
+                        c.offer(agent, self._load(aid))
+                        if req in pending:
+                            todo.add(req)
         index.placement = set()
         index.freed = set()
-        load = self.streams.by_agent
         placed = 0
         more = False
-        for req in list(self.streams.pending):
-            members = self.eligible_for(req)
-            if req in fresh:
-                candidates = [
-                    a for a in members.values() if a.capacity > len(load.get(a.agent_id, ()))
-                ]
-            else:
-                candidates = [members[aid] for aid in freed if aid in members
-                              and members[aid].capacity > len(load.get(aid, ()))]  # fmt: skip
-            if not candidates:
-                continue
+        for req in [r for r in pending if r in todo]:  # in the projection's (stable) order
             if placed >= budget:
                 index.placement.add(req)
-                index.freed |= freed
                 more = True
                 continue
-            loads = {a.agent_id: len(load.get(a.agent_id, ())) for a in candidates}
-            chosen = place(self._pending(req), candidates, loads, limit=budget - placed)
+            c = self.candidates_for(req)
+            if not c:
+                continue
+            chosen = c.take(self._pending(req), self._load, budget - placed)
             for a in chosen:
                 state = self.streams.streams[a.stream_id]
                 d.stream(state, S.AssignStream(stream_id=a.stream_id, at=now,
                                                cause=d.cause("stream.assign"), agent_id=a.agent_id))  # fmt: skip
             placed += len(chosen)
             if placed >= budget:
-                index.placement.add(req)  # maybe more to place: look at every agent next time
+                index.placement.add(req)  # maybe more to place
                 more = True
         return more
