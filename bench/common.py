@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -339,13 +340,16 @@ def encoded(items: Iterable[Append] | Iterable[tuple[str, Event]]) -> Iterator[t
 
 
 class StallMonitor:
-    """Measures how late the event loop runs a 1 ms sleeper: the longest stall while active."""
+    """Measures how late the event loop runs a 1 ms sleeper: the longest stall while active, and
+    the longest cyclic-GC pause in the same time (a stall that long may be the collector's)."""
 
     def __init__(self, period_s: float = 0.001) -> None:
         self.period_s = period_s
         self.max_stall_s = 0.0
         self.over_5ms = 0
         self.samples: list[float] = []
+        self.gc_max_s = 0.0
+        self._gc_began = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
@@ -358,6 +362,12 @@ class StallMonitor:
             if late > 0.005:
                 self.over_5ms += 1
 
+    def _gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.gc_max_s = max(self.gc_max_s, time.perf_counter() - self._gc_began)
+
     def p99_s(self) -> float:
         if not self.samples:
             return 0.0
@@ -368,13 +378,16 @@ class StallMonitor:
         self.max_stall_s = 0.0
         self.over_5ms = 0
         self.samples = []
+        self.gc_max_s = 0.0
 
     async def __aenter__(self) -> StallMonitor:
+        gc.callbacks.append(self._gc)
         self._task = asyncio.create_task(self._run())
         await asyncio.sleep(0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._gc)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

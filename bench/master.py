@@ -85,6 +85,13 @@ async def settle(master: Master) -> None:
         await master.tick()
 
 
+def gc_note(monitor: StallMonitor) -> str:
+    """The longest cyclic-GC pause in the same time, when it could explain a stall."""
+    if monitor.gc_max_s < 0.001:
+        return ""
+    return f"; longest GC pause {monitor.gc_max_s * 1e3:.2f} ms"
+
+
 async def timed(monitor: StallMonitor, coro: object) -> tuple[float, float]:
     monitor.reset()
     t0 = time.perf_counter()
@@ -110,14 +117,14 @@ async def one_size(n: int, report: Report) -> None:
             async with StallMonitor() as monitor:
                 dt, stall = await timed(monitor, master._take_office())
                 report.add(f"{n:>7,} streams: election (index rebuild)", dt * 1e3, "ms",
-                           f"longest stall {stall * 1e3:.2f} ms")  # fmt: skip
+                           f"longest stall {stall * 1e3:.2f} ms{gc_note(monitor)}")  # fmt: skip
                 before = master.decisions
                 dt, stall = await timed(monitor, settle(master))
                 placed = master.decisions - before
                 report.add(f"{n:>7,} streams: placement tick", dt * 1e3, "ms",
                            f"{placed:,} placed; longest stall {stall * 1e3:.2f} ms, p99"
                            f" {monitor.p99_s() * 1e3:.2f} ms, {monitor.over_5ms} over 5 ms"
-                           f" of {len(monitor.samples)}")  # fmt: skip
+                           f" of {len(monitor.samples)}{gc_note(monitor)}")  # fmt: skip
                 worst = stall
                 dt, stall = await timed(monitor, settle(master))
                 report.add(f"{n:>7,} streams: idle tick", dt * 1e3, "ms",

@@ -13,7 +13,9 @@ from nats.aio.client import Client
 from agent.runtime import Agent, AgentConfig
 from core import stream as S
 from events.jetstream import JetStreamStore
-from events.model import Cause, MasterElected, StreamEvent
+from events.model import AgentRegistered, AnalyticOffer, Cause, MasterElected, StreamEvent
+from events.store import Append
+from ops.master.placement import BUILD_SLICE
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
 from ops.settings import ClientSettings, ManagerSettings
@@ -212,3 +214,35 @@ async def test_a_stream_assigned_but_never_started_is_requeued_after_its_deadlin
                        for e in await stream_events(nc, sid))  # fmt: skip
 
         await eventually(requeued, timeout=30, what="requeue for a stream never started")
+
+
+async def test_placement_over_more_agents_than_one_pass_looks_at_picks_the_best(
+    manager: Manager, nc: Client
+) -> None:
+    # given more agents than one placement pass looks at (the candidates are built over passes)
+    n = BUILD_SLICE * 2 + 100
+    cause = Cause(kind="system", name="test")
+    agents = [Append(f"agent.a{i:05}", AgentRegistered(
+        at=time.time(), cause=cause, agent_id=f"a{i:05}", name=f"a{i:05}", capacity=2,
+        analytics=(AnalyticOffer(name="motion"),), downgrade_s=3600,
+    )) for i in range(n)]  # fmt: skip
+    big = "a00777"  # the one with the most free slots, neither first nor last
+    agents[777] = Append(f"agent.{big}", AgentRegistered(
+        at=time.time(), cause=cause, agent_id=big, name=big, capacity=10,
+        analytics=(AnalyticOffer(name="motion"),), downgrade_s=3600,
+    ))  # fmt: skip
+    seqs = await manager.store.append_batch(agents)
+    await manager.projector.wait_for(max(seqs), timeout=60)
+    # when two streams are created
+    first = await ok(nc, "stream.create", {"source": {"url": "rtsp://cam/1"}})
+    second = await ok(nc, "stream.create", {"source": {"url": "rtsp://cam/2"}})
+
+    # then the first goes to the agent with the most free slots (all have a free share of 1),
+    # the second to the first of the others by id (a00777 is now at 9/10)
+    def agent_of(view: dict[str, object]) -> object:
+        state = manager.streams.streams.get(str(view["stream_id"]))
+        return state.agent_id if state is not None else None
+
+    await eventually(lambda: agent_of(first) is not None and agent_of(second) is not None,
+                     timeout=60, what="both streams placed")  # fmt: skip
+    assert (agent_of(first), agent_of(second)) == (big, "a00000")

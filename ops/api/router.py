@@ -123,6 +123,8 @@ class Router:
         self._sem = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
+        self.last_at = -1e9
+        """``time.monotonic()`` of the last command received (``serving``)."""
         self.observe: Callable[[str, str, float], None] | None = None
         """Told (command, ``ok`` or the error code, seconds) after every command: metrics."""
 
@@ -136,9 +138,15 @@ class Router:
         """The reply for command ``name`` with an already-built request Struct. Never raises."""
         return await self._dispatch(name, None, req)
 
+    def serving(self, within_s: float = 0.5) -> bool:
+        """Whether a command came in the last ``within_s`` (the master then works in small
+        steps, ``ops.master.loop.BATCH_FOREGROUND``)."""
+        return time.monotonic() - self.last_at < within_s
+
     async def _dispatch(
         self, name: str, body: bytes | None, req: object | None, *, internal: bool = False
     ) -> Outcome:
+        self.last_at = time.monotonic()
         began = time.perf_counter()
         outcome = await self._dispatch_timed(name, body, req, internal)
         if self.observe is not None:

@@ -166,7 +166,7 @@ class AlarmDuty:
         for i, state in enumerate(list(self.streams.streams.values())):
             if state.status == "failure":
                 self.dirty_streams.add(state.stream_id)
-            if i % 1000 == 999:
+            if i % 250 == 249:
                 await asyncio.sleep(0)
         for key in list(self.alarms.active):
             held = self.alarms.keys.get(key)

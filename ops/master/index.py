@@ -45,7 +45,7 @@ __all__ = ["MasterIndex"]
 StreamDue = Callable[[StreamState, float], float]
 AgentDue = Callable[[AgentState, float], float]
 
-CHUNK = 250
+CHUNK = 100
 
 
 def _nothing() -> None:

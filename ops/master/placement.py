@@ -29,6 +29,9 @@ from projections.streams import StreamsProjection
 
 __all__ = ["Placement"]
 
+BUILD_SLICE = 500
+"""Agents a new requirement's heap looks at per pass (~2 µs each)."""
+
 
 class Placement:
     def __init__(self, index: MasterIndex, streams: StreamsProjection,
@@ -38,6 +41,7 @@ class Placement:
         self.agents = agents
         self.groups = groups or GroupsProjection()
         self._candidates: dict[Requirement, Candidates] = {}
+        self._unvisited: dict[Requirement, list[str]] = {}  # agents a new heap has yet to see
         agents.listeners.append(self._on_agent)
         self.groups.listeners.append(self._on_group)
 
@@ -54,19 +58,31 @@ class Placement:
     def _on_group(self, _before: GroupState | None, after: GroupState) -> None:
         for req in [r for r in self._candidates if r[1] == after.name]:
             del self._candidates[req]
+            self._unvisited.pop(req, None)
 
-    def candidates_for(self, req: Requirement) -> Candidates:
+    def candidates_for(self, req: Requirement) -> Candidates | None:
+        """The candidates of ``req``; None while a new heap is still being built: each call
+        looks at ``BUILD_SLICE`` more agents, so that 10,000 agents never stall the loop."""
         c = self._candidates.get(req)
         if c is None:
             c = self._candidates[req] = Candidates()
+            self._unvisited[req] = list(self.agents.agents)
+        todo = self._unvisited.get(req)
+        if todo is not None:
             group = self.groups.get(req[1])
-            for a in self.agents.agents.values():
-                if eligible(a, req, group):
+            agents = self.agents.agents
+            for _ in range(min(BUILD_SLICE, len(todo))):
+                a = agents.get(todo.pop())
+                if a is not None and eligible(a, req, group):
                     c.offer(a, self._load(a.agent_id))
+            if todo:
+                return None
+            del self._unvisited[req]
         return c
 
     def reset(self) -> None:
         self._candidates.clear()
+        self._unvisited.clear()
 
     def _pending(self, req: Requirement) -> Iterator[tuple[str, int]]:
         streams = self.streams.streams
@@ -95,10 +111,14 @@ class Placement:
                 index.placement.add(req)
                 more = True
                 continue
-            c = self.candidates_for(req)
-            if not c:
+            heap = self.candidates_for(req)
+            if heap is None:  # still being built: the next pass goes on
+                index.placement.add(req)
+                more = True
                 continue
-            chosen = c.take(self._pending(req), self._load, budget - placed)
+            if not heap:
+                continue
+            chosen = heap.take(self._pending(req), self._load, budget - placed)
             for a in chosen:
                 state = self.streams.streams[a.stream_id]
                 d.stream(state, S.AssignStream(stream_id=a.stream_id, at=now,

@@ -199,7 +199,8 @@ class Manager:
         self.master = Master(election, self.store, self.projector, self.streams, self.agents,
                              self.heartbeats, self.nc, s, manager_id=self.manager_id,
                              groups=self.groups, connections=self.connections,
-                             alarms=self.alarm_duty, autoscale=self.autoscale)  # fmt: skip
+                             alarms=self.alarm_duty, autoscale=self.autoscale,
+                             foreground=lambda: self.router.serving())  # fmt: skip
         local = LocalProvider(autoscale_root(s), self.client, identity=self.agent_identity,
                               sources=s.source_policy(), stop_on_close=self.stop_launched)  # fmt: skip
         self.provisioner = Provisioner(election, self.store, self.projector, self.fleet.scaling,
