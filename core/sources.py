@@ -101,28 +101,51 @@ def check_spool_path(path: str, policy: SourcePolicy) -> str | None:
     return check_path(path, policy.spool_roots, "directory spools")
 
 
+Net = tuple[int, int, int]
+"""A network as (IP version, network address as int, netmask as int)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _networks(
-    entries: tuple[str, ...],
-) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], frozenset[str]]:
+def _networks(entries: tuple[str, ...]) -> tuple[tuple[Net, ...], frozenset[str]]:
     """The networks and names of an allow/deny list, parsed once per list (every create checks
     its source against them)."""
-    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    nets: list[Net] = []
     names: set[str] = set()
     for entry in entries:
         try:
-            nets.append(ipaddress.ip_network(entry, strict=False))
+            net = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             names.add(entry.lower().rstrip("."))
+        else:
+            nets.append((net.version, int(net.network_address), int(net.netmask)))
     return tuple(nets), frozenset(names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> tuple[int, int, str] | None:
+    """``text`` as (version, int, normalised text) if it is an IP address (``[::1]``,
+    ``fe80::1%eth0``, ``10.0.0.7``), else None; an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``)
+    is matched as the IPv4 address it reaches. Cached: a camera's address is checked on every
+    create and again on every start."""
+    try:
+        ip = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    if mapped is not None:
+        return 4, int(mapped), str(ip)
+    return ip.version, int(ip), str(ip)
+
+
+def _in(ip: tuple[int, int, str], nets: tuple[Net, ...]) -> bool:
+    version, value, _ = ip
+    return any(v == version and value & mask == net for v, net, mask in nets)
 
 
 def literal_address(host: str) -> str | None:
     """``host`` as a normalised IP address if it is one (``[::1]``, ``10.0.0.7``), else None."""
-    try:
-        return str(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
-    except ValueError:
-        return None
+    ip = _ip(host)
+    return ip[2] if ip is not None else None
 
 
 def check_host(host: str, addresses: Iterable[str], policy: SourcePolicy) -> str | None:
@@ -135,19 +158,12 @@ def check_host(host: str, addresses: Iterable[str], policy: SourcePolicy) -> str
         return None
     if host in deny_names:
         return f"host {host} is not allowed (denied; an operator may allow it)"
-    candidates = list(addresses)
-    try:
-        candidates.append(str(ipaddress.ip_address(host)))
-    except ValueError:
-        pass
+    candidates = {host, *addresses}
     for raw in candidates:
-        try:
-            ip = ipaddress.ip_address(raw.split("%", 1)[0])
-        except ValueError:
+        ip = _ip(raw)
+        if ip is None or _in(ip, allow_nets):
             continue
-        if any(ip in net for net in allow_nets):
-            continue
-        if any(ip in net for net in deny_nets):
+        if _in(ip, deny_nets):
             return f"host {host} is not allowed (a denied address; an operator may allow it)"
     return None
 

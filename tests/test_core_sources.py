@@ -37,6 +37,18 @@ def test_loopback_link_local_and_metadata_hosts_are_denied_unless_allowed() -> N
     assert check_host("localhost", [], allowed) is None
 
 
+def test_an_ipv4_mapped_ipv6_address_is_judged_as_the_ipv4_address_it_reaches() -> None:
+    for url in ("rtsp://[::ffff:127.0.0.1]/x", "http://[::ffff:169.254.169.254]/",
+                "rtsp://[::ffff:7f00:1]/x"):  # fmt: skip
+        assert check_source(url, DEFAULT) is not None, url
+    assert check_source("rtsp://[::ffff:10.0.0.7]/live", DEFAULT) is None
+    assert check_source("rtsp://cam.example/live", DEFAULT, ["::ffff:127.0.0.1"]) is not None
+    assert (
+        check_source("rtsp://[::ffff:127.0.0.1]/x", SourcePolicy(allow_hosts=("127.0.0.0/8",)))
+        is None
+    )
+
+
 def test_only_configured_schemes() -> None:
     assert "scheme" in (check_source("gopher://cam/x", DEFAULT) or "")
     assert check_source("rtsp://cam.example/x", SourcePolicy(schemes=("http",))) is not None

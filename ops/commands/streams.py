@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import secrets
 import socket
 import time
 import uuid
@@ -134,7 +135,7 @@ class StreamCommands:
         if req.request_id is not None:
             stream_id = "s-" + uuid.uuid5(_NS, f"stream.create:{req.request_id}").hex[:16]
         else:
-            stream_id = "s-" + uuid.uuid4().hex[:16]
+            stream_id = "s-" + secrets.token_hex(8)
         url, userinfo = split_credentials(req.source.url)
         if userinfo is not None:
             await self.secrets.put(stream_id, userinfo)
