@@ -161,13 +161,15 @@ class JetStreamStore:
         last: Exception | None = None
         attempt = 0
         busy_until = asyncio.get_running_loop().time() + 10 * self.publish_timeout
+        pipe = await self._ack_pipe()  # nats-py's js.publish costs ~20 µs more per event
         while attempt < self.attempts:
             attempt += 1
             try:
-                ack = await self.js.publish(
-                    subject, body, headers=headers, timeout=self.publish_timeout
-                )
-                return int(ack.seq)
+                fut = await pipe.publish(subject, body, headers)
+                try:
+                    return await asyncio.wait_for(fut, self.publish_timeout)
+                except _PubError as exc:
+                    raise APIError(description=exc.description, err_code=exc.err_code) from None
             except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError,
                     APIError) as exc:  # fmt: skip
                 if isinstance(exc, APIError) and exc.err_code not in TRANSIENT_CODES:
@@ -467,6 +469,7 @@ class _PubError(Exception):
     def __init__(self, err_code: int | None, description: str) -> None:
         super().__init__(f"{description} (err_code {err_code})")
         self.err_code = err_code
+        self.description = description
 
 
 class _AckPipe:
