@@ -8,9 +8,9 @@ The projections call ``on_stream`` / ``on_agent`` for every change, and the hear
 - ``agents_due``: the same for agents (``core.rules.agent_due``);
 - ``recover``: not_ready agents that heartbeated (recovery is driven by the heartbeat);
 - ``orphaned``: agents that went not_ready/gone and still hold streams (requeue them);
-- ``placement``: requirements with a new pending stream (look at every eligible agent);
-- ``freed``: agents that freed capacity or changed (registered, recovered): for requirements
-  that already had pending streams, they are the only new candidates;
+- ``placement``: requirements with a new pending stream (place from their candidates);
+- ``freed``: agents that freed capacity or changed (registered, recovered): offered again to
+  every requirement's candidates (``ops.master.placement``);
 - ``notify``: agents whose set of assignments changed (tell them to poll);
 - ``groups_due`` / ``groups_dirty``: redundancy groups whose rule may fire (a due time from
   ``core.redundancy.group_due``, or a change: the group, a member's agent or connection, a
