@@ -72,8 +72,9 @@ encoding and folding one batch keeps the loop busy for ~2-3 ms (10-40 µs per de
 BATCH_FOREGROUND = 8
 """The same while commands flow (``foreground()``): a command waits behind the master at each of
 its hops through the loop, so the master's steps stay well under a millisecond and it lets
-everything ready run first (``lull``): the steady ``stream.create`` p99 (bench/commands.py) went
-from 7-10 ms to ~4.5 ms at 1,000 cmd/s beside 1,000 placements/s."""
+everything ready run first (``lull``). With placement in O(log agents) (``ops.master.placement``)
+this took the steady ``stream.create`` p99 (bench/commands.py, 1,000 cmd/s beside 1,000
+placements/s) from 7-11 ms to ~4 ms."""
 TICK_SLICE_S = 1.0
 """A tick with work left after this long returns (and the next starts at once): a tick always
 ends, and the lease keeper, the notifier and ``tick()``'s callers get their turn."""
