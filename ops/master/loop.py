@@ -80,16 +80,18 @@ TICK_SLICE_S = 1.0
 ends, and the lease keeper, the notifier and ``tick()``'s callers get their turn."""
 
 
-async def lull(spins: int = 64) -> None:
+async def lull(most_s: float = 0.002) -> None:
     """Let everything else that is ready run first: the master's work is background work, and a
     command waiting behind it pays at each of its ~6 hops through the loop (read, dispatch,
     append, ack, reply, flush). Returns once a pass of the loop found nothing else ready, or
-    after ``spins`` passes (the master is never starved)."""
+    after ``most_s`` (under a flood of commands the master still takes a step every few
+    milliseconds: downgrades, restarts and placements are never starved)."""
     loop = asyncio.get_running_loop()
     ready = getattr(loop, "_ready", None)  # asyncio's run queue; absent in other loops
-    for _ in range(spins):
+    until = loop.time() + most_s
+    while True:
         await asyncio.sleep(0)
-        if not ready:
+        if not ready or loop.time() >= until:
             return
 
 
