@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from core import stream as S
 from events.jetstream import JetStreamStore
 from events.model import AgentRegistered, AnalyticOffer, Cause, MasterElected, StreamEvent
 from events.store import Append
+from ops.master.loop import lull
 from ops.master.placement import BUILD_SLICE
 from ops.runtime.manager import Manager
 from ops.runtime.natsd import EmbeddedNats, free_port
@@ -246,3 +248,31 @@ async def test_placement_over_more_agents_than_one_pass_looks_at_picks_the_best(
     await eventually(lambda: agent_of(first) is not None and agent_of(second) is not None,
                      timeout=60, what="both streams placed")  # fmt: skip
     assert (agent_of(first), agent_of(second)) == (big, "a00000")
+
+
+async def test_lull_lets_ready_work_run_first_and_still_returns_under_a_flood() -> None:
+    # given work that is ready now
+    ran: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(ran.append, "command")
+    # when the master lulls, then that work ran before it goes on
+    await lull()
+    assert ran == ["command"]
+
+    # given a flood: something is always ready
+    spins = 0
+    flooding = True
+
+    def again() -> None:
+        nonlocal spins
+        spins += 1
+        if flooding:
+            loop.call_soon(again)
+
+    loop.call_soon(again)
+    try:
+        # when the master lulls, then it still returns (bounded), after letting the flood run
+        await asyncio.wait_for(lull(), timeout=10)
+        assert spins > 1
+    finally:
+        flooding = False
