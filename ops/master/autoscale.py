@@ -108,10 +108,13 @@ class Autoscale:
 
     def activate(self) -> None:
         """Became master: count demand and draining agents once (the listeners keep them)."""
-        streams = self.facts.streams.streams.values()
-        self.demand = Counter(
-            s.group for s in streams if s.group is not None and s.status in DEMAND
-        )
+        projection = self.facts.streams
+        streams = projection.streams
+        self.demand = Counter({  # the grouped streams only (by_group), never a walk over all
+            group: n
+            for group, members in projection.by_group.items()
+            if (n := sum(1 for sid in members if (st := streams.get(sid)) and st.status in DEMAND))
+        })  # fmt: skip
         self.draining = {a.agent_id for a in self.facts.agents.agents.values()
                          if a.draining is not None and a.status != "gone"}  # fmt: skip
         self.serving = {}

@@ -66,9 +66,11 @@ __all__ = ["Master"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 32
+BATCH = 16
 """Decisions per pass of a duty and per fenced append when no command is being served: deciding,
-encoding and folding one batch keeps the loop busy for ~2-3 ms (10-40 µs per decision)."""
+encoding and folding one batch keeps the loop busy for about a millisecond (10-40 µs per
+decision), and 25,000 placements take ~2.5 s (bench/master.py: with 32 an iteration of the loop
+that met a decide, an ack burst and a fold of one batch together reached 5-6 ms)."""
 BATCH_FOREGROUND = 8
 """The same while commands flow (``foreground()``): a command waits behind the master at each of
 its hops through the loop, so the master's steps stay well under a millisecond and it lets
