@@ -1,7 +1,8 @@
 """Distribution: place 100,000 pending streams on 10,000 simulated agents in one master tick.
 
 Starts its own nats-server. Writes the agents and streams as events, lets a Projector fold them,
-then times exactly what the master does in one placement: ``plan()`` over the projections,
+then times what the master does to place them all: ``plan()`` over the projections (the
+master's ``Candidates`` heaps, every pending stream in one pass),
 ``decide`` for each assignment, and one fenced pipelined ``append_batch``. Beside it, the raw
 ``publish_async`` rate of the same encoded events on the same server (one JetStream context; the
 old version of this bench made a context per message, which cut the raw rate by half), and the

@@ -9,8 +9,9 @@ that name exists, a label that agents carry in their ``groups``. Among those, th
 then the one with more free slots, then the smaller agent_id. Running streams never move.
 
 Agents with the same offer are interchangeable for a stream, so candidates are kept in one heap per
-stream requirement; entries whose load changed since they were pushed are re-pushed lazily (load
-only grows while planning, so a stale entry can only be too optimistic).
+stream requirement (``Candidates``, which the master keeps from pass to pass and ``plan`` builds
+for one pass over everything); entries whose load changed since they were pushed are re-ranked
+lazily.
 """
 
 from __future__ import annotations
@@ -159,35 +160,20 @@ def plan(
         (s for s in all_streams if s.status == "pending" and s.agent_id is None),
         key=lambda s: (s.created_at, s.stream_id),
     )
-    heaps: dict[Requirement, list[tuple[tuple[float, int, str], int, str]]] = {}
+    heaps: dict[Requirement, Candidates] = {}
     out: list[Assignment] = []
     for stream in pending:
         req = requirement_of(stream)
         heap = heaps.get(req)
         if heap is None:
-            heap = [
-                (_key(a, current[a.agent_id]), current[a.agent_id], a.agent_id)
-                for a in agents.values()
-                if eligible(a, req) and a.capacity > current[a.agent_id]
-            ]
-            heapq.heapify(heap)
-            heaps[req] = heap
-        while heap:
-            _, seen_load, agent_id = heap[0]
-            agent = agents[agent_id]
-            now_load = current[agent_id]
-            if now_load != seen_load:
-                if now_load >= agent.capacity:
-                    heapq.heappop(heap)
-                else:
-                    heapq.heapreplace(heap, (_key(agent, now_load), now_load, agent_id))
-                continue
-            heapq.heappop(heap)
-            out.append(Assignment(stream.stream_id, agent_id, stream.version))
-            current[agent_id] = now_load + 1
-            if now_load + 1 < agent.capacity:
-                heapq.heappush(heap, (_key(agent, now_load + 1), now_load + 1, agent_id))
-            break
+            heap = heaps[req] = Candidates()
+            for a in agents.values():
+                if eligible(a, req):
+                    heap.offer(a, current[a.agent_id])
+        got = heap.take(((stream.stream_id, stream.version),), current.__getitem__, 1)
+        if got:
+            out.append(got[0])
+            current[got[0].agent_id] += 1
     return out
 
 
@@ -241,7 +227,7 @@ class Candidates:
         ``limit``: each to the best agent with a free slot, as in `plan`. ``load`` is each
         agent's load before this call."""
         heap, queued, members = self._heap, self._queued, self.members
-        extra: Counter[str] = Counter()
+        extra: dict[str, int] = {}
         out: list[Assignment] = []
         for stream_id, version in pending:
             if len(out) >= limit:
@@ -254,7 +240,7 @@ class Candidates:
                 if agent is None or queued.get(aid) != key:
                     heapq.heappop(heap)  # stale: the agent left, or was queued again since
                     continue
-                used = load(aid) + extra[aid]
+                used = load(aid) + extra.get(aid, 0)
                 if used >= agent.capacity:
                     heapq.heappop(heap)
                     del queued[aid]
@@ -272,7 +258,7 @@ class Candidates:
                 break
             aid = chosen.agent_id
             out.append(Assignment(stream_id, aid, version))
-            extra[aid] += 1
+            extra[aid] = extra.get(aid, 0) + 1
             if used + 1 < chosen.capacity:
                 key = _key(chosen, used + 1)
                 queued[aid] = key

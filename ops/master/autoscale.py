@@ -113,7 +113,7 @@ class Autoscale:
         self.demand = Counter({  # the grouped streams only (by_group), never a walk over all
             group: n
             for group, members in projection.by_group.items()
-            if (n := sum(1 for sid in members if (st := streams.get(sid)) and st.status in DEMAND))
+            if (n := sum(1 for sid in members if (st := streams.get(sid)) is not None and st.status in DEMAND))
         })  # fmt: skip
         self.draining = {a.agent_id for a in self.facts.agents.agents.values()
                          if a.draining is not None and a.status != "gone"}  # fmt: skip
