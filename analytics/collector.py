@@ -11,7 +11,9 @@ planes make the record thumbnails).
 Two cheap tiers: ``keyframes_only`` decodes keyframes only (non-key packets are not decoded at
 all, and the decoder skips any it gets: ``skip_frame=NONKEY``; an MP4 demuxer does not even read
 them: ``discard``; the keyframes skip the deblocking filter, which only matters to frames that
-reference them; a file played as live is held to real time on its keyframes only);
+reference them; a file played as live is held to real time on its keyframes only, each wait
+for the next a sleep on the stop flag, so hundreds of such streams wake once a keyframe and a
+GOP of up to 30 s is not taken for a timestamp jump);
 ``analysis_fps`` hands on at most that many frames a second (every frame is still decoded: each
 one is a reference for the next).
 
@@ -58,6 +60,13 @@ _LIVE_SCHEMES = (
 )
 # FFmpeg's socket timeout option (rtmp's "timeout" means "listen" instead)
 _SOCKET_TIMEOUT_SCHEMES = tuple(s for s in _LIVE_SCHEMES if s != "rtmp://")
+# A wait for the next packet longer than this (keyframes only: ~2 s) sleeps on the stop event.
+_LONG_WAIT_S = 0.1
+# A file played as live whose next packet is further ahead of the clock than this (or behind it
+# by more than _JUMP_S) had a timestamp jump: it is paced from a new origin. Keyframes only, the
+# next packet paced is the next keyframe, a GOP ahead: cameras' GOPs reach 10 s and more.
+_JUMP_S = 5.0
+_KEYFRAME_JUMP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -343,6 +352,7 @@ class Collector:
         keys_only = cfg.keyframes_only
         time_base = float(stream.time_base) if stream.time_base is not None else None
         pace = cfg.live and not cfg.url.startswith(_LIVE_SCHEMES)  # a file played as live
+        jump_s = _KEYFRAME_JUMP_S if keys_only else _JUMP_S
         origin: tuple[float, float] | None = None
         flagged = False  # the demuxer marks keyframes: other packets need no decoder at all
         due = _Due(cfg.analysis_fps)
@@ -350,7 +360,7 @@ class Collector:
         for packet in self._packets(container, stream):
             media_s = packet.pts * time_base if packet.pts is not None and time_base else None
             if pace and media_s is not None and (packet.is_keyframe or not keys_only):
-                origin = self._pace(origin, media_s)  # keyframes only: on their time
+                origin = self._pace(origin, media_s, jump_s)  # keyframes only: on their time
             read.add(packet.size, media_s)
             if keys_only:
                 if packet.is_keyframe:
@@ -378,16 +388,21 @@ class Collector:
                 self._hand_on(frame)
             self.meters.add_decoded(len(frames), keys, time.perf_counter() - began)
 
-    def _pace(self, origin: tuple[float, float] | None, media_s: float) -> tuple[float, float]:
+    def _pace(
+        self, origin: tuple[float, float] | None, media_s: float, jump_s: float = _JUMP_S
+    ) -> tuple[float, float]:
         """Hold a local file played as a live source to real time (like ``ffmpeg -re``)."""
         now = time.monotonic()
         if origin is None:
             return (now, media_s)
         ahead = (media_s - origin[1]) - (now - origin[0])
-        if ahead > 5.0 or ahead < -5.0:  # a timestamp jump: start a new origin
+        if ahead > jump_s or ahead < -_JUMP_S:  # a timestamp jump: start a new origin
             return (now, media_s)
-        while ahead > 0 and not self._stop.is_set():  # a sleep: cheaper than an Event's wait
-            time.sleep(min(ahead, 0.1))
+        while ahead > 0 and not self._stop.is_set():
+            if ahead > _LONG_WAIT_S:  # keyframes only: one wake a keyframe, stop still heard
+                self._stop.wait(ahead)
+            else:  # a frame's gap: a sleep is cheaper than an Event's wait
+                time.sleep(ahead)
             ahead = (media_s - origin[1]) - (time.monotonic() - origin[0])
         return origin
 

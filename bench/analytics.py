@@ -24,7 +24,9 @@ measured in the same run on the same core:
   same keyframes, the limit it implies, and N streams held in real time (target ≥ 200): files
   played as live (MP4: the demuxer skips non-key packets) and MPEG-TS cameras over TCP (a child
   serving the clip at its constant bitrate on the other core: every packet is read, as from a
-  camera).
+  camera). These streams are out of step, as a fleet's cameras are: each plays the clip from
+  its own keyframe on (``rotations``). In step, all of them would decode the clip's costliest
+  keyframe (10 ms, against 1 ms for a black one) in the same instant.
 
 Runs as several child processes (``--child``), one per measurement. ``--quick`` (CI): one CPU
 run, short windows, one live run each at 80 % of the computed limit (100 streams keyframes-only)
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -106,6 +109,46 @@ def make_clip(directory: Path, seconds: float, kbps: int, width: int, height: in
     return path
 
 
+def rotations(clip: Path, seconds: float) -> list[Path]:
+    """The clip, and the clip started at each later keyframe and wrapped round (stream copies,
+    cached): streams played from these are out of step, as the cameras of a fleet are. In step,
+    every stream would meet the clip's costliest keyframes at the same moment (the decode of a
+    keyframe costs 1 to 10 ms by its content)."""
+    out = [clip]
+    for k in range(1, int(seconds / GOP_S)):
+        start = k * GOP_S
+        path = clip.with_name(f"{clip.stem}-from-{start:g}s.mp4")
+        out.append(path)
+        if path.exists():
+            continue
+        head, tail = path.with_suffix(".head.mp4"), path.with_suffix(".tail.mp4")
+        listing = path.with_suffix(".txt")
+        quiet = ["ffmpeg", "-loglevel", "error", "-y"]
+        subprocess.run([*quiet, "-ss", f"{start:g}", "-i", str(clip), "-c", "copy",
+                        "-avoid_negative_ts", "make_zero", str(head)], check=True)  # fmt: skip
+        subprocess.run([*quiet, "-t", f"{start:g}", "-i", str(clip), "-c", "copy", str(tail)],
+                       check=True)  # fmt: skip
+        listing.write_text(f"file '{head}'\nfile '{tail}'\n")
+        partial = path.with_suffix(".tmp.mp4")
+        subprocess.run([*quiet, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                        str(partial)], check=True)  # fmt: skip
+        partial.rename(path)
+        for scrap in (head, tail, listing):
+            scrap.unlink()
+    return out
+
+
+def as_ts(clip: Path) -> Path:
+    """The clip copied into MPEG-TS, as a camera sends it (cached)."""
+    ts = clip.with_suffix(".ts")
+    if not ts.exists():
+        partial = ts.with_suffix(".tmp.ts")
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy",
+                        "-f", "mpegts", str(partial)], check=True)  # fmt: skip
+        partial.rename(ts)
+    return ts
+
+
 # ---- children: each measures one thing on one core and prints JSON ---------------------------
 
 
@@ -163,11 +206,15 @@ def child_serve(args: argparse.Namespace) -> None:
     import asyncio
 
     pin(args.core)
-    data = args.clip.read_bytes()
+    clips = [as_ts(p).read_bytes() for p in rotations(args.clip.with_suffix(".mp4"), args.seconds)]
     ticks = FPS  # one send per frame period
-    chunk = max(188, round(len(data) / (args.seconds * ticks) / 188) * 188)
+    clients = itertools.count()
 
     async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Out of step, as a fleet's cameras are: each client gets the clip from the next
+        # keyframe on (see ``rotations``).
+        data = clips[next(clients) % len(clips)]
+        chunk = max(188, round(len(data) / (args.seconds * ticks) / 188) * 188)
         loop = asyncio.get_running_loop()
         start, sent = loop.time(), 0
         try:
@@ -206,9 +253,11 @@ def camera_server(base: argparse.Namespace, ts_clip: Path) -> Iterator[str]:
 
 def child_live(args: argparse.Namespace) -> dict[str, Any]:
     """N streams of the clip played in real time in this process, pinned to one core: a file
-    the collector paces, or a ``tcp://`` URL (the camera server)."""
+    the collector paces (``--rotate``: out of step, each from its own keyframe of the clip), or a
+    ``tcp://`` URL (the camera server)."""
     pin(args.core)
     names = list(ANALYTICS) if args.what == "all" else []
+    files = rotations(args.clip, args.seconds) if args.rotate else [args.clip]
     stop = threading.Event()
     counters = [StreamCounters() for _ in range(args.n)]
     reports: list[StreamReport] = []
@@ -217,7 +266,7 @@ def child_live(args: argparse.Namespace) -> dict[str, Any]:
         job = StreamJob(
             stream_id=f"s{i}",
             agent_id="bench",
-            url=args.url or str(args.clip),
+            url=args.url or str(files[i % len(files)]),
             kind="stream",
             analytics=tuple(AnalyticSpec(name) for name in names),
             keyframes_only=args.keyframes,
@@ -388,6 +437,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--what", default="all", help=argparse.SUPPRESS)
     parser.add_argument("--keyframes", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rotate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -477,8 +527,11 @@ def main() -> None:
         return ok
 
     def vigil_holds(n: int, *, keyframes: bool = False, url: str | None = None) -> bool:
+        # Keyframes only: out of step (``rotations``), else every stream would decode the
+        # clip's costliest keyframe in the same instant; all frames: in step, like ffmpeg's.
         result = run_child(args, child="live", what="all", n=n, window=window,
-                           warmup=args.warmup, keyframes=keyframes, url=url)  # fmt: skip
+                           warmup=args.warmup, keyframes=keyframes, url=url,
+                           rotate=keyframes and not url)  # fmt: skip
         ok = held(result, window, keyframes=keyframes)
         per = result["cpu_s"] / max(1, sum(result["analysed"]))
         mode = "vigil, keyframes" if keyframes else "vigil, all frames"
@@ -528,10 +581,9 @@ def main() -> None:
     key_n, verdict = keyframes_held(lambda n: vigil_holds(n, keyframes=True))
     report.add("keyframes only, files played as live (MP4)", key_n, "streams",
                f"held on one core; target >= 200: {verdict}")  # fmt: skip
-    ts_clip = args.clip.with_suffix(".ts")
-    if not ts_clip.exists():
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(args.clip), "-c", "copy",
-                        "-f", "mpegts", str(ts_clip)], check=True)  # fmt: skip
+    ts_clip = as_ts(args.clip)
+    for path in rotations(args.clip, args.seconds):
+        as_ts(path)  # made here, read by the camera server
     with camera_server(args, ts_clip) as url:
         net_n, verdict = keyframes_held(lambda n: vigil_holds(n, keyframes=True, url=url))
     report.add("keyframes only, MPEG-TS cameras over TCP", net_n, "streams",

@@ -4,13 +4,14 @@ to the records; the sparse-frame rules; the shared picture's measurements."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analytics.clips import ClipSpec, ClipTruth, Segment, write_clip
-from analytics.collector import _Due, analysis_step
+from analytics.collector import Collector, Frame, SourceConfig, _Due, analysis_step
 from analytics.counters import StreamCounters
 from analytics.picture import Picture
 from analytics.records import AnalysisRecord
@@ -154,3 +155,37 @@ def test_every_registered_analyzer_runs_on_a_shared_picture() -> None:
         picture = Picture(i * 0.04, rng.integers(16, 236, (90, 160), dtype=np.uint8))
         for analyzer in analyzers:
             analyzer.analyse(picture)  # noise: nothing to report, nothing to crash
+
+
+def test_a_keyframes_only_file_played_as_live_is_paced_on_its_keyframes_and_stops_mid_wait(
+    tmp_path: Path,
+) -> None:
+    """Given a file with a keyframe every 6 s played as a live source, keyframes only
+    When it runs, then is stopped in the middle of a wait for its next keyframe
+    Then no keyframe came before its time, and the stop is heard without waiting for the next"""
+    spec = ClipSpec(duration_s=13.0, gop_s=6.0, timeline=())
+    path = write_clip(tmp_path / "slow-gop.mp4", spec).path
+    came: list[tuple[float, float | None]] = []
+    second = threading.Event()
+
+    def on_frame(frame: Frame) -> None:
+        came.append((time.monotonic(), frame.pts_s))
+        if len(came) == 2:
+            second.set()
+
+    collector = Collector(
+        SourceConfig(url=str(path), live=True, keyframes_only=True),
+        StreamCounters(),
+        on_frame=on_frame,
+    )
+    collector.start()
+    try:
+        assert second.wait(60), f"two keyframes within 60 s: {came}"
+    finally:
+        collector.stop()
+        stopped_at = time.monotonic()
+        assert collector.join(30), "the collector thread ended"
+    (first_at, first_pts), (then_at, then_pts) = came[:2]
+    assert first_pts == 0.0 and then_pts == 6.0
+    assert then_at - first_at >= 6.0 * 0.95, "the second keyframe waited for its time"
+    assert time.monotonic() - stopped_at < 6.0, "stopped before the next keyframe was due"
