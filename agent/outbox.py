@@ -430,8 +430,11 @@ class _Store:
         return merged
 
     def claim(self, limit: int, after: int) -> list[Feedback]:
+        return [decode_feedback(body) for _, body in self.claim_encoded(limit, after)]
+
+    def claim_encoded(self, limit: int, after: int) -> list[tuple[int, bytes]]:
         conn = self._conn()
-        bodies = conn.execute(
+        bodies: list[tuple[int, bytes]] = conn.execute(
             "SELECT seq, body FROM rows WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
         if bodies and bodies[-1][0] > self.frozen_seq:
@@ -440,7 +443,7 @@ class _Store:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'frozen_seq'", (top,))
             conn.execute("COMMIT")
             self.frozen_seq = top
-        return [decode_feedback(b) for _, b in bodies]
+        return bodies
 
     def peek(self, limit: int) -> list[Feedback]:
         rows = self._conn().execute("SELECT body FROM rows ORDER BY seq LIMIT ?", (limit,))
@@ -632,6 +635,11 @@ class Outbox:
         same msg id) safely. Only claimed rows can be acked.
         """
         return await self._call(self._store.claim, limit, after)
+
+    async def claim_encoded(self, limit: int, *, after: int = 0) -> list[tuple[int, bytes]]:
+        """`claim`, each row as ``(seq, body)``: the feedback message exactly as stored (what
+        `encode_feedback` made of it), for a sender that publishes it without decoding it."""
+        return await self._call(self._store.claim_encoded, limit, after)
 
     async def ack(self, seqs: int | Iterable[int]) -> int:
         """Delete acknowledged rows: all up to and including an int, or exactly the given seqs.

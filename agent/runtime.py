@@ -212,7 +212,7 @@ class Agent:
             self.alarms.append(alarm)
         self.nc = await connect(self.client, name=f"vigil-agent-{self.config.name}",
                                 connect_timeout=3)  # fmt: skip
-        self.sender = FeedbackSender(self.nc.jetstream(), self.outbox)
+        self.sender = FeedbackSender(self.nc, self.outbox)
         await self.sender.__aenter__()
         await self.nc.subscribe(subjects.agent_notify(self.agent_id), cb=self._on_notify)
         await self.nc.subscribe(subjects.agent_refused(self.agent_id), cb=self._on_refused)

@@ -1,8 +1,8 @@
 """Feedback sender: drains the agent's `Outbox` into JetStream ``VIGIL_FEEDBACK``, exactly once.
 
-Rows are claimed from the outbox in seq order and published to ``vigil.feedback.<agent_id>``
-with ``Nats-Msg-Id: <agent_id>:<seq>`` as acked, pipelined ``publish_async`` calls (up to
-``max_in_flight`` awaiting their ack). Acks are matched in seq order and only the contiguous
+Rows are claimed from the outbox in seq order and published, as stored, to
+``vigil.feedback.<agent_id>`` with ``Nats-Msg-Id: <agent_id>:<seq>`` as acked, pipelined publishes
+(up to ``max_in_flight`` awaiting their ack, read from an inbox of the sender's own). Acks are matched in seq order and only the contiguous
 acknowledged prefix is deleted from the outbox. On any failure the window is abandoned, the
 sender backs off (exponential, capped, jittered) and re-publishes from the first unacked row with
 the *same* msg ids: the stream's duplicate window drops copies that were stored after all (a
@@ -36,12 +36,14 @@ from types import TracebackType
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import PubAck
-from nats.js.client import JetStreamContext
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from agent.outbox import Outbox
 from events import subjects
-from events.feedback import Feedback, encode_feedback
+from events.feedback import Feedback
 
 __all__ = [
     "FEEDBACK_STREAM",
@@ -131,16 +133,78 @@ def _describe(exc: BaseException, stream: str | None, ack_timeout: float) -> str
     return f"{type(exc).__name__}: {exc}"
 
 
+class _Refused(Exception):
+    """JetStream refused a message (its ack carried an error)."""
+
+
+class _Acks:
+    """Acked publishes through an inbox of our own: one subscription for all acks, each read
+    with orjson into its future's ``duplicate`` flag. nats-py's ``publish_async`` builds a
+    ``PubAck`` dataclass per ack through ``dataclasses.fields`` (a third of the drain's time
+    with a random reply token each) and leaves a refused message's future unresolved, so a
+    refusal would only show as a timeout. The subscription outlives reconnects (nats-py
+    subscribes again); the futures of an abandoned attempt are cancelled and late acks for
+    them ignored."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._futures: dict[str, asyncio.Future[bool]] = {}
+        self._next = 0
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+
+    async def publish(
+        self, subject: str, body: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[bool]:
+        self._next += 1
+        token = str(self._next)
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._futures[token] = fut
+        try:
+            await self._nc.publish(subject, body, reply=f"{self._prefix}.{token}", headers=headers)
+        except BaseException:
+            del self._futures[token]
+            fut.cancel()
+            raise
+        return fut
+
+    def abandon(self) -> None:
+        futures, self._futures = self._futures, {}
+        for fut in futures.values():
+            fut.cancel()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        fut = self._futures.pop(msg.subject[len(self._prefix) + 1 :], None)
+        if fut is None or fut.done():
+            return  # an abandoned attempt's ack
+        if msg.headers and msg.headers.get("Status") == "503":
+            fut.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        try:
+            resp = orjson.loads(msg.data)
+            error = resp.get("error")
+            if error:
+                fut.set_exception(_Refused(f"JetStream refused the message: {error}"))
+            else:
+                fut.set_result(bool(resp.get("duplicate")))
+        except (orjson.JSONDecodeError, AttributeError):
+            fut.set_exception(_Refused(f"unreadable ack: {msg.data[:200]!r}"))
+
+
 class FeedbackSender:
     """Publishes the outbox's rows in order, exactly once, in a background task.
 
-    Use as ``async with FeedbackSender(js, outbox) as sender:``; the task is cancelled and
+    Use as ``async with FeedbackSender(nc, outbox) as sender:``; the task is cancelled and
     awaited on exit (unsent rows stay in the outbox). Or await `run` in a TaskGroup.
     """
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: Client,
         outbox: Outbox,
         *,
         stream: str | None = FEEDBACK_STREAM,
@@ -152,9 +216,10 @@ class FeedbackSender:
         backoff: Backoff | None = None,
     ) -> None:
         """`stream`: expected stream name (sent as ``Nats-Expected-Stream``), None to skip."""
-        self._js = js
+        self._acks = _Acks(nc)
         self._outbox = outbox
         self._subject = feedback_subject(outbox.agent_id)
+        self._id_prefix = f"{outbox.agent_id}:"
         self._stream = stream
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
@@ -264,10 +329,16 @@ class FeedbackSender:
 
     async def _drain(self, *, probe: bool) -> None:
         """Publish until the outbox is empty. Raises `_AttemptFailed` on a retryable failure."""
+        try:
+            await self._acks.start()
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+            raise SenderStopped(self._closed_message()) from exc
+        except nats.errors.Error as exc:
+            raise _AttemptFailed(_describe(exc, self._stream, self._ack_timeout)) from exc
         loop = asyncio.get_running_loop()
         window = 1 if probe else self._max_in_flight
-        pending: deque[Feedback] = deque()
-        in_flight: deque[tuple[Feedback, asyncio.Future[PubAck], float]] = deque()
+        pending: deque[tuple[int, bytes]] = deque()
+        in_flight: deque[tuple[int, asyncio.Future[bool], float]] = deque()
         last_claimed = 0
         more = True
         acked_upto = 0
@@ -275,31 +346,32 @@ class FeedbackSender:
         try:
             while True:
                 if len(pending) < window and (more or not (pending or in_flight)):
-                    rows = await self._outbox.claim(self._claim_batch, after=last_claimed)
+                    rows = await self._outbox.claim_encoded(self._claim_batch, after=last_claimed)
                     more = len(rows) == self._claim_batch
                     if rows:
-                        last_claimed = rows[-1].seq
+                        last_claimed = rows[-1][0]
                         pending.extend(rows)
                     elif not (pending or in_flight):
                         return
                 # Refill in bursts (hysteresis): topping up one slot per ack would send one
                 # message per TCP write and halve the throughput.
                 if len(in_flight) <= window // 2:
+                    deadline = loop.time() + self._ack_timeout
                     while pending and len(in_flight) < window:
-                        row = pending.popleft()
-                        fut = await self._publish(row)
-                        in_flight.append((row, fut, loop.time() + self._ack_timeout))
+                        seq, body = pending.popleft()
+                        fut = await self._publish(seq, body)
+                        in_flight.append((seq, fut, deadline))
                     self._in_flight = len(in_flight)
-                row, fut, deadline = in_flight[0]
-                ack = await self._await_ack(fut, deadline - loop.time())
+                seq, fut, deadline = in_flight[0]
+                duplicate = await self._await_ack(fut, deadline - loop.time())
                 in_flight.popleft()
-                self._count(ack)
-                acked_upto, unflushed = row.seq, unflushed + 1
+                self._count(duplicate)
+                acked_upto, unflushed = seq, unflushed + 1
                 # Take every further head that is already acked without yielding.
                 while in_flight and in_flight[0][1].done():
-                    row, fut, _ = in_flight.popleft()
+                    seq, fut, _ = in_flight.popleft()
                     self._count(await self._await_ack(fut, 0.0))
-                    acked_upto, unflushed = row.seq, unflushed + 1
+                    acked_upto, unflushed = seq, unflushed + 1
                 self._in_flight = len(in_flight)
                 window = self._max_in_flight  # the probe got through: open the window
                 if unflushed >= self._ack_every or not in_flight:
@@ -307,48 +379,45 @@ class FeedbackSender:
                     unflushed = 0
                     self._progress.set()
         finally:
-            for _, fut, _ in in_flight:
-                fut.cancel()
+            self._acks.abandon()  # what is still in flight is published again, same msg ids
             self._in_flight = 0
             if unflushed:
                 # Runs on failure and on cancellation too: never forget what JetStream has.
                 await asyncio.shield(self._outbox.ack(acked_upto))
                 self._progress.set()
 
-    async def _publish(self, row: Feedback) -> asyncio.Future[PubAck]:
-        headers = {"Nats-Msg-Id": msg_id(row)}
+    async def _publish(self, seq: int, body: bytes) -> asyncio.Future[bool]:
+        headers = {"Nats-Msg-Id": f"{self._id_prefix}{seq}"}
+        if self._stream is not None:
+            headers["Nats-Expected-Stream"] = self._stream
         try:
-            return await self._js.publish_async(
-                self._subject,
-                encode_feedback(row),
-                headers=headers,
-                stream=self._stream,
-                # No wait_stall: with a timeout nats-py wraps the semaphore in a task and yields
-                # on every publish, which sends one message per TCP write (3x slower).
-            )
+            return await self._acks.publish(self._subject, body, headers)
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
-            raise SenderStopped(
-                f"NATS connection closed while {self._outbox.depth()} feedback rows are unsent:"
-                " use max_reconnect_attempts=-1 and stop the sender before closing the client"
-            ) from exc
-        except nats.errors.Error as exc:  # buffer full while reconnecting, too many stalled...
+            raise SenderStopped(self._closed_message()) from exc
+        except nats.errors.Error as exc:  # buffer full while reconnecting...
             raise _AttemptFailed(_describe(exc, self._stream, self._ack_timeout)) from exc
 
-    async def _await_ack(self, fut: asyncio.Future[PubAck], budget_s: float) -> PubAck:
+    def _closed_message(self) -> str:
+        return (
+            f"NATS connection closed while {self._outbox.depth()} feedback rows are unsent:"
+            " use max_reconnect_attempts=-1 and stop the sender before closing the client"
+        )
+
+    async def _await_ack(self, fut: asyncio.Future[bool], budget_s: float) -> bool:
         if not fut.done() and budget_s > 0:
             await asyncio.wait((fut,), timeout=budget_s)
         if not fut.done():
             raise _AttemptFailed(_describe(TimeoutError(), self._stream, self._ack_timeout))
         if fut.cancelled():
-            raise _AttemptFailed("publish was cancelled by the NATS client: retrying")
+            raise _AttemptFailed("publish was abandoned: retrying")
         exc = fut.exception()
-        if isinstance(exc, nats.errors.Error):
+        if isinstance(exc, (nats.errors.Error, _Refused)):
             raise _AttemptFailed(_describe(exc, self._stream, self._ack_timeout)) from exc
         return fut.result()  # raises any other (unexpected) exception
 
-    def _count(self, ack: PubAck) -> None:
+    def _count(self, duplicate: bool) -> None:
         self._available = True
-        if ack.duplicate:
+        if duplicate:
             self._duplicates += 1
         else:
             self._sent += 1

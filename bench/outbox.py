@@ -72,7 +72,7 @@ async def bench(deltas: int, streams: int, rounds: int, workdir: Path, report: R
     )  # fmt: skip
     buffered = 0
     first_acks: list[float] = []
-    async with FeedbackSender(js, outbox, backoff=Backoff(initial=0.05, cap=0.5)) as sender:
+    async with FeedbackSender(nc, outbox, backoff=Backoff(initial=0.05, cap=0.5)) as sender:
 
         async def raw(_r: int) -> float:
             return await raw_publish_async(nc, [sample] * deltas)

@@ -58,9 +58,9 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def fast_sender(js: JetStreamContext, outbox: Outbox) -> FeedbackSender:
+def fast_sender(nc: Client, outbox: Outbox) -> FeedbackSender:
     return FeedbackSender(
-        js, outbox, ack_timeout=1.0, poll_interval=0.2, backoff=Backoff(initial=0.05, cap=0.3)
+        nc, outbox, ack_timeout=1.0, poll_interval=0.2, backoff=Backoff(initial=0.05, cap=0.3)
     )
 
 
@@ -96,7 +96,7 @@ async def test_rows_are_published_in_order_with_msg_ids(client: Client, outbox: 
         await outbox.put(f"s{i % 4}", 1, "done", day=DAY, ts=float(i), stats=StreamStats(events=i))
         for i in range(300)
     ]
-    async with fast_sender(js, outbox) as sender:
+    async with fast_sender(client, outbox) as sender:
         async with asyncio.timeout(20):
             await sender.wait_empty()
         stats = sender.stats()
@@ -113,7 +113,7 @@ async def test_missing_stream_is_retried_until_a_manager_creates_it(
 ) -> None:
     js = client.jetstream()
     await outbox.put("s1", 1, "in_progress", day=DAY, ts=1.0, stats=StreamStats(events=1))
-    async with fast_sender(js, outbox) as sender:
+    async with fast_sender(client, outbox) as sender:
         await until(lambda: sender.stats().retries >= 2)
         stats = sender.stats()
         assert not stats.available and stats.last_error is not None
@@ -137,7 +137,7 @@ async def test_a_row_stored_before_its_ack_was_lost_is_not_stored_twice(
     await js.publish(
         feedback_subject(AGENT), encode_feedback(row), headers={"Nats-Msg-Id": msg_id(row)}
     )
-    async with fast_sender(js, outbox) as sender:
+    async with fast_sender(client, outbox) as sender:
         async with asyncio.timeout(20):
             await sender.wait_empty()
         assert (sender.stats().sent, sender.stats().duplicates) == (0, 1)
@@ -161,7 +161,7 @@ async def test_outage_then_restart_delivers_every_delta_exactly_once(
             )
             measured[(stream, 1, DAY)] += i
 
-    async with fast_sender(js, outbox) as sender:
+    async with fast_sender(client, outbox) as sender:
         await put_deltas(200)
         await asyncio.to_thread(nats_server.kill)  # outage: SIGKILL
         await put_deltas(300)
@@ -200,13 +200,13 @@ async def test_exit_during_an_outage_keeps_rows_for_the_next_run(
     await add_feedback_stream(js)
     path = tmp_path / "o.db"
     async with await Outbox.open(path, AGENT) as outbox:
-        async with fast_sender(js, outbox) as sender:
+        async with fast_sender(client, outbox) as sender:
             await asyncio.to_thread(nats_server.stop)
             await outbox.put("s1", 1, "done", day=DAY, ts=1.0)
             await until(lambda: sender.stats().retries >= 1)
         assert outbox.depth() == 1  # the task was cancelled and awaited, nothing lost
     await asyncio.to_thread(nats_server.start)
-    async with await Outbox.open(path, AGENT) as outbox, fast_sender(js, outbox) as sender:
+    async with await Outbox.open(path, AGENT) as outbox, fast_sender(client, outbox) as sender:
         async with asyncio.timeout(20):
             await sender.wait_empty()
     assert len(await read_feedback(js)) == 1
@@ -216,9 +216,34 @@ async def test_a_closed_connection_stops_the_sender(nc: Client, outbox: Outbox) 
     js = nc.jetstream()
     await add_feedback_stream(js)
     with pytest.raises(SenderStopped, match="connection closed"):
-        async with fast_sender(js, outbox) as sender:
+        async with fast_sender(nc, outbox) as sender:
             await nc.close()
             await outbox.put("s1", 1, "done", day=DAY, ts=1.0)
             async with asyncio.timeout(20):
                 await sender.wait_empty()
     assert outbox.depth() == 1
+
+
+async def test_a_refused_message_is_reported_at_once_and_retried_until_accepted(
+    client: Client, outbox: Outbox
+) -> None:
+    """Given the feedback subject captured by a stream of another name
+    When the sender publishes (expecting VIGIL_FEEDBACK)
+    Then the refusal is its last error, well before the ack timeout, and nothing is lost: once
+    the right stream takes the subject, the row is stored exactly once"""
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name="SQUATTER", subjects=["vigil.feedback.>"]))
+    row = await outbox.put("s1", 1, "done", day=DAY, ts=1.0, stats=StreamStats(events=3))
+    sender = FeedbackSender(
+        client, outbox, ack_timeout=60.0, poll_interval=0.2, backoff=Backoff(0.05, 0.3)
+    )
+    async with sender:
+        await until(lambda: sender.stats().retries >= 2)  # 60 s ack timeout: not timeouts
+        error = sender.stats().last_error
+        assert error is not None and "refused" in error, error
+        assert outbox.depth() == 1
+        await js.delete_stream("SQUATTER")
+        await add_feedback_stream(js)
+        async with asyncio.timeout(20):
+            await sender.wait_empty()
+    assert [fb for _, fb in await read_feedback(js)] == [row]

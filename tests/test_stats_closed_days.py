@@ -66,7 +66,7 @@ class OutboxAgent:
 
     async def flush(self) -> int:
         """Send every row of the outbox (acked); returns how many JetStream called duplicates."""
-        async with FeedbackSender(self.nc.jetstream(), self.outbox) as sender:
+        async with FeedbackSender(self.nc, self.outbox) as sender:
             await asyncio.wait_for(sender.wait_empty(), 20)
             return sender.stats().duplicates
 
