@@ -12,7 +12,8 @@
                                          bench/baseline.json; fails when one dropped by 30 % or
                                          more (bench/guard.py), or a bench failed
     python bench/run.py --write-baseline the guard's baseline (``make bench-baseline``): the lowest
-                                         of --repeat quick runs of each guarded ratio
+                                         of --repeat quick runs of each guarded ratio (with
+                                         --only: those benches' ratios, the others kept)
 
 Each bench is a child process (``python bench/<name>.py --json [--quick]``) on its own
 nats-server, one at a time. A bench that fails or prints no JSON is reported "not run" with the
@@ -37,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 from common import ROOT, Row, child_env, format_table, format_value
@@ -458,7 +459,16 @@ def guard(benches: Sequence[Bench], baseline_path: Path,
     return 0
 
 
-def write_baseline(benches: Sequence[Bench], path: Path, repeat: int) -> int:
+def write_baseline(benches: Sequence[Bench], path: Path, repeat: int, *, only: bool = False) -> int:
+    """The lowest of ``repeat`` quick runs of each guarded ratio into ``path``. ``only`` (some
+    benches named): their ratios replace theirs in the existing baseline, the others are kept."""
+    kept: dict[str, Any] = {}
+    if only:
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the baseline {path} ({exc!r}): write it whole first")
+            return 1
     runs: dict[str, list[float]] = {}
     for i in range(repeat):
         print(f"== baseline run {i + 1} of {repeat}", file=sys.stderr, flush=True)
@@ -471,16 +481,25 @@ def write_baseline(benches: Sequence[Bench], path: Path, repeat: int) -> int:
             return 1
         for key, value in ratios_of(results).items():
             runs.setdefault(key, []).append(value)
-    data = {
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    ratios = {k: round(min(v), 4) for k, v in runs.items()}
+    spread = {k: [round(min(v), 4), round(max(v), 4)] for k, v in runs.items()}
+    if only:
+        ratios = {**kept.get("ratios", {}), **ratios}
+        spread = {**kept.get("spread", {}), **spread}
+        updated = {**kept.get("updated", {}), **dict.fromkeys(runs, now)}
+    data: dict[str, Any] = {
         "about": "CI guard baseline: guarded ratios at --quick sizes, the lowest of several runs;"
                  " written by `make bench-baseline` (bench/run.py), read by `make bench-guard`",
-        "made": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "made": kept.get("made", now) if only else now,
         "runs": repeat,
         "tolerance": TOLERANCE,
-        "machine": machine(),
-        "ratios": {k: round(min(v), 4) for k, v in sorted(runs.items())},
-        "spread": {k: [round(min(v), 4), round(max(v), 4)] for k, v in sorted(runs.items())},
+        "machine": kept.get("machine", machine()) if only else machine(),
+        "ratios": dict(sorted(ratios.items())),
+        "spread": dict(sorted(spread.items())),
     }  # fmt: skip
+    if only:
+        data["updated"] = dict(sorted(updated.items()))
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"baseline written to {path} ({len(runs)} ratios, the lowest of {repeat} runs)")
     return 0
@@ -545,7 +564,7 @@ def main() -> int:
         benches = [b for b in benches if b.guarded]
         if args.guard:
             return guard(benches, args.baseline)
-        return write_baseline(benches, args.baseline, args.repeat)
+        return write_baseline(benches, args.baseline, args.repeat, only=bool(names))
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     before = machine()
