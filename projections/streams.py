@@ -139,16 +139,30 @@ class StreamsProjection:
                 del self.pending[req]
 
     def _reindex(self) -> None:
-        streams, last_seq = self.streams, self.last_seq
-        listeners = self.listeners
+        """Every index anew from ``streams`` (a snapshot restore), as ``_index`` would leave it
+        stream by stream, with each sorted list built from all its keys in one sort: adding them
+        one at a time was most of a restore (1M streams: 5 s of 9)."""
+        streams, last_seq, listeners = self.streams, self.last_seq, self.listeners
         self._clear()
-        self.listeners = listeners
-        self.streams, self.last_seq = streams, last_seq
+        self.streams, self.last_seq, self.listeners = streams, last_seq, listeners
+        order: list[OrderKey] = []
+        pending: dict[Requirement, list[OrderKey]] = {}
+        counts, by_agent, by_group = self.counts, self.by_agent, self.by_group
         for state in streams.values():
+            counts[state.status] += 1
             if state.status == "deleted":
-                self.counts["deleted"] += 1
-            else:
-                self._index(None, state)
+                continue
+            sid = state.stream_id
+            key = (state.created_at, sid)
+            order.append(key)
+            if state.group is not None:
+                by_group.setdefault(state.group, set()).add(sid)
+            if state.agent_id is not None and state.is_live:
+                by_agent.setdefault(state.agent_id, set()).add(sid)
+            if _is_pending(state):
+                pending.setdefault(requirement_of(state), []).append(key)
+        self.order = SortedList(order)
+        self.pending = {req: SortedList(keys) for req, keys in pending.items()}
 
     # ---- reads ---------------------------------------------------------------------------------
 

@@ -133,3 +133,54 @@ async def test_snapshot_round_trip_and_a_projection_blob_of_another_version(nc: 
     with pytest.raises(SnapshotError, match="format v7"):
         restored.restore(msgspec.msgpack.encode({"v": 7, "streams": {}, "last_seq": {}}))
     assert restored.streams == streams.streams  # unchanged after a refused restore
+
+
+def test_a_restore_rebuilds_every_index_the_fold_built() -> None:
+    """Given streams folded into every state an index tells apart: pending for two analytics,
+    in a group, assigned, running on agents, stopped, deleted
+    When the projection is snapshotted and restored into a fresh one
+    Then the restored indexes equal the folded ones (creation order, pending per requirement,
+    streams per agent and per group, counts by status)"""
+    from events.model import AnalyticRef, StreamAssigned, StreamDeleted, StreamRunning
+
+    folded = StreamsProjection()
+    seq = 0
+
+    def fold(event: StreamCreated | StreamAssigned | StreamRunning | StreamStopped | StreamDeleted,
+             ) -> None:  # fmt: skip
+        nonlocal seq
+        seq += 1
+        folded.apply(seq, f"stream.{event.stream_id}", event)
+
+    for i in range(300):
+        sid = f"s-{i:03d}"
+        fold(StreamCreated(
+            at=1_000.0 + (i * 7919) % 300, cause=CAUSE, stream_id=sid, name=f"cam {i}",
+            source=Source(url=f"rtsp://cam/{i}"), kind="stream",
+            analytics=(AnalyticRef(name="faces" if i % 3 else "motion"),),
+            group=f"g{i % 4}" if i % 5 == 0 else None,
+        ))  # fmt: skip
+        if i % 2:
+            fold(StreamAssigned(at=2e3, cause=CAUSE, stream_id=sid, agent_id=f"a{i % 7}",
+                                base_version=1))  # fmt: skip
+            if i % 4 == 1:
+                fold(StreamRunning(at=3e3, cause=CAUSE, stream_id=sid, agent_id=f"a{i % 7}",
+                                   assignment_version=2))  # fmt: skip
+        if i % 11 == 0:
+            fold(StreamStopped(at=4e3, cause=CAUSE, stream_id=sid))
+        if i % 13 == 0:
+            fold(StreamDeleted(at=5e3, cause=CAUSE, stream_id=sid))
+
+    restored = StreamsProjection()
+    restored.restore(folded.snapshot())
+
+    assert restored.streams == folded.streams and restored.last_seq == folded.last_seq
+    assert list(restored.order) == list(folded.order)
+    assert {r: list(k) for r, k in restored.pending.items()} == {
+        r: list(k) for r, k in folded.pending.items() if k
+    }
+    assert len(restored.pending) >= 2, "pending streams for two requirements"
+    assert restored.by_agent == folded.by_agent and restored.by_agent
+    assert restored.by_group == folded.by_group and restored.by_group
+    assert +restored.counts == +folded.counts
+    assert {"pending", "in_progress", "stopped", "deleted"} <= set(+folded.counts)
