@@ -1,9 +1,10 @@
 """Feedback sender: drains the agent's `Outbox` into JetStream ``VIGIL_FEEDBACK``, exactly once.
 
 Rows are claimed from the outbox in seq order and published, as stored, to
-``vigil.feedback.<agent_id>`` with ``Nats-Msg-Id: <agent_id>:<seq>`` as acked, pipelined publishes
-(up to ``max_in_flight`` awaiting their ack, read from an inbox of the sender's own). Acks are matched in seq order and only the contiguous
-acknowledged prefix is deleted from the outbox. On any failure the window is abandoned, the
+``vigil.feedback.<agent_id>`` with ``Nats-Msg-Id: <agent_id>:<seq>`` as acked, pipelined
+publishes (up to ``max_in_flight`` awaiting their ack, through `events.acks.AckInbox`). Acks
+are matched in seq order and only the contiguous acknowledged prefix is deleted from the
+outbox. On any failure the window is abandoned, the
 sender backs off (exponential, capped, jittered) and re-publishes from the first unacked row with
 the *same* msg ids: the stream's duplicate window drops copies that were stored after all (a
 publish that timed out during a disconnect may still be stored). After a failure it probes with a
@@ -36,13 +37,11 @@ from types import TracebackType
 
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from agent.outbox import Outbox
 from events import subjects
+from events.acks import Ack, AckInbox, PubRefused
 from events.feedback import Feedback
 
 __all__ = [
@@ -133,68 +132,6 @@ def _describe(exc: BaseException, stream: str | None, ack_timeout: float) -> str
     return f"{type(exc).__name__}: {exc}"
 
 
-class _Refused(Exception):
-    """JetStream refused a message (its ack carried an error)."""
-
-
-class _Acks:
-    """Acked publishes through an inbox of our own: one subscription for all acks, each read
-    with orjson into its future's ``duplicate`` flag. nats-py's ``publish_async`` builds a
-    ``PubAck`` dataclass per ack through ``dataclasses.fields`` (a third of the drain's time
-    with a random reply token each) and leaves a refused message's future unresolved, so a
-    refusal would only show as a timeout. The subscription outlives reconnects (nats-py
-    subscribes again); the futures of an abandoned attempt are cancelled and late acks for
-    them ignored."""
-
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
-        self._prefix = nc.new_inbox()
-        self._futures: dict[str, asyncio.Future[bool]] = {}
-        self._next = 0
-        self._sub: Subscription | None = None
-
-    async def start(self) -> None:
-        if self._sub is None:
-            self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
-
-    async def publish(
-        self, subject: str, body: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[bool]:
-        self._next += 1
-        token = str(self._next)
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._futures[token] = fut
-        try:
-            await self._nc.publish(subject, body, reply=f"{self._prefix}.{token}", headers=headers)
-        except BaseException:
-            del self._futures[token]
-            fut.cancel()
-            raise
-        return fut
-
-    def abandon(self) -> None:
-        futures, self._futures = self._futures, {}
-        for fut in futures.values():
-            fut.cancel()
-
-    async def _on_reply(self, msg: Msg) -> None:
-        fut = self._futures.pop(msg.subject[len(self._prefix) + 1 :], None)
-        if fut is None or fut.done():
-            return  # an abandoned attempt's ack
-        if msg.headers and msg.headers.get("Status") == "503":
-            fut.set_exception(nats.js.errors.NoStreamResponseError())
-            return
-        try:
-            resp = orjson.loads(msg.data)
-            error = resp.get("error")
-            if error:
-                fut.set_exception(_Refused(f"JetStream refused the message: {error}"))
-            else:
-                fut.set_result(bool(resp.get("duplicate")))
-        except (orjson.JSONDecodeError, AttributeError):
-            fut.set_exception(_Refused(f"unreadable ack: {msg.data[:200]!r}"))
-
-
 class FeedbackSender:
     """Publishes the outbox's rows in order, exactly once, in a background task.
 
@@ -216,7 +153,7 @@ class FeedbackSender:
         backoff: Backoff | None = None,
     ) -> None:
         """`stream`: expected stream name (sent as ``Nats-Expected-Stream``), None to skip."""
-        self._acks = _Acks(nc)
+        self._acks = AckInbox(nc)
         self._outbox = outbox
         self._subject = feedback_subject(outbox.agent_id)
         self._id_prefix = f"{outbox.agent_id}:"
@@ -338,7 +275,7 @@ class FeedbackSender:
         loop = asyncio.get_running_loop()
         window = 1 if probe else self._max_in_flight
         pending: deque[tuple[int, bytes]] = deque()
-        in_flight: deque[tuple[int, asyncio.Future[bool], float]] = deque()
+        in_flight: deque[tuple[int, asyncio.Future[Ack], float]] = deque()
         last_claimed = 0
         more = True
         acked_upto = 0
@@ -386,7 +323,7 @@ class FeedbackSender:
                 await asyncio.shield(self._outbox.ack(acked_upto))
                 self._progress.set()
 
-    async def _publish(self, seq: int, body: bytes) -> asyncio.Future[bool]:
+    async def _publish(self, seq: int, body: bytes) -> asyncio.Future[Ack]:
         headers = {"Nats-Msg-Id": f"{self._id_prefix}{seq}"}
         if self._stream is not None:
             headers["Nats-Expected-Stream"] = self._stream
@@ -403,7 +340,8 @@ class FeedbackSender:
             " use max_reconnect_attempts=-1 and stop the sender before closing the client"
         )
 
-    async def _await_ack(self, fut: asyncio.Future[bool], budget_s: float) -> bool:
+    async def _await_ack(self, fut: asyncio.Future[Ack], budget_s: float) -> bool:
+        """The ack's ``duplicate`` flag, or `_AttemptFailed`."""
         if not fut.done() and budget_s > 0:
             await asyncio.wait((fut,), timeout=budget_s)
         if not fut.done():
@@ -411,9 +349,11 @@ class FeedbackSender:
         if fut.cancelled():
             raise _AttemptFailed("publish was abandoned: retrying")
         exc = fut.exception()
-        if isinstance(exc, (nats.errors.Error, _Refused)):
+        if isinstance(exc, PubRefused):
+            raise _AttemptFailed(f"JetStream refused the message: {exc}") from exc
+        if isinstance(exc, nats.errors.Error):
             raise _AttemptFailed(_describe(exc, self._stream, self._ack_timeout)) from exc
-        return fut.result()  # raises any other (unexpected) exception
+        return fut.result().duplicate  # raises any other (unexpected) exception
 
     def _count(self, duplicate: bool) -> None:
         self._available = True

@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from events.acks import Ack, AckInbox, PubRefused
 from events.codec import UndecodableEvent, decode_event, encode_event
 from events.model import Event
 from events.store import Append, Conflict, Fence, Fenced, StoredEvent, Unavailable
@@ -101,7 +101,7 @@ class JetStreamStore:
         """The stream lives in a JetStream cluster: fenced batches are sent atomically."""
         self.atomic = True
         """Atomic batches are accepted (cleared when the server says they are not)."""
-        self._pipe: _AckPipe | None = None
+        self._pipe: AckInbox | None = None
 
     async def ensure(self) -> None:
         """Create the stream, or update its config to ours (idempotent, safe from many managers)."""
@@ -141,7 +141,7 @@ class JetStreamStore:
     @classmethod
     def _map_error(cls, exc: APIError, aggregate: str, fence: Fence | None) -> Exception:
         mapped = cls._map_code(exc.err_code, str(exc.description), aggregate, fence)
-        return exc if isinstance(mapped, _PubError) else mapped
+        return exc if isinstance(mapped, PubRefused) else mapped
 
     @staticmethod
     def _map_code(
@@ -153,7 +153,7 @@ class JetStreamStore:
                     f"fenced out: {fence.aggregate} moved past {fence.seq} ({description})"
                 )
             return Conflict(f"{aggregate} changed concurrently ({description})")
-        return _PubError(code, description)
+        return PubRefused(code, description)
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> int:
         """One acked publish, retried on timeouts with the same headers (so the same msg id)."""
@@ -167,8 +167,8 @@ class JetStreamStore:
             try:
                 fut = await pipe.publish(subject, body, headers)
                 try:
-                    return await asyncio.wait_for(fut, self.publish_timeout)
-                except _PubError as exc:
+                    return (await asyncio.wait_for(fut, self.publish_timeout)).seq
+                except PubRefused as exc:
                     raise APIError(description=exc.description, err_code=exc.err_code) from None
             except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError,
                     APIError) as exc:  # fmt: skip
@@ -245,7 +245,7 @@ class JetStreamStore:
                 return atomic
         pipe = await self._ack_pipe()
         seqs: list[int] = [0] * len(items)
-        pending: list[tuple[int, asyncio.Future[int]]] = []
+        pending: list[tuple[int, asyncio.Future[Ack]]] = []
         in_flight: Counter[str] = Counter()  # aggregate → events sent, not yet stored
         retry: list[int] = []
         failure: Exception | None = None
@@ -256,9 +256,9 @@ class JetStreamStore:
             while len(pending) > upto:
                 i, fut = pending.pop(0)
                 try:
-                    seqs[i] = await asyncio.wait_for(fut, self.publish_timeout)
+                    seqs[i] = (await asyncio.wait_for(fut, self.publish_timeout)).seq
                     in_flight[items[i].aggregate] -= 1
-                except _PubError as exc:
+                except PubRefused as exc:
                     if exc.err_code in TRANSIENT_CODES:
                         retry.append(i)
                         serial = serial or fence is not None
@@ -400,9 +400,9 @@ class JetStreamStore:
                 raise self._map_error(exc, item.aggregate, fence) from None
         return seqs
 
-    async def _ack_pipe(self) -> _AckPipe:
+    async def _ack_pipe(self) -> AckInbox:
         if self._pipe is None:
-            pipe = _AckPipe(self.nc)
+            pipe = AckInbox(self.nc)
             await pipe.start()
             self._pipe = pipe
         return self._pipe
@@ -461,60 +461,3 @@ class JetStreamStore:
     async def info(self) -> dict[str, Any]:
         info = await self.js.stream_info(self.stream)
         return {"messages": info.state.messages, "last_seq": info.state.last_seq}
-
-
-class _PubError(Exception):
-    """A JetStream refusal of a pipelined publish."""
-
-    def __init__(self, err_code: int | None, description: str) -> None:
-        super().__init__(f"{description} (err_code {err_code})")
-        self.err_code = err_code
-        self.description = description
-
-
-class _AckPipe:
-    """Pipelined acked publishes with our own reply inbox.
-
-    (nats-py's ``publish_async`` leaves the future unresolved when the server refuses a message
-    with a 400 error, so a refusal would only surface as a timeout.)
-    """
-
-    def __init__(self, nc: Client) -> None:
-        self.nc = nc
-        self.prefix = nc.new_inbox()
-        self.futures: dict[str, asyncio.Future[int]] = {}
-        self._next = 0
-
-    async def start(self) -> None:
-        await self.nc.subscribe(f"{self.prefix}.*", cb=self._on_reply)
-
-    async def publish(
-        self, subject: str, body: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[int]:
-        self._next += 1
-        token = str(self._next)
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(lambda _f: self.futures.pop(token, None))
-        self.futures[token] = fut
-        await self.nc.publish(
-            subject, body, reply=f"{self.prefix}.{token}", headers=headers or None
-        )
-        return fut
-
-    async def _on_reply(self, msg: Msg) -> None:
-        fut = self.futures.get(msg.subject.rsplit(".", 1)[-1])
-        if fut is None or fut.done():
-            return
-        if msg.headers and msg.headers.get("Status") == "503":
-            fut.set_exception(NoStreamResponseError())
-            return
-        try:
-            resp = orjson.loads(msg.data)
-        except orjson.JSONDecodeError:
-            fut.set_exception(_PubError(None, f"unreadable ack: {msg.data[:200]!r}"))
-            return
-        err = resp.get("error")
-        if err:
-            fut.set_exception(_PubError(err.get("err_code"), str(err.get("description", err))))
-        else:
-            fut.set_result(int(resp["seq"]))
