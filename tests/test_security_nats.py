@@ -151,3 +151,32 @@ async def test_a_revoked_identity_is_refused_after_a_reload(secure: Installation
         return False
 
     await eventually(refused, timeout=60, what="revoked identity refused")
+
+
+def test_the_server_side_keeps_one_operator_jwt_however_late_it_is_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given an installation's auth.conf, written once
+    When an identity is revoked and auth.conf rewritten seconds later (another authority object)
+    Then the operator JWT in it is the same one (a server refuses to reload a changed operator
+    JWT, and with it the revocation), while the account JWT is newer and carries the revocation"""
+    from ops.security.jwt import decode_claims
+
+    def operator_line(path: Path) -> str:
+        return next(line for line in path.read_text().splitlines() if line.startswith("operator"))
+
+    first = Authority(tmp_path / "auth")
+    first.mint("client", "laptop")
+    conf = first.write_server_auth()
+    before, account_iat = operator_line(conf), first._written_iat(conf)
+    later = time.time() + 5.0
+    monkeypatch.setattr(time, "time", lambda: later)
+    again = Authority(tmp_path / "auth")
+    again.revoke("laptop")
+    again.write_server_auth()
+    assert operator_line(conf) == before
+    assert again._written_iat(conf) > account_iat
+    account = next(line.split(":", 1)[1].strip().strip('"') for line in conf.read_text()
+                   .splitlines() if line.strip().startswith(again.account.public))  # fmt: skip
+    revoked = decode_claims(account)["nats"]["revocations"]
+    assert again.issued["laptop"].public_key in revoked

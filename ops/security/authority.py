@@ -4,6 +4,8 @@ the identities (users) they issue — decentralised NATS auth, no server restart
 Kept in ``<data-dir>/auth`` (directory 0700, every file 0600)::
 
     operator.nk  vigil.nk  sys.nk     seeds (secrets): whoever holds vigil.nk mints identities
+    operator.jwt                      the operator's JWT, minted once (a server refuses to
+                                      reload a config whose operator JWT changed)
     issued.json                       name → {role, public key, agent id, issued_at, revoked}
     auth.conf                         the server side: operator JWT, account JWTs (with the
                                       revocations), system account — included by nats.conf
@@ -109,9 +111,48 @@ class Authority:
     # ---- JWTs ----------------------------------------------------------------------------------
 
     def operator_jwt(self) -> str:
+        """The operator's JWT, minted once and kept (``operator.jwt``). A running nats-server
+        refuses a config reload whose operator JWT differs at all ("config reload not supported
+        for TrustedOperators"), and a JWT minted anew differs by its ``iat`` once the second
+        has turned: the reload that carries a revocation would be refused. An installation from
+        before this file reuses the operator JWT of its ``auth.conf``."""
+        path = self.path / "operator.jwt"
+        for token in (self._read(path), self._operator_in(self.path / "auth.conf")):
+            if token is not None and self._is_ours(token):
+                if not path.is_file():
+                    write_secret(path, token + "\n")
+                return token
         op = self.operator
-        return encode_jwt(op, op.public, "vigil",
-                          {"type": "operator", "version": 2, "system_account": self.system.public})  # fmt: skip
+        token = encode_jwt(op, op.public, "vigil",
+                           {"type": "operator", "version": 2, "system_account": self.system.public})  # fmt: skip
+        write_secret(path, token + "\n")
+        return token
+
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+
+    @classmethod
+    def _operator_in(cls, auth_conf: Path) -> str | None:
+        for line in (cls._read(auth_conf) or "").splitlines():
+            key, _, value = line.strip().partition(":")
+            if key.strip() == "operator":
+                return value.strip().strip('"') or None
+        return None
+
+    def _is_ours(self, token: str) -> bool:
+        """An operator JWT of this operator naming this system account."""
+        try:
+            claims = decode_claims(token)
+            return bool(
+                claims["sub"] == self.operator.public
+                and claims["nats"]["system_account"] == self.system.public
+            )
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def account_jwt(self, *, issued_after: int = 0) -> str:
         """The vigil account's JWT, issued after ``issued_after`` (a server keeps the account
