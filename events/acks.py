@@ -31,6 +31,10 @@ from nats.js.errors import NoStreamResponseError
 
 __all__ = ["Ack", "AckInbox", "PubRefused"]
 
+# A future whose ack is taken is forgotten then; one cancelled before it (a caller's timeout) is
+# forgotten by a sweep every this many publishes (a done-callback per future costs more).
+_SWEEP_EVERY = 4096
+
 
 class Ack(NamedTuple):
     seq: int
@@ -71,24 +75,31 @@ class AckInbox:
         self._next += 1
         token = str(self._next)
         fut: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(lambda _f: self.futures.pop(token, None))
         self.futures[token] = fut
+        if self._next % _SWEEP_EVERY == 0:
+            self._sweep()
         try:
             await self.nc.publish(
                 subject, body, reply=f"{self.prefix}.{token}", headers=headers or None
             )
         except BaseException:
+            del self.futures[token]
             fut.cancel()
             raise
         return fut
 
     def abandon(self) -> None:
         """Cancel every future still waiting for its ack (their acks will be ignored)."""
-        for fut in list(self.futures.values()):
+        futures, self.futures = self.futures, {}
+        for fut in futures.values():
             fut.cancel()
 
+    def _sweep(self) -> None:
+        """Forget the futures that ended without their ack (cancelled: a caller's timeout)."""
+        self.futures = {t: f for t, f in self.futures.items() if not f.done()}
+
     async def _on_reply(self, msg: Msg) -> None:
-        fut = self.futures.get(msg.subject[self._cut :])
+        fut = self.futures.pop(msg.subject[self._cut :], None)
         if fut is None or fut.done():
             return  # a cancelled or abandoned publish's ack
         if msg.headers and msg.headers.get("Status") == "503":
