@@ -169,12 +169,18 @@ def test_the_server_side_keeps_one_operator_jwt_however_late_it_is_rewritten(
     first.mint("client", "laptop")
     conf = first.write_server_auth()
     before, account_iat = operator_line(conf), first._written_iat(conf)
+    # An installation from before operator.jwt (or one whose copy was altered) takes the
+    # operator JWT of its auth.conf: only a token this operator key would mint is used.
+    kept = tmp_path / "auth" / "operator.jwt"
+    token = kept.read_text().strip()
+    kept.write_text(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB") + "\n")
     later = time.time() + 5.0
     monkeypatch.setattr(time, "time", lambda: later)
     again = Authority(tmp_path / "auth")
     again.revoke("laptop")
     again.write_server_auth()
     assert operator_line(conf) == before
+    assert kept.read_text().strip() == token  # ... and mended from it
     assert again._written_iat(conf) > account_iat
     account = next(line.split(":", 1)[1].strip().strip('"') for line in conf.read_text()
                    .splitlines() if line.strip().startswith(again.account.public))  # fmt: skip

@@ -115,18 +115,23 @@ class Authority:
         refuses a config reload whose operator JWT differs at all ("config reload not supported
         for TrustedOperators"), and a JWT minted anew differs by its ``iat`` once the second
         has turned: the reload that carries a revocation would be refused. An installation from
-        before this file reuses the operator JWT of its ``auth.conf``."""
+        before this file (or whose copy is not one this operator key minted) takes the operator
+        JWT of its ``auth.conf``."""
         path = self.path / "operator.jwt"
         for token in (self._read(path), self._operator_in(self.path / "auth.conf")):
             if token is not None and self._is_ours(token):
-                if not path.is_file():
+                if token != self._read(path):  # none kept yet, or not ours: keep this one
                     write_secret(path, token + "\n")
                 return token
-        op = self.operator
-        token = encode_jwt(op, op.public, "vigil",
-                           {"type": "operator", "version": 2, "system_account": self.system.public})  # fmt: skip
+        token = self._mint_operator()
         write_secret(path, token + "\n")
         return token
+
+    def _mint_operator(self, issued_at: int | None = None) -> str:
+        op = self.operator
+        return encode_jwt(op, op.public, "vigil",
+                          {"type": "operator", "version": 2, "system_account": self.system.public},
+                          issued_at=issued_at)  # fmt: skip
 
     @staticmethod
     def _read(path: Path) -> str | None:
@@ -144,13 +149,10 @@ class Authority:
         return None
 
     def _is_ours(self, token: str) -> bool:
-        """An operator JWT of this operator naming this system account."""
+        """Exactly the operator JWT this authority mints at that ``iat`` (Ed25519 signatures
+        are deterministic): signed by our operator key, naming our system account, untouched."""
         try:
-            claims = decode_claims(token)
-            return bool(
-                claims["sub"] == self.operator.public
-                and claims["nats"]["system_account"] == self.system.public
-            )
+            return token == self._mint_operator(int(decode_claims(token)["iat"]))
         except (ValueError, KeyError, TypeError):
             return False
 
