@@ -4,12 +4,12 @@ Rows are claimed from the outbox in seq order and published, as stored, to
 ``vigil.feedback.<agent_id>`` with ``Nats-Msg-Id: <agent_id>:<seq>`` as acked, pipelined
 publishes (up to ``max_in_flight`` awaiting their ack, through `events.acks.AckInbox`). Acks
 are matched in seq order and only the contiguous acknowledged prefix is deleted from the
-outbox. On any failure the window is abandoned, the
-sender backs off (exponential, capped, jittered) and re-publishes from the first unacked row with
-the *same* msg ids: the stream's duplicate window drops copies that were stored after all (a
-publish that timed out during a disconnect may still be stored). After a failure it probes with a
-single message and reopens the full window only once that one is acked, so an outage does not
-fill the client's reconnect buffer with copies.
+outbox. On any failure the window is abandoned, the sender backs off (exponential, capped,
+jittered) and re-publishes from the first unacked row with the *same* msg ids: the stream's
+duplicate window drops copies that were stored after all (a publish that timed out during a
+disconnect may still be stored). After a failure it probes with a single message and reopens the
+full window only once that one is acked, so an outage does not fill the client's reconnect
+buffer with copies.
 
 Order: rows are published in seq order, but after a reconnect JetStream may *store* some out of
 order (nats-py flushes its reconnect buffer, holding newer rows, before the sender's retry of
@@ -52,6 +52,7 @@ __all__ = [
     "SenderStopped",
     "feedback_subject",
     "msg_id",
+    "row_msg_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ def feedback_subject(agent_id: str) -> str:
 
 def msg_id(fb: Feedback) -> str:
     """The JetStream dedup id of a feedback row: ``<agent_id>:<seq>``."""
-    return f"{fb.agent_id}:{fb.seq}"
+    return row_msg_id(fb.agent_id, fb.seq)
+
+
+def row_msg_id(agent_id: str | None, seq: int) -> str:
+    """`msg_id` from the agent id and the row's seq (the sender has no decoded row)."""
+    return f"{agent_id}:{seq}"
 
 
 class SenderStopped(Exception):
@@ -156,7 +162,6 @@ class FeedbackSender:
         self._acks = AckInbox(nc)
         self._outbox = outbox
         self._subject = feedback_subject(outbox.agent_id)
-        self._id_prefix = f"{outbox.agent_id}:"
         self._stream = stream
         self._max_in_flight = max_in_flight
         self._claim_batch = claim_batch
@@ -324,7 +329,7 @@ class FeedbackSender:
                 self._progress.set()
 
     async def _publish(self, seq: int, body: bytes) -> asyncio.Future[Ack]:
-        headers = {"Nats-Msg-Id": f"{self._id_prefix}{seq}"}
+        headers = {"Nats-Msg-Id": row_msg_id(self._outbox.agent_id, seq)}
         if self._stream is not None:
             headers["Nats-Expected-Stream"] = self._stream
         try:

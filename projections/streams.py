@@ -141,7 +141,7 @@ class StreamsProjection:
     def _reindex(self) -> None:
         """Every index anew from ``streams`` (a snapshot restore), as ``_index`` would leave it
         stream by stream, with each sorted list built from all its keys in one sort: adding them
-        one at a time was most of a restore (1M streams: 5 s of 9)."""
+        one at a time was most of a restore (57 % of restoring 90k streams, cProfile)."""
         streams, last_seq, listeners = self.streams, self.last_seq, self.listeners
         self._clear()
         self.streams, self.last_seq, self.listeners = streams, last_seq, listeners
