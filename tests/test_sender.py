@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
+from nats.js.errors import ServerError
 
 from agent.outbox import Outbox
 from agent.sender import (
@@ -243,7 +244,13 @@ async def test_a_refused_message_is_reported_at_once_and_retried_until_accepted(
         assert error is not None and "refused" in error, error
         assert outbox.depth() == 1
         await js.delete_stream("SQUATTER")
-        await add_feedback_stream(js)
+        async with asyncio.timeout(20):  # the server may still be removing the squatter's store
+            while True:
+                try:
+                    await add_feedback_stream(js)
+                    break
+                except ServerError:  # 10049: error creating store for stream
+                    await asyncio.sleep(0.05)
         async with asyncio.timeout(20):
             await sender.wait_empty()
     assert [fb for _, fb in await read_feedback(js)] == [row]
